@@ -108,7 +108,7 @@ impl Controller {
         if self.image.topics.contains_key(name) {
             return Err(ControllerError::TopicAlreadyExists(name.to_string()));
         }
-        if partition_count < 1 || partition_count > PARTITIONS_PER_TOPIC_MAX {
+        if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partition_count) {
             return Err(ControllerError::InvalidPartitions(format!(
                 "number of partitions must be between 1 and {PARTITIONS_PER_TOPIC_MAX}, not {partition_count}"
             )));
