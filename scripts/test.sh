@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The project's one test command: Rust unit/property tests, then the end-to-end tests with real
+# Kafka clients (kcat, confluent-kafka, kafka-python, kafkajs) against a real `strom server`.
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh -k kcat         # extra arguments go to pytest
+#   SKIP_CARGO_TEST=1 scripts/test.sh tests/crash
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+"$ROOT/scripts/install-test-deps.sh"
+
+if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+echo "== cargo build -p strom" >&2
+cargo build -p strom
+export STROM_BIN="${STROM_BIN:-$ROOT/target/debug/strom}"
+
+if [[ "${SKIP_CARGO_TEST:-0}" != "1" ]]; then
+    echo "== cargo test --workspace" >&2
+    cargo test --workspace
+fi
+
+echo "== pytest tests (STROM_BIN=$STROM_BIN)" >&2
+set +e
+"$ROOT/.venv/bin/pytest" "$ROOT/tests" -q --timeout=120 "$@"
+rc=$?
+set -e
+if [[ $rc -eq 5 ]]; then
+    echo "pytest collected no tests" >&2
+    exit 1
+fi
+exit $rc

@@ -1,0 +1,359 @@
+"""confluent-kafka (bundled librdkafka 2.x) against a real strom server."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+
+import pytest
+from confluent_kafka import (TIMESTAMP_CREATE_TIME, KafkaError, KafkaException, TopicCollection,
+                             TopicPartition)
+from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
+                                   NewPartitions, NewTopic, OffsetSpec)
+
+from stromtest import (admin, consume_range, consumer, create_topic, produce_sync, producer,
+                       unique_topic, wait_until, watermarks)
+
+T0 = 1_700_000_000_000  # a fixed CreateTime base so timestamps are checked exactly
+
+
+def describe_topic_configs(a, topic: str) -> dict:
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    return a.describe_configs([res], request_timeout=10)[res].result(10)
+
+
+# ---------------------------------------------------------------------------- admin
+
+def test_admin_topic_lifecycle_and_configs(broker):
+    a = admin(broker.bootstrap)
+    topic = unique_topic("cf-admin")
+    fs = a.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1, config={
+        "retention.ms": "3600000", "segment.bytes": "1048576", "cleanup.policy": "delete",
+        "max.message.bytes": "200000"})], request_timeout=15)
+    assert fs[topic].result(15) is None
+
+    md = wait_until(lambda: a.list_topics(topic, timeout=5).topics.get(topic), what="topic metadata")
+    assert md.error is None
+    assert sorted(md.partitions) == [0, 1, 2]
+    for p in md.partitions.values():
+        assert p.leader == 0 and p.replicas == [0] and p.isrs == [0]
+    assert topic in a.list_topics(timeout=5).topics
+
+    cfg = describe_topic_configs(a, topic)
+    assert cfg["retention.ms"].value == "3600000"
+    assert cfg["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert cfg["segment.bytes"].value == "1048576"
+    assert cfg["cleanup.policy"].value == "delete"
+    assert cfg["max.message.bytes"].value == "200000"
+    # Defaults are described too, with a non-dynamic source.
+    assert "retention.bytes" in cfg
+    assert cfg["retention.bytes"].source != ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+
+    # Incremental alter: SET one, DELETE another (back to its default).
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.bytes", "123456789", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("max.message.bytes", None, incremental_operation=AlterConfigOpType.DELETE)])
+    a.incremental_alter_configs([res])[res].result(10)
+    cfg = describe_topic_configs(a, topic)
+    assert cfg["retention.bytes"].value == "123456789"
+    assert cfg["retention.bytes"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert cfg["retention.ms"].value == "3600000"
+    assert cfg["max.message.bytes"].source != ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+
+    # Legacy AlterConfigs replaces the whole dynamic set.
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"retention.ms": "7200000"})
+    a.alter_configs([res])[res].result(10)
+    cfg = describe_topic_configs(a, topic)
+    assert cfg["retention.ms"].value == "7200000"
+    assert cfg["retention.bytes"].source != ConfigSource.DYNAMIC_TOPIC_CONFIG.value  # dropped
+
+    # Configs persist across a restart.
+    broker.restart()
+    a = admin(broker.bootstrap)
+    cfg = describe_topic_configs(a, topic)
+    assert cfg["retention.ms"].value == "7200000"
+
+    # CreatePartitions 3 -> 5.
+    fs = a.create_partitions([NewPartitions(topic, 5)], request_timeout=15)
+    fs[topic].result(15)
+    wait_until(lambda: len(a.list_topics(topic, timeout=5).topics[topic].partitions) == 5,
+               what="5 partitions")
+
+    # describe_topics (Metadata with topic ids).
+    desc = a.describe_topics(TopicCollection([topic]), request_timeout=10)[topic].result(10)
+    assert desc.name == topic
+    assert [p.id for p in desc.partitions] == [0, 1, 2, 3, 4]
+    assert all(p.leader.id == 0 for p in desc.partitions)
+
+    # Delete.
+    a.delete_topics([topic], request_timeout=15)[topic].result(15)
+    wait_until(lambda: topic not in a.list_topics(timeout=5).topics, what="topic gone")
+
+
+def test_describe_cluster_and_broker_configs(broker):
+    a = admin(broker.bootstrap)
+    desc = a.describe_cluster(request_timeout=10).result(10)
+    assert desc.cluster_id, "cluster id must be set"
+    assert [n.id for n in desc.nodes] == [0]
+    assert desc.nodes[0].host == "127.0.0.1" and desc.nodes[0].port == broker.kafka_port
+    assert desc.controller.id == 0
+
+    res = ConfigResource(ConfigResource.Type.BROKER, "0")
+    cfg = a.describe_configs([res], request_timeout=10)[res].result(10)
+    assert cfg, "broker configs must not be empty"
+
+
+def test_admin_bad_inputs(broker):
+    a = admin(broker.bootstrap)
+    topic = unique_topic("cf-bad")
+    create_topic(broker.bootstrap, topic, partitions=2)
+
+    def err_of(fut):
+        with pytest.raises(KafkaException) as ei:
+            fut.result(15)
+        return ei.value.args[0].code()
+
+    cases = {
+        "bad/name": NewTopic("bad/name", num_partitions=1, replication_factor=1),
+        "..": NewTopic("..", num_partitions=1, replication_factor=1),
+        "long": NewTopic("x" * 250, num_partitions=1, replication_factor=1),
+    }
+    for label, nt in cases.items():
+        fs = a.create_topics([nt], request_timeout=15)
+        assert err_of(fs[nt.topic]) == KafkaError.TOPIC_EXCEPTION, label  # INVALID_TOPIC_EXCEPTION (17)
+
+    zero = unique_topic("cf-zero")
+    fs = a.create_topics([NewTopic(zero, num_partitions=0, replication_factor=1)], request_timeout=15)
+    assert err_of(fs[zero]) == KafkaError.INVALID_PARTITIONS
+
+    fs = a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)], request_timeout=15)
+    assert err_of(fs[topic]) == KafkaError.TOPIC_ALREADY_EXISTS
+
+    bad_cfg = unique_topic("cf-badcfg")
+    fs = a.create_topics([NewTopic(bad_cfg, num_partitions=1, replication_factor=1,
+                                   config={"retention.ms": "not-a-number"})], request_timeout=15)
+    assert err_of(fs[bad_cfg]) == KafkaError.INVALID_CONFIG
+    fs = a.create_topics([NewTopic(bad_cfg, num_partitions=1, replication_factor=1,
+                                   config={"no.such.config": "1"})], request_timeout=15)
+    assert err_of(fs[bad_cfg]) == KafkaError.INVALID_CONFIG
+    assert bad_cfg not in a.list_topics(timeout=5).topics
+
+    # Fewer partitions than now.
+    fs = a.create_partitions([NewPartitions(topic, 1)], request_timeout=15)
+    assert err_of(fs[topic]) == KafkaError.INVALID_PARTITIONS
+
+    # Unknown topics.
+    ghost = unique_topic("cf-ghost")
+    fs = a.delete_topics([ghost], request_timeout=15)
+    assert err_of(fs[ghost]) == KafkaError.UNKNOWN_TOPIC_OR_PART
+    res = ConfigResource(ConfigResource.Type.TOPIC, ghost)
+    assert err_of(a.describe_configs([res], request_timeout=10)[res]) == KafkaError.UNKNOWN_TOPIC_OR_PART
+
+    # validate_only creates nothing.
+    v = unique_topic("cf-validate")
+    a.create_topics([NewTopic(v, num_partitions=1, replication_factor=1)],
+                    validate_only=True, request_timeout=15)[v].result(15)
+    assert v not in a.list_topics(timeout=5).topics
+
+
+def test_message_larger_than_max_message_bytes(broker):
+    topic = unique_topic("cf-big")
+    create_topic(broker.bootstrap, topic, partitions=1, config={"max.message.bytes": "1024"})
+    p = producer(broker.bootstrap, **{"compression.type": "none", "linger.ms": 0, "retries": 0})
+    got = []
+    p.produce(topic, value=os.urandom(5000), on_delivery=lambda err, msg: got.append(err))
+    p.flush(20)
+    assert len(got) == 1 and got[0] is not None, got
+    assert got[0].code() == KafkaError.MSG_SIZE_TOO_LARGE, got[0]
+    # A small message still goes through and lands at offset 0.
+    [(part, off, _)] = produce_sync(p, topic, [dict(value=b"small")])
+    assert (part, off) == (0, 0)
+
+
+# ---------------------------------------------------------------------------- produce / consume
+
+def make_messages(n: int, prefix: str, partition: int | None = None) -> list[dict]:
+    msgs = []
+    for i in range(n):
+        m = dict(
+            key=f"{prefix}-key-{i % 7}".encode(),
+            value=(f"{prefix}-value-{i}-".encode() + bytes(range(256)) * (1 + i % 3)
+                   + os.urandom(16)),
+            headers=[("h1", b"v1"), ("idx", str(i).encode()), ("bin", bytes([0, 255, i % 256])),
+                     ("h1", b"dup")],
+            timestamp=T0 + i * 10,
+        )
+        if i % 11 == 5:
+            m["key"] = None  # null key
+        if i % 13 == 7:
+            m["headers"] = None  # no headers
+        if partition is not None:
+            m["partition"] = partition
+        msgs.append(m)
+    # one big compressible value
+    msgs.append(dict(key=b"big", value=b"0123456789abcdef" * 20000, timestamp=T0 + n * 10,
+                     headers=[("kind", b"big")], **({"partition": partition} if partition is not None else {})))
+    return msgs
+
+
+def assert_same(msg, sent: dict, offset: int):
+    assert msg.offset() == offset
+    assert msg.key() == sent.get("key"), (offset, msg.key(), sent.get("key"))
+    assert msg.value() == sent["value"], offset
+    assert (msg.headers() or []) == (sent.get("headers") or []), (offset, msg.headers())
+    assert msg.timestamp() == (TIMESTAMP_CREATE_TIME, sent["timestamp"]), (offset, msg.timestamp())
+
+
+@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
+def test_produce_consume_every_codec_acks_all(broker, codec):
+    topic = unique_topic(f"cf-{codec}")
+    create_topic(broker.bootstrap, topic, partitions=1)
+    p = producer(broker.bootstrap, **{"compression.type": codec, "acks": "all", "linger.ms": 20,
+                                      "batch.num.messages": 25})
+    msgs = make_messages(100, codec, partition=0)
+    acks = produce_sync(p, topic, msgs)
+    assert [a[:2] for a in acks] == [(0, i) for i in range(len(msgs))], "offsets contiguous from 0"
+    # Delivery reports carry the CreateTime we set.
+    assert [a[2] for a in acks] == [(TIMESTAMP_CREATE_TIME, m["timestamp"]) for m in msgs]
+
+    got = consume_range(broker.bootstrap, topic, 0, 0)
+    assert len(got) == len(msgs)
+    for i, (m, s) in enumerate(zip(got, msgs)):
+        assert_same(m, s, i)
+    assert watermarks(broker.bootstrap, topic) == (0, len(msgs))
+
+    # Consume again from the middle (inside a compressed batch).
+    got = consume_range(broker.bootstrap, topic, 0, 37)
+    assert [m.offset() for m in got] == list(range(37, len(msgs)))
+    assert_same(got[0], msgs[37], 37)
+
+
+@pytest.mark.parametrize("acks", ["0", "1"])
+def test_produce_acks_0_and_1(broker, acks):
+    topic = unique_topic(f"cf-acks{acks}")
+    create_topic(broker.bootstrap, topic, partitions=1)
+    p = producer(broker.bootstrap, acks=acks, **{"linger.ms": 10})
+    msgs = [dict(value=f"m{i}".encode(), key=b"k", timestamp=T0 + i, partition=0) for i in range(50)]
+    acked = produce_sync(p, topic, msgs)
+    if acks == "1":
+        assert [a[1] for a in acked] == list(range(50))
+    got = wait_until(lambda: (lambda r: r if len(r) == 50 else None)(
+        consume_range(broker.bootstrap, topic, 0, 0)), timeout=10, what="50 messages")
+    assert [m.value() for m in got] == [m["value"] for m in msgs]
+    assert [m.offset() for m in got] == list(range(50))
+
+
+def test_same_key_same_partition(broker):
+    topic = unique_topic("cf-keys")
+    create_topic(broker.bootstrap, topic, partitions=6)
+    p = producer(broker.bootstrap, **{"linger.ms": 10})
+    keys = [f"user-{k}".encode() for k in range(12)]
+    msgs = [dict(key=keys[i % 12], value=f"{i}".encode(), timestamp=T0 + i) for i in range(240)]
+    acks = produce_sync(p, topic, msgs)
+    part_of_key = defaultdict(set)
+    for m, (part, _, _) in zip(msgs, acks):
+        part_of_key[m["key"]].add(part)
+    assert all(len(s) == 1 for s in part_of_key.values()), part_of_key
+    assert len({next(iter(s)) for s in part_of_key.values()}) > 1, "keys spread over partitions"
+
+    # Each partition holds exactly its keys' messages, in send order, offsets contiguous.
+    for part in range(6):
+        expect = [m for m, a in zip(msgs, acks) if a[0] == part]
+        got = consume_range(broker.bootstrap, topic, part, 0)
+        assert [g.offset() for g in got] == list(range(len(expect)))
+        assert [(g.key(), g.value()) for g in got] == [(m["key"], m["value"]) for m in expect]
+        exp_offsets = [a[1] for a in acks if a[0] == part]
+        assert exp_offsets == list(range(len(expect)))
+
+
+def test_list_offsets_earliest_latest_by_timestamp(broker):
+    topic = unique_topic("cf-offsets")
+    create_topic(broker.bootstrap, topic, partitions=1)
+    p = producer(broker.bootstrap)
+    msgs = [dict(value=f"v{i}".encode(), timestamp=T0 + i * 1000, partition=0) for i in range(10)]
+    produce_sync(p, topic, msgs)
+    assert watermarks(broker.bootstrap, topic) == (0, 10)
+
+    c = consumer(broker.bootstrap)
+    try:
+        q = [TopicPartition(topic, 0, T0 + 3500)]
+        assert c.offsets_for_times(q, timeout=10)[0].offset == 4
+        q = [TopicPartition(topic, 0, T0)]
+        assert c.offsets_for_times(q, timeout=10)[0].offset == 0
+        q = [TopicPartition(topic, 0, T0 + 9000)]
+        assert c.offsets_for_times(q, timeout=10)[0].offset == 9
+        q = [TopicPartition(topic, 0, T0 + 10_000)]
+        assert c.offsets_for_times(q, timeout=10)[0].offset == -1  # none that late
+    finally:
+        c.close()
+
+    a = admin(broker.bootstrap)
+    tp = TopicPartition(topic, 0)
+    for spec, want in [(OffsetSpec.earliest(), 0), (OffsetSpec.latest(), 10),
+                       (OffsetSpec.for_timestamp(T0 + 2000), 2)]:
+        res = a.list_offsets({tp: spec}, request_timeout=10)[tp].result(10)
+        assert res.offset == want, (spec, res)
+    res = a.list_offsets({tp: OffsetSpec.max_timestamp()}, request_timeout=10)[tp].result(10)
+    assert (res.offset, res.timestamp) == (9, T0 + 9000)
+
+
+def test_delete_records(broker):
+    topic = unique_topic("cf-delrec")
+    create_topic(broker.bootstrap, topic, partitions=1)
+    p = producer(broker.bootstrap)
+    produce_sync(p, topic, [dict(value=f"v{i}".encode(), partition=0) for i in range(20)])
+    a = admin(broker.bootstrap)
+    res = a.delete_records([TopicPartition(topic, 0, 12)], request_timeout=10)
+    [(tp, fut)] = res.items()
+    info = fut.result(10)
+    assert info.offset == 12  # the new low watermark
+    assert watermarks(broker.bootstrap, topic) == (12, 20)
+
+    got = consume_range(broker.bootstrap, topic, 0, 12)
+    assert [m.value() for m in got] == [f"v{i}".encode() for i in range(12, 20)]
+
+    # Offset 3 was deleted: with auto.offset.reset=error the consumer reports the out-of-range offset.
+    c = consumer(broker.bootstrap)
+    try:
+        c.assign([TopicPartition(topic, 0, 3)])
+        err = None
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and err is None:
+            m = c.poll(0.5)
+            if m is not None and m.error():
+                err = m.error()
+            elif m is not None:
+                pytest.fail(f"read deleted offset {m.offset()}")
+        assert err is not None, "no error for a deleted offset"
+        assert err.code() == KafkaError._AUTO_OFFSET_RESET, err
+        assert "out of range" in err.str().lower(), err
+    finally:
+        c.close()
+
+    # Delete beyond the high watermark -> OFFSET_OUT_OF_RANGE.
+    res = a.delete_records([TopicPartition(topic, 0, 99)], request_timeout=10)
+    [(tp, fut)] = res.items()
+    with pytest.raises(KafkaException) as ei:
+        fut.result(10)
+    assert ei.value.args[0].code() == KafkaError.OFFSET_OUT_OF_RANGE
+
+    # The new log start offset survives a restart.
+    broker.restart()
+    assert watermarks(broker.bootstrap, topic) == (12, 20)
+
+
+def test_consume_unknown_partition_and_topic(broker):
+    topic = unique_topic("cf-unk")
+    create_topic(broker.bootstrap, topic, partitions=1)
+    import kwire
+    err, hw, _, _ = kwire.fetch_v4(broker.bootstrap, topic, 7, 0)
+    assert err == kwire.UNKNOWN_TOPIC_OR_PARTITION, err
+    err, hw, _, _ = kwire.fetch_v4(broker.bootstrap, unique_topic("cf-nope"), 0, 0)
+    assert err == kwire.UNKNOWN_TOPIC_OR_PARTITION, err
+    # Fetch past the end -> OFFSET_OUT_OF_RANGE; at the end -> empty.
+    produce_sync(producer(broker.bootstrap), topic, [dict(value=b"x", partition=0)])
+    err, hw, _, recs = kwire.fetch_v4(broker.bootstrap, topic, 0, 5)
+    assert (err, hw) == (kwire.OFFSET_OUT_OF_RANGE, 1)
+    err, hw, _, recs = kwire.fetch_v4(broker.bootstrap, topic, 0, 1)
+    assert (err, hw, recs or b"") == (0, 1, b"")
