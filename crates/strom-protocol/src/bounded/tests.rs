@@ -143,3 +143,22 @@ fn unsupported_version_has_no_schema() {
     let error = check_request(ApiKey::JoinGroup, 0, &frame, &DecodeLimits::default()).unwrap_err();
     assert!(matches!(error, BoundedError::NoSchema { .. }));
 }
+
+#[test]
+fn every_supported_api_has_a_schema_for_each_of_its_versions() {
+    for &(api_key, min, max) in crate::versions::SUPPORTED_APIS {
+        let schema = schemas::message_schema(api_key).unwrap_or_else(|| panic!("{api_key:?}"));
+        assert_eq!(schema.api_key, api_key);
+        assert!(schema.versions.contains(min) && schema.versions.contains(max));
+        for version in min..=max {
+            let header_version = api_key.request_header_version(version);
+            assert!(schemas::REQUEST_HEADER_VERSIONS.contains(header_version));
+            // The header is flexible exactly when the body is.
+            assert_eq!(
+                header_version >= 2,
+                schema.flexible.contains(version),
+                "{api_key:?}"
+            );
+        }
+    }
+}
