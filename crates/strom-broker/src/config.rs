@@ -1,0 +1,103 @@
+//! The broker's static configuration, with Strom's embedded defaults.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Everything a broker needs to start. Every field has a default, so an empty `strom.toml`
+/// (or none) gives a working single-node broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// This node's id (`node.id`).
+    pub node_id: i32,
+    /// Where partition logs and metadata live.
+    pub data_dir: PathBuf,
+    /// Address the Kafka listener binds.
+    pub kafka_addr: SocketAddr,
+    /// Address clients are told to connect to; defaults to `kafka_addr` (with the real port
+    /// when `kafka_addr` asks for port 0).
+    pub advertised_kafka_addr: Option<String>,
+    /// Address of the HTTP side (health, metrics); `None` disables it.
+    pub http_addr: Option<SocketAddr>,
+    /// Rack of this broker, if any.
+    pub rack: Option<String>,
+    /// Create unknown topics on Metadata and Produce (`auto.create.topics.enable`).
+    pub auto_create_topics_enable: bool,
+    /// Partitions of auto-created topics and of CreateTopics asking for -1 (`num.partitions`).
+    pub num_partitions: i32,
+    /// Replication factor used when a request asks for -1 (`default.replication.factor`).
+    pub default_replication_factor: i16,
+    /// Largest request frame accepted (`socket.request.max.bytes`).
+    pub socket_request_max_bytes: usize,
+    /// Bytes of request frames held in memory at once over all connections
+    /// (`queued.max.request.bytes`); a reader waits when it is reached.
+    pub queued_request_bytes_max: usize,
+    /// Requests one connection may have in flight before the broker stops reading from it.
+    pub inflight_requests_per_connection_max: usize,
+    /// Open client connections at most (`max.connections`).
+    pub connections_max: usize,
+    /// Largest fetch response the broker builds, whatever the client asks for.
+    pub fetch_response_bytes_max: usize,
+    /// How often retention and segment.ms rolls run (`log.retention.check.interval.ms`).
+    pub log_retention_check_interval_ms: u64,
+    /// Broker-wide defaults for topic configs, by Kafka topic config name
+    /// (e.g. `"retention.ms" = "86400000"`).
+    pub topic_defaults: BTreeMap<String, String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 0,
+            data_dir: PathBuf::from("./strom-data"),
+            kafka_addr: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_kafka_addr: None,
+            http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
+            rack: None,
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            socket_request_max_bytes: strom_protocol::frame::FRAME_SIZE_MAX_DEFAULT_BYTES,
+            queued_request_bytes_max: 512 * 1024 * 1024,
+            inflight_requests_per_connection_max: 100,
+            connections_max: 10_000,
+            fetch_response_bytes_max: 64 * 1024 * 1024,
+            log_retention_check_interval_ms: 60_000,
+            topic_defaults: BTreeMap::new(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Checks values that would make the broker misbehave; returns what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.node_id < 0 {
+            return Err(format!("node_id must be >= 0, not {}", self.node_id));
+        }
+        if self.num_partitions < 1 {
+            return Err(format!(
+                "num_partitions must be >= 1, not {}",
+                self.num_partitions
+            ));
+        }
+        if self.socket_request_max_bytes < 1024 {
+            return Err("socket_request_max_bytes must be at least 1024".to_string());
+        }
+        if self.queued_request_bytes_max < self.socket_request_max_bytes {
+            return Err(
+                "queued_request_bytes_max must be at least socket_request_max_bytes".to_string(),
+            );
+        }
+        if self.inflight_requests_per_connection_max == 0 || self.connections_max == 0 {
+            return Err("connection limits must be at least 1".to_string());
+        }
+        for (key, value) in &self.topic_defaults {
+            strom_metadata::topic_config::validate_topic_config(key, value)
+                .map_err(|e| format!("topic_defaults: {e}"))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! Fetch: stored batches, as they are, below the high watermark. A fetch that finds fewer than
+//! `min_bytes` waits (a delayed operation) until an append to one of its partitions or
+//! `max_wait_ms`, whichever comes first; it is woken by appends, never by polling.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::select_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::errors::storage_error_code;
+use crate::partition::Partition;
+use crate::state::BrokerState;
+
+/// Longest a fetch may wait, whatever the client asks for.
+const FETCH_WAIT_MS_MAX: u64 = 300_000;
+
+struct Target {
+    topic_index: usize,
+    index: i32,
+    fetch_offset: i64,
+    partition_max_bytes: usize,
+    current_leader_epoch: i32,
+    partition: Result<Arc<Partition>, i16>,
+}
+
+pub async fn handle(state: &BrokerState, version: i16, request: FetchRequest) -> FetchResponse {
+    let wait_ms = request.max_wait_ms.max(0) as u64;
+    let deadline = Instant::now() + Duration::from_millis(wait_ms.min(FETCH_WAIT_MS_MAX));
+    let response_bytes_max = if request.max_bytes <= 0 {
+        state.config.fetch_response_bytes_max
+    } else {
+        (request.max_bytes as usize).min(state.config.fetch_response_bytes_max)
+    };
+    let min_bytes = request.min_bytes.max(0) as usize;
+    let image = state.image();
+    let mut topics: Vec<(TopicName, Uuid)> = Vec::with_capacity(request.topics.len());
+    let mut targets = Vec::new();
+    for topic in request.topics {
+        let name = if version >= 13 {
+            image
+                .topic_by_id(&topic.topic_id)
+                .map(|t| super::topic_name(&t.name))
+                .unwrap_or_default()
+        } else {
+            topic.topic.clone()
+        };
+        let topic_index = topics.len();
+        for p in topic.partitions {
+            let partition = state.replicas.get(&name, p.partition).ok_or_else(|| {
+                if image
+                    .topic(&name)
+                    .is_some_and(|t| (p.partition as usize) < t.partitions.len())
+                {
+                    ResponseError::NotLeaderOrFollower.code()
+                } else if version >= 13 {
+                    ResponseError::UnknownTopicId.code()
+                } else {
+                    ResponseError::UnknownTopicOrPartition.code()
+                }
+            });
+            targets.push(Target {
+                topic_index,
+                index: p.partition,
+                fetch_offset: p.fetch_offset,
+                partition_max_bytes: p.partition_max_bytes.max(0) as usize,
+                current_leader_epoch: p.current_leader_epoch,
+                partition,
+            });
+        }
+        topics.push((name, topic.topic_id));
+    }
+    loop {
+        // Subscribe before reading so an append between the read and the wait still wakes us.
+        let mut receivers: Vec<watch::Receiver<i64>> = targets
+            .iter()
+            .filter_map(|t| t.partition.as_ref().ok().map(|p| p.subscribe()))
+            .collect();
+        let (partitions, bytes_total, any_error) = read_partitions(&targets, response_bytes_max);
+        let waited_enough = wait_ms == 0 || Instant::now() >= deadline;
+        if bytes_total >= min_bytes || any_error || waited_enough || receivers.is_empty() {
+            return build_response(topics, partitions);
+        }
+        let changed = select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            let (partitions, _, _) = read_partitions(&targets, response_bytes_max);
+            return build_response(topics, partitions);
+        }
+    }
+}
+
+fn read_partitions(
+    targets: &[Target],
+    response_bytes_max: usize,
+) -> (Vec<(usize, PartitionData)>, usize, bool) {
+    let mut bytes_total = 0usize;
+    let mut any_error = false;
+    let mut partitions = Vec::with_capacity(targets.len());
+    for target in targets {
+        let mut data = PartitionData::default();
+        data.partition_index = target.index;
+        match &target.partition {
+            Err(code) => {
+                data.error_code = *code;
+                data.high_watermark = -1;
+            }
+            Ok(partition) => {
+                let remaining = response_bytes_max.saturating_sub(bytes_total);
+                read_one(partition, target, remaining, bytes_total == 0, &mut data);
+                bytes_total += data.records.as_ref().map_or(0, Bytes::len);
+            }
+        }
+        any_error |= data.error_code != 0;
+        partitions.push((target.topic_index, data));
+    }
+    (partitions, bytes_total, any_error)
+}
+
+fn read_one(
+    partition: &Partition,
+    target: &Target,
+    remaining_bytes: usize,
+    min_one_batch: bool,
+    data: &mut PartitionData,
+) {
+    let leader_epoch = partition.leader_epoch();
+    if target.current_leader_epoch >= 0 && target.current_leader_epoch != leader_epoch {
+        data.error_code = if target.current_leader_epoch < leader_epoch {
+            ResponseError::FencedLeaderEpoch.code()
+        } else {
+            ResponseError::UnknownLeaderEpoch.code()
+        };
+        return;
+    }
+    let log = partition.log.lock();
+    let high_watermark = log.high_watermark();
+    data.high_watermark = high_watermark;
+    data.last_stable_offset = high_watermark;
+    data.log_start_offset = log.log_start_offset();
+    let max_bytes = target.partition_max_bytes.min(remaining_bytes);
+    match log.read(
+        target.fetch_offset,
+        max_bytes,
+        high_watermark,
+        min_one_batch && max_bytes > 0,
+    ) {
+        Ok(records) => data.records = Some(records),
+        Err(error) => {
+            data.error_code = storage_error_code(&error);
+            data.records = Some(Bytes::new());
+        }
+    }
+}
+
+fn build_response(
+    topics: Vec<(TopicName, Uuid)>,
+    partitions: Vec<(usize, PartitionData)>,
+) -> FetchResponse {
+    let mut responses: Vec<FetchableTopicResponse> = topics
+        .into_iter()
+        .map(|(name, topic_id)| {
+            let mut topic = FetchableTopicResponse::default();
+            topic.topic = name;
+            topic.topic_id = topic_id;
+            topic
+        })
+        .collect();
+    for (topic_index, data) in partitions {
+        if let Some(topic) = responses.get_mut(topic_index) {
+            topic.partitions.push(data);
+        }
+    }
+    let mut response = FetchResponse::default();
+    response.responses = responses;
+    response
+}

@@ -1,0 +1,141 @@
+//! Produce: validate each partition's batches by their headers, append them as received, and
+//! answer with the base offset. On one node the high watermark follows the log end offset, so
+//! acks=all is satisfied as soon as the append returns.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use strom_storage::batch::{validate_batches, TimestampType};
+
+use super::str_bytes;
+use crate::errors::{batch_error_code, storage_error_code};
+use crate::state::{now_ms, BrokerState};
+
+/// Returns `None` for acks=0, where the client expects no response.
+pub fn handle(
+    state: &BrokerState,
+    _version: i16,
+    request: ProduceRequest,
+) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let names: Vec<String> = request
+        .topic_data
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    let creation_failures = state.auto_create_topics(&names);
+    let mut response = ProduceResponse::default();
+    for topic in request.topic_data {
+        let name = topic.name.to_string();
+        let mut topic_response = TopicProduceResponse::default();
+        topic_response.name = topic.name.clone();
+        for data in topic.partition_data {
+            let outcome = if !matches!(acks, -1..=1) {
+                Err((
+                    ResponseError::InvalidRequiredAcks.code(),
+                    format!("acks must be -1, 0 or 1, not {acks}"),
+                ))
+            } else if let Some(code) = creation_failures.get(&name) {
+                Err((*code, format!("topic '{name}' could not be created")))
+            } else {
+                append(state, &name, data.index, data.records.as_deref(), acks)
+            };
+            let mut partition_response = PartitionProduceResponse::default();
+            partition_response.index = data.index;
+            match outcome {
+                Ok(appended) => {
+                    partition_response.base_offset = appended.base_offset;
+                    partition_response.log_append_time_ms = appended.log_append_time_ms;
+                    partition_response.log_start_offset = appended.log_start_offset;
+                }
+                Err((code, message)) => {
+                    partition_response.error_code = code;
+                    partition_response.base_offset = -1;
+                    partition_response.log_append_time_ms = -1;
+                    partition_response.log_start_offset = -1;
+                    partition_response.error_message = Some(str_bytes(&message));
+                }
+            }
+            topic_response.partition_responses.push(partition_response);
+        }
+        response.responses.push(topic_response);
+    }
+    (acks != 0).then_some(response)
+}
+
+struct Appended {
+    base_offset: i64,
+    log_append_time_ms: i64,
+    log_start_offset: i64,
+}
+
+fn append(
+    state: &BrokerState,
+    topic: &str,
+    index: i32,
+    records: Option<&[u8]>,
+    acks: i16,
+) -> Result<Appended, (i16, String)> {
+    let Some(partition) = state.replicas.get(topic, index) else {
+        return Err((
+            ResponseError::UnknownTopicOrPartition.code(),
+            format!("this broker hosts no partition {index} of topic '{topic}'"),
+        ));
+    };
+    let (leader, leader_epoch, isr_len) = {
+        let leadership = partition.leadership.read();
+        (
+            leadership.leader,
+            leadership.leader_epoch,
+            leadership.isr.len(),
+        )
+    };
+    if leader != state.node_id() {
+        return Err((
+            ResponseError::NotLeaderOrFollower.code(),
+            format!(
+                "broker {} is not the leader of {topic}-{index}",
+                state.node_id()
+            ),
+        ));
+    }
+    let records = records.unwrap_or_default();
+    if records.is_empty() {
+        return Err((
+            ResponseError::InvalidRecord.code(),
+            "the produce request carries no record batch".to_string(),
+        ));
+    }
+    let rules = partition.rules.read().clone();
+    let now = now_ms();
+    validate_batches(records, &rules.validation, now)
+        .map_err(|e| (batch_error_code(&e), e.to_string()))?;
+    if acks == -1 && isr_len < rules.min_insync_replicas {
+        return Err((
+            ResponseError::NotEnoughReplicas.code(),
+            format!(
+                "{isr_len} in-sync replica(s), min.insync.replicas is {}",
+                rules.min_insync_replicas
+            ),
+        ));
+    }
+    let log_append_time_ms =
+        (rules.validation.timestamp_type == TimestampType::LogAppendTime).then_some(now);
+    // The one copy: out of the request frame into a buffer whose headers we may rewrite.
+    let mut batches = records.to_vec();
+    let (info, log_end_offset) = {
+        let mut log = partition.log.lock();
+        let info = log
+            .append(&mut batches, leader_epoch, log_append_time_ms, now)
+            .map_err(|e| (storage_error_code(&e), e.to_string()))?;
+        let log_end_offset = log.log_end_offset();
+        log.set_high_watermark(log_end_offset);
+        (info, log_end_offset)
+    };
+    partition.publish_log_end_offset(log_end_offset);
+    Ok(Appended {
+        base_offset: info.base_offset,
+        log_append_time_ms: log_append_time_ms.unwrap_or(-1),
+        log_start_offset: info.log_start_offset,
+    })
+}

@@ -1,0 +1,28 @@
+//! The HTTP side: `GET /health` now; metrics and the console later.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::state::BrokerState;
+
+/// The HTTP routes.
+pub fn router(state: Arc<BrokerState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .with_state(state)
+}
+
+async fn health(State(state): State<Arc<BrokerState>>) -> Json<Value> {
+    let image = state.image();
+    Json(json!({
+        "status": "ok",
+        "node_id": state.node_id(),
+        "cluster_id": image.cluster_id,
+        "topics": image.topics.len(),
+        "partitions_hosted": state.replicas.all().len(),
+    }))
+}

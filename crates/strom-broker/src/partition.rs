@@ -1,0 +1,347 @@
+//! The partition manager: the partitions this node hosts, each an open log plus the state the
+//! broker keeps beside it (high watermark watchers, effective configs).
+//!
+//! The set of partitions follows the metadata image: [`ReplicaManager::apply_image`] opens logs
+//! for partitions assigned to this node and deletes those whose topic is gone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use strom_metadata::topic_config::effective_value;
+use strom_metadata::{MetadataImage, TopicImage};
+use strom_storage::batch::{BatchValidation, TimestampType};
+use strom_storage::{LogConfig, PartitionLog, StorageError};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// File in each partition directory naming the topic id it belongs to (Kafka's
+/// `partition.metadata`), so a re-created topic of the same name never inherits old data.
+const PARTITION_METADATA_FILE: &str = "partition.metadata";
+
+/// A topic name and partition index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+}
+
+/// The rules a produce request to this partition must follow, derived from topic configs.
+#[derive(Debug, Clone)]
+pub struct ProduceRules {
+    /// Batch validation rules (`max.message.bytes`, timestamps).
+    pub validation: BatchValidation,
+    /// `min.insync.replicas`.
+    pub min_insync_replicas: usize,
+}
+
+/// One hosted partition.
+#[derive(Debug)]
+pub struct Partition {
+    /// Topic name.
+    pub topic: String,
+    /// Topic id.
+    pub topic_id: Uuid,
+    /// Partition index.
+    pub index: i32,
+    /// The log. Never held across an `.await`.
+    pub log: Mutex<PartitionLog>,
+    /// Leader epoch and ISR as of the last image applied.
+    pub leadership: RwLock<Leadership>,
+    /// Produce rules from the topic's effective configs.
+    pub rules: RwLock<ProduceRules>,
+    /// Publishes the log end offset after every append (and truncation) so long polls wake.
+    log_end_offset_sender: watch::Sender<i64>,
+}
+
+/// Leadership facts of a partition from the metadata image.
+#[derive(Debug, Clone)]
+pub struct Leadership {
+    /// Leader node id.
+    pub leader: i32,
+    /// Leader epoch.
+    pub leader_epoch: i32,
+    /// In-sync replicas.
+    pub isr: Vec<i32>,
+}
+
+impl Partition {
+    /// A receiver that sees every later change of the log end offset.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.log_end_offset_sender.subscribe()
+    }
+
+    /// Publishes the new log end offset to long-polling fetches.
+    pub fn publish_log_end_offset(&self, log_end_offset: i64) {
+        self.log_end_offset_sender.send_replace(log_end_offset);
+    }
+
+    /// The current leader epoch.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leadership.read().leader_epoch
+    }
+}
+
+/// The partitions hosted by this node.
+#[derive(Debug)]
+pub struct ReplicaManager {
+    node_id: i32,
+    data_dir: PathBuf,
+    topic_defaults: BTreeMap<String, String>,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+}
+
+impl ReplicaManager {
+    /// An empty manager for partitions under `data_dir`.
+    pub fn new(node_id: i32, data_dir: &Path, topic_defaults: BTreeMap<String, String>) -> Self {
+        ReplicaManager {
+            node_id,
+            data_dir: data_dir.to_path_buf(),
+            topic_defaults,
+            partitions: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The broker-wide topic config defaults.
+    pub fn topic_defaults(&self) -> &BTreeMap<String, String> {
+        &self.topic_defaults
+    }
+
+    /// Looks a hosted partition up.
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .get(&TopicPartition {
+                topic: topic.to_string(),
+                partition,
+            })
+            .cloned()
+    }
+
+    /// All hosted partitions.
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().values().cloned().collect()
+    }
+
+    /// Makes the hosted partitions match the image: opens (recovering) logs for partitions
+    /// assigned to this node, updates leadership and configs of open ones, and closes and
+    /// deletes those whose topic is gone. Also removes partition directories on disk that no
+    /// topic in the image owns (left by a crash during deletion).
+    pub fn apply_image(&self, image: &MetadataImage, now_ms: i64) -> Result<(), StorageError> {
+        let mut wanted = HashMap::new();
+        for topic in image.topics.values() {
+            for partition in &topic.partitions {
+                if partition.replicas.contains(&self.node_id) {
+                    let key = TopicPartition {
+                        topic: topic.name.clone(),
+                        partition: partition.partition,
+                    };
+                    wanted.insert(key, (topic, partition));
+                }
+            }
+        }
+        let stale: Vec<Arc<Partition>> = {
+            let mut partitions = self.partitions.write();
+            let stale_keys: Vec<TopicPartition> = partitions
+                .iter()
+                .filter(|(key, p)| {
+                    wanted
+                        .get(*key)
+                        .is_none_or(|(topic, _)| topic.topic_id != p.topic_id)
+                })
+                .map(|(key, _)| key.clone())
+                .collect();
+            stale_keys
+                .iter()
+                .filter_map(|key| partitions.remove(key))
+                .collect()
+        };
+        for partition in stale {
+            self.delete_partition(partition);
+        }
+        let mut first_error = None;
+        for (key, (topic, image)) in wanted {
+            let leadership = Leadership {
+                leader: image.leader,
+                leader_epoch: image.leader_epoch,
+                isr: image.isr.clone(),
+            };
+            let (log_config, rules) = self.configs_for(topic);
+            if let Some(existing) = self.get(&key.topic, key.partition) {
+                *existing.leadership.write() = leadership;
+                *existing.rules.write() = rules;
+                existing.log.lock().set_config(log_config);
+                continue;
+            }
+            match self.open_partition(topic, key.partition, log_config, rules, leadership, now_ms) {
+                Ok(partition) => {
+                    self.partitions.write().insert(key, Arc::new(partition));
+                }
+                Err(error) => {
+                    tracing::error!(topic = %key.topic, partition = key.partition, %error, "cannot open partition");
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        self.remove_orphan_directories(image);
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Effective log config and produce rules of a topic.
+    pub fn configs_for(&self, topic: &TopicImage) -> (LogConfig, ProduceRules) {
+        let value = |name: &str| effective_value(name, &topic.configs, &self.topic_defaults);
+        let number = |name: &str, fallback: i64| {
+            value(name)
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(fallback)
+        };
+        let defaults = LogConfig::default();
+        let log_config = LogConfig {
+            segment_size_bytes: number("segment.bytes", defaults.segment_size_bytes as i64).max(1)
+                as u64,
+            segment_ms: number("segment.ms", defaults.segment_ms),
+            retention_bytes: number("retention.bytes", defaults.retention_bytes),
+            retention_ms: number("retention.ms", defaults.retention_ms),
+            index_interval_bytes: number(
+                "index.interval.bytes",
+                defaults.index_interval_bytes as i64,
+            )
+            .clamp(0, u32::MAX as i64) as u32,
+            segment_index_size_bytes: number(
+                "segment.index.bytes",
+                defaults.segment_index_size_bytes as i64,
+            )
+            .clamp(4096, u32::MAX as i64) as u32,
+            flush_messages: number("flush.messages", defaults.flush_messages),
+            flush_ms: number("flush.ms", defaults.flush_ms),
+            file_delete_delay_ms: number("file.delete.delay.ms", defaults.file_delete_delay_ms),
+        };
+        let timestamp_type = match value("message.timestamp.type").as_deref() {
+            Some("LogAppendTime") => TimestampType::LogAppendTime,
+            _ => TimestampType::CreateTime,
+        };
+        let rules = ProduceRules {
+            validation: BatchValidation {
+                max_message_bytes: number("max.message.bytes", 1_048_588).max(0) as usize,
+                timestamp_type,
+                timestamp_before_max_ms: number("message.timestamp.before.max.ms", i64::MAX),
+                timestamp_after_max_ms: number("message.timestamp.after.max.ms", i64::MAX),
+            },
+            min_insync_replicas: number("min.insync.replicas", 1).max(1) as usize,
+        };
+        (log_config, rules)
+    }
+
+    /// Flushes and closes every log (clean shutdown).
+    pub fn close_all(&self) {
+        let partitions: Vec<Arc<Partition>> =
+            self.partitions.write().drain().map(|(_, p)| p).collect();
+        for partition in partitions {
+            if let Err(error) = partition.log.lock().flush() {
+                tracing::error!(topic = %partition.topic, partition = partition.index, %error, "flush on shutdown failed");
+            }
+            if let Ok(partition) = Arc::try_unwrap(partition) {
+                if let Err(error) = partition.log.into_inner().close() {
+                    tracing::error!(%error, "close on shutdown failed");
+                }
+            }
+        }
+    }
+
+    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    fn open_partition(
+        &self,
+        topic: &TopicImage,
+        index: i32,
+        log_config: LogConfig,
+        rules: ProduceRules,
+        leadership: Leadership,
+        now_ms: i64,
+    ) -> Result<Partition, StorageError> {
+        let dir = self.partition_dir(&topic.name, index);
+        let marker = dir.join(PARTITION_METADATA_FILE);
+        let expected = format!("topic_id: {}\n", topic.topic_id);
+        if let Ok(found) = std::fs::read_to_string(&marker) {
+            if found != expected {
+                tracing::warn!(dir = %dir.display(), "partition directory belongs to a deleted topic of the same name; removing it");
+                remove_dir(&dir);
+            }
+        }
+        let log = PartitionLog::open(&dir, log_config, now_ms)?;
+        std::fs::write(&marker, expected).map_err(|source| StorageError::Io {
+            context: format!("writing {}", marker.display()),
+            source,
+        })?;
+        let (sender, _) = watch::channel(log.log_end_offset());
+        Ok(Partition {
+            topic: topic.name.clone(),
+            topic_id: topic.topic_id,
+            index,
+            log: Mutex::new(log),
+            leadership: RwLock::new(leadership),
+            rules: RwLock::new(rules),
+            log_end_offset_sender: sender,
+        })
+    }
+
+    fn delete_partition(&self, partition: Arc<Partition>) {
+        tracing::info!(topic = %partition.topic, partition = partition.index, "deleting partition");
+        let dir = partition.log.lock().dir().to_path_buf();
+        // Wake long polls so they notice the partition is gone.
+        partition.publish_log_end_offset(-1);
+        match Arc::try_unwrap(partition) {
+            Ok(partition) => {
+                if let Err(error) = partition.log.into_inner().delete() {
+                    tracing::error!(%error, "deleting partition log failed");
+                    remove_dir(&dir);
+                }
+            }
+            // A request still holds it; the directory goes now, the handles when it finishes.
+            Err(_) => remove_dir(&dir),
+        }
+    }
+
+    fn remove_orphan_directories(&self, image: &MetadataImage) {
+        let Ok(entries) = std::fs::read_dir(&self.data_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !path.join(PARTITION_METADATA_FILE).exists() {
+                continue;
+            }
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let owned = name.rsplit_once('-').is_some_and(|(topic, index)| {
+                let index: Option<i32> = index.parse().ok();
+                index.is_some_and(|i| {
+                    image
+                        .topic(topic)
+                        .is_some_and(|t| (i as usize) < t.partitions.len())
+                })
+            });
+            if !owned {
+                tracing::warn!(dir = %path.display(), "removing partition directory no topic owns");
+                remove_dir(&path);
+            }
+        }
+    }
+}
+
+fn remove_dir(dir: &Path) {
+    if let Err(error) = std::fs::remove_dir_all(dir) {
+        if error.kind() != std::io::ErrorKind::NotFound {
+            tracing::error!(dir = %dir.display(), %error, "cannot remove directory");
+        }
+    }
+}

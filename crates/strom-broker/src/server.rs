@@ -1,0 +1,236 @@
+//! Starting and stopping a broker: open the metadata and logs, bind the listeners, run the
+//! accept loop and the background work (retention), and shut down cleanly.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strom_metadata::Controller;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::config::BrokerConfig;
+use crate::state::{now_ms, BrokerState};
+
+/// Why a broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address asked for.
+        addr: SocketAddr,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The data directory could not be opened.
+    #[error("cannot open data directory {dir}: {reason}")]
+    DataDir {
+        /// Directory.
+        dir: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// A running broker.
+pub struct Broker {
+    state: Arc<BrokerState>,
+    kafka_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Broker {
+    /// Opens the data directory (recovering every log), binds the listeners and starts serving.
+    pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        config.validate().map_err(BrokerError::Config)?;
+        let data_dir_error = |reason: String| BrokerError::DataDir {
+            dir: config.data_dir.display().to_string(),
+            reason,
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| data_dir_error(e.to_string()))?;
+        let listener = TcpListener::bind(config.kafka_addr)
+            .await
+            .map_err(|source| BrokerError::Bind {
+                addr: config.kafka_addr,
+                source,
+            })?;
+        let kafka_addr = listener.local_addr().map_err(|source| BrokerError::Bind {
+            addr: config.kafka_addr,
+            source,
+        })?;
+        let (host, port) = advertised(&config, kafka_addr)?;
+        let mut controller = Controller::open(&config.data_dir.join("__cluster_metadata"))
+            .map_err(|e| data_dir_error(e.to_string()))?;
+        controller
+            .register_broker(config.node_id, &host, port, config.rack.clone())
+            .map_err(|e| data_dir_error(e.to_string()))?;
+        let state = BrokerState::new(config.clone(), host, port, controller)
+            .map_err(|e| data_dir_error(e.to_string()))?;
+        let state = Arc::new(state);
+        let (shutdown, shutdown_receiver) = watch::channel(false);
+        let mut tasks = vec![tokio::spawn(accept_loop(
+            listener,
+            state.clone(),
+            shutdown_receiver.clone(),
+        ))];
+        tasks.push(tokio::spawn(retention_loop(
+            state.clone(),
+            shutdown_receiver.clone(),
+        )));
+        let http_addr = match config.http_addr {
+            Some(addr) => {
+                let http = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| BrokerError::Bind { addr, source })?;
+                let bound = http
+                    .local_addr()
+                    .map_err(|source| BrokerError::Bind { addr, source })?;
+                let router = crate::http::router(state.clone());
+                let mut stop = shutdown_receiver.clone();
+                tasks.push(tokio::spawn(async move {
+                    let serve = axum::serve(http, router).with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    });
+                    if let Err(error) = serve.await {
+                        tracing::error!(%error, "HTTP server failed");
+                    }
+                }));
+                Some(bound)
+            }
+            None => None,
+        };
+        tracing::info!(
+            node_id = config.node_id,
+            %kafka_addr,
+            advertised = %format!("{}:{}", state.advertised_host, state.advertised_port),
+            http_addr = ?http_addr,
+            data_dir = %config.data_dir.display(),
+            cluster_id = %state.image().cluster_id,
+            "strom broker started"
+        );
+        Ok(Broker {
+            state,
+            kafka_addr,
+            http_addr,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The address the Kafka listener is bound to.
+    pub fn kafka_addr(&self) -> SocketAddr {
+        self.kafka_addr
+    }
+
+    /// The address the HTTP side is bound to, if enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The shared state (for tests and embedding).
+    pub fn state(&self) -> &Arc<BrokerState> {
+        &self.state
+    }
+
+    /// Stops accepting, ends background work, flushes and closes every log.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        let state = self.state.clone();
+        let _ = tokio::task::spawn_blocking(move || state.replicas.close_all()).await;
+        tracing::info!("strom broker stopped cleanly");
+    }
+}
+
+fn advertised(config: &BrokerConfig, bound: SocketAddr) -> Result<(String, u16), BrokerError> {
+    let Some(text) = &config.advertised_kafka_addr else {
+        return Ok((bound.ip().to_string(), bound.port()));
+    };
+    let (host, port) = text.rsplit_once(':').ok_or_else(|| {
+        BrokerError::Config(format!("advertised address '{text}' needs host:port"))
+    })?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| BrokerError::Config(format!("advertised address '{text}' has a bad port")))?;
+    Ok((host.to_string(), port))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<BrokerState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let connections = Arc::new(Semaphore::new(state.config.connections_max));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = state.config.connections_max, "connection limit reached; refusing connection");
+            drop(stream);
+            continue;
+        };
+        let state = state.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = crate::connection::serve(stream, peer, state) => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn retention_loop(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(state.config.log_retention_check_interval_ms.max(10));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let state = state.clone();
+        let _ = tokio::task::spawn_blocking(move || enforce_retention(&state)).await;
+    }
+}
+
+fn enforce_retention(state: &BrokerState) {
+    for partition in state.replicas.all() {
+        let now = now_ms();
+        let mut log = partition.log.lock();
+        if let Err(error) = log.roll_if_due(now) {
+            tracing::error!(topic = %partition.topic, partition = partition.index, %error, "segment roll failed");
+        }
+        match log.enforce_retention(now) {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(
+                topic = %partition.topic,
+                partition = partition.index,
+                deleted_segments = deleted,
+                log_start_offset = log.log_start_offset(),
+                "retention deleted old segments"
+            ),
+            Err(error) => {
+                tracing::error!(topic = %partition.topic, partition = partition.index, %error, "retention failed")
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! `strom server`: configuration layering and the broker's lifetime.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use strom_broker::{Broker, BrokerConfig};
+
+/// Flags of `strom server`; each also reads a `STROM_*` environment variable.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// TOML file with broker settings (field names as in these flags, with underscores).
+    #[arg(long, env = "STROM_CONFIG")]
+    config: Option<PathBuf>,
+    /// This node's id [default: 0].
+    #[arg(long, env = "STROM_NODE_ID")]
+    node_id: Option<i32>,
+    /// Directory for logs and metadata [default: ./strom-data].
+    #[arg(long, env = "STROM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Kafka listener address [default: 127.0.0.1:9092].
+    #[arg(long, env = "STROM_KAFKA_ADDR")]
+    kafka_addr: Option<SocketAddr>,
+    /// host:port clients are told to connect to [default: the listener's address].
+    #[arg(long, env = "STROM_ADVERTISED_KAFKA_ADDR")]
+    advertised_kafka_addr: Option<String>,
+    /// HTTP address for /health [default: 127.0.0.1:9644]; "off" disables it.
+    #[arg(long, env = "STROM_HTTP_ADDR")]
+    http_addr: Option<String>,
+    /// Create unknown topics on first use [default: true].
+    #[arg(long, env = "STROM_AUTO_CREATE_TOPICS_ENABLE")]
+    auto_create_topics_enable: Option<bool>,
+    /// Partitions of auto-created topics [default: 1].
+    #[arg(long, env = "STROM_NUM_PARTITIONS")]
+    num_partitions: Option<i32>,
+    /// How often retention runs, in milliseconds [default: 60000].
+    #[arg(long, env = "STROM_LOG_RETENTION_CHECK_INTERVAL_MS")]
+    log_retention_check_interval_ms: Option<u64>,
+    /// Largest request frame in bytes [default: 104857600].
+    #[arg(long, env = "STROM_SOCKET_REQUEST_MAX_BYTES")]
+    socket_request_max_bytes: Option<usize>,
+}
+
+/// Builds the configuration (defaults < file < environment < flags) and runs the broker until
+/// SIGINT or SIGTERM.
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = build_config(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strom")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let broker = Broker::start(config).await?;
+        wait_for_signal().await?;
+        tracing::info!("shutting down");
+        broker.shutdown().await;
+        Ok(())
+    })
+}
+
+fn build_config(args: ServerArgs) -> anyhow::Result<BrokerConfig> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            toml::from_str::<BrokerConfig>(&text)
+                .with_context(|| format!("invalid config file {}", path.display()))?
+        }
+        None => BrokerConfig::default(),
+    };
+    if let Some(v) = args.node_id {
+        config.node_id = v;
+    }
+    if let Some(v) = args.data_dir {
+        config.data_dir = v;
+    }
+    if let Some(v) = args.kafka_addr {
+        config.kafka_addr = v;
+    }
+    if let Some(v) = args.advertised_kafka_addr {
+        config.advertised_kafka_addr = Some(v);
+    }
+    if let Some(v) = args.http_addr {
+        config.http_addr = if v.eq_ignore_ascii_case("off") {
+            None
+        } else {
+            Some(
+                v.parse()
+                    .with_context(|| format!("bad --http-addr '{v}'"))?,
+            )
+        };
+    }
+    if let Some(v) = args.auto_create_topics_enable {
+        config.auto_create_topics_enable = v;
+    }
+    if let Some(v) = args.num_partitions {
+        config.num_partitions = v;
+    }
+    if let Some(v) = args.log_retention_check_interval_ms {
+        config.log_retention_check_interval_ms = v;
+    }
+    if let Some(v) = args.socket_request_max_bytes {
+        config.socket_request_max_bytes = v;
+    }
+    config.validate().map_err(anyhow::Error::msg)?;
+    Ok(config)
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("cannot watch SIGINT")?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
