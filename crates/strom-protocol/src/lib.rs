@@ -15,6 +15,8 @@
 //! input, or hand bytes to `kafka-protocol`'s decoders before [`bounded::check_request`] accepted
 //! them.
 
+#![deny(missing_docs)]
+
 pub mod bounded;
 pub mod frame;
 pub mod request;
