@@ -1,1 +1,33 @@
-//! placeholder
+//! `strom-storage` owns partition logs on disk: record batches in segment files, their sparse
+//! offset and time indexes, the leader epoch cache, checkpoints, crash recovery, retention and
+//! DeleteRecords.
+//!
+//! What it must never do: touch the network, run an async runtime, decode records on the
+//! append or fetch path (batch headers and CRCs only), panic on bad disk data (corrupt files
+//! are an expected operating error: they are truncated or rebuilt and logged), or allocate per
+//! record.
+//!
+//! Start with [`PartitionLog`] (the log of one partition) and [`batch`] (the v2 batch header,
+//! produce-time validation and offset assignment).
+//!
+//! On disk, a partition directory holds `<base offset>.log` segments (20-digit names, as in
+//! Kafka) with `.index` (relative offset -> position, 8-byte entries) and `.timeindex`
+//! (timestamp -> relative offset, 12-byte entries) files, a `leader-epoch-checkpoint` and a
+//! `partition.checkpoint` (recovery point, log start offset, high watermark).
+
+pub mod batch;
+pub mod checkpoint;
+pub mod config;
+pub mod epoch;
+mod error;
+mod index;
+mod io;
+pub mod log;
+mod segment;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
+mod time_index;
+
+pub use config::LogConfig;
+pub use error::StorageError;
+pub use log::{AppendInfo, PartitionLog};

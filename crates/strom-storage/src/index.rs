@@ -1,0 +1,239 @@
+//! The sparse offset index (`.index`): relative offset (u32) -> file position (u32), 8-byte
+//! big-endian entries, one every `index.interval.bytes` of appended data. Also the generic
+//! append-only index file both indexes are built on.
+//!
+//! Entries are kept in memory and appended to a plain file; on open the file is checked (size a
+//! multiple of the entry size, strictly increasing, inside the segment) and the caller rebuilds
+//! it from the log when the check fails.
+
+use std::path::Path;
+
+use crate::error::Result;
+use crate::io::LogFile;
+
+/// A fixed-size index entry.
+pub(crate) trait IndexEntry: Copy + std::fmt::Debug {
+    /// Encoded size in bytes.
+    const SIZE_BYTES: usize;
+    /// Appends the big-endian encoding to `out`.
+    fn encode(&self, out: &mut Vec<u8>);
+    /// Decodes one entry from exactly `SIZE_BYTES` bytes.
+    fn decode(bytes: &[u8]) -> Self;
+    /// Relative offset the entry points at.
+    fn relative_offset(&self) -> u32;
+    /// Whether `self` may follow `previous` (strictly increasing keys).
+    fn follows(&self, previous: &Self) -> bool;
+}
+
+/// An append-only index file with its entries mirrored in memory.
+#[derive(Debug)]
+pub(crate) struct IndexFile<E: IndexEntry> {
+    file: LogFile,
+    entries: Vec<E>,
+    entries_max: usize,
+}
+
+impl<E: IndexEntry> IndexFile<E> {
+    /// Creates an empty index at `path` (truncating any file there).
+    pub(crate) fn create(path: &Path, capacity_bytes: u32) -> Result<IndexFile<E>> {
+        Ok(IndexFile {
+            file: LogFile::create(path)?,
+            entries: Vec::new(),
+            entries_max: entries_max::<E>(capacity_bytes),
+        })
+    }
+
+    /// Loads an existing index; `None` (after a warning) when it is missing or fails `valid`
+    /// or the structural checks, so the caller rebuilds it.
+    pub(crate) fn load(
+        path: &Path,
+        capacity_bytes: u32,
+        valid: impl Fn(&E) -> bool,
+    ) -> Result<Option<IndexFile<E>>> {
+        if !path.exists() {
+            tracing::warn!(path = %path.display(), "index file missing; rebuilding");
+            return Ok(None);
+        }
+        let file = LogFile::open(path)?;
+        let len_bytes = file.len_bytes() as usize;
+        let mut bytes = vec![0u8; len_bytes];
+        let read = file.read_at(&mut bytes, 0)?;
+        if read != len_bytes || len_bytes % E::SIZE_BYTES != 0 {
+            tracing::warn!(path = %path.display(), len_bytes, "index file has a partial entry; rebuilding");
+            return Ok(None);
+        }
+        let entries: Vec<E> = bytes.chunks_exact(E::SIZE_BYTES).map(E::decode).collect();
+        let ordered = entries.windows(2).all(|pair| pair[1].follows(&pair[0]));
+        if !ordered || !entries.iter().all(valid) {
+            tracing::warn!(path = %path.display(), "index file is inconsistent with its segment; rebuilding");
+            return Ok(None);
+        }
+        Ok(Some(IndexFile {
+            file,
+            entries,
+            entries_max: entries_max::<E>(capacity_bytes),
+        }))
+    }
+
+    pub(crate) fn entries(&self) -> &[E] {
+        &self.entries
+    }
+
+    pub(crate) fn last(&self) -> Option<&E> {
+        self.entries.last()
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.entries.len() >= self.entries_max
+    }
+
+    pub(crate) fn set_capacity(&mut self, capacity_bytes: u32) {
+        self.entries_max = entries_max::<E>(capacity_bytes);
+    }
+
+    /// Appends one entry (which must follow the last).
+    pub(crate) fn append(&mut self, entry: E) -> Result<()> {
+        if let Some(last) = self.entries.last() {
+            debug_assert!(entry.follows(last), "index entry {entry:?} after {last:?}");
+        }
+        let mut encoded = Vec::with_capacity(E::SIZE_BYTES);
+        entry.encode(&mut encoded);
+        self.file.append(&encoded)?;
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    /// Drops every entry pointing at `relative_offset` or later.
+    pub(crate) fn truncate_from(&mut self, relative_offset: u32) -> Result<()> {
+        let keep = self
+            .entries
+            .partition_point(|e| e.relative_offset() < relative_offset);
+        self.entries.truncate(keep);
+        self.file.truncate((keep * E::SIZE_BYTES) as u64)
+    }
+
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.file.sync()
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.file.path()
+    }
+}
+
+fn entries_max<E: IndexEntry>(capacity_bytes: u32) -> usize {
+    (capacity_bytes as usize / E::SIZE_BYTES).max(1)
+}
+
+/// One `.index` entry: the batch starting at `base + relative_offset` is at `position`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OffsetEntry {
+    pub(crate) relative_offset: u32,
+    pub(crate) position: u32,
+}
+
+impl IndexEntry for OffsetEntry {
+    const SIZE_BYTES: usize = 8;
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.relative_offset.to_be_bytes());
+        out.extend_from_slice(&self.position.to_be_bytes());
+    }
+
+    fn decode(bytes: &[u8]) -> OffsetEntry {
+        OffsetEntry {
+            relative_offset: u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+            position: u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
+        }
+    }
+
+    fn relative_offset(&self) -> u32 {
+        self.relative_offset
+    }
+
+    fn follows(&self, previous: &OffsetEntry) -> bool {
+        self.relative_offset > previous.relative_offset && self.position > previous.position
+    }
+}
+
+/// The sparse offset index of one segment.
+pub(crate) type OffsetIndex = IndexFile<OffsetEntry>;
+
+impl OffsetIndex {
+    /// Position of the last indexed batch starting at or before `relative_offset` (0 if none):
+    /// where a scan for `relative_offset` starts.
+    pub(crate) fn lookup(&self, relative_offset: u32) -> u32 {
+        let after = self
+            .entries
+            .partition_point(|e| e.relative_offset <= relative_offset);
+        after.checked_sub(1).map_or(0, |i| self.entries[i].position)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(relative_offset: u32, position: u32) -> OffsetEntry {
+        OffsetEntry {
+            relative_offset,
+            position,
+        }
+    }
+
+    #[test]
+    fn lookup_finds_floor_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let mut index = OffsetIndex::create(&path, 4096).unwrap();
+        assert_eq!(index.lookup(5), 0);
+        index.append(entry(10, 100)).unwrap();
+        index.append(entry(20, 200)).unwrap();
+        assert_eq!(index.lookup(9), 0);
+        assert_eq!(index.lookup(10), 100);
+        assert_eq!(index.lookup(19), 100);
+        assert_eq!(index.lookup(25), 200);
+    }
+
+    #[test]
+    fn load_round_trips_and_rejects_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let mut index = OffsetIndex::create(&path, 4096).unwrap();
+        index.append(entry(10, 100)).unwrap();
+        index.append(entry(20, 200)).unwrap();
+        drop(index);
+        let loaded = OffsetIndex::load(&path, 4096, |_| true).unwrap().unwrap();
+        assert_eq!(loaded.entries(), &[entry(10, 100), entry(20, 200)]);
+        // A position beyond the segment is rejected by the caller's check.
+        assert!(OffsetIndex::load(&path, 4096, |e| e.position < 150)
+            .unwrap()
+            .is_none());
+        // A partial entry is rejected.
+        std::fs::write(&path, [0u8; 9]).unwrap();
+        assert!(OffsetIndex::load(&path, 4096, |_| true).unwrap().is_none());
+        // Out-of-order entries are rejected.
+        let mut bytes = Vec::new();
+        entry(20, 200).encode(&mut bytes);
+        entry(10, 100).encode(&mut bytes);
+        std::fs::write(&path, bytes).unwrap();
+        assert!(OffsetIndex::load(&path, 4096, |_| true).unwrap().is_none());
+        // A missing file is rejected.
+        std::fs::remove_file(&path).unwrap();
+        assert!(OffsetIndex::load(&path, 4096, |_| true).unwrap().is_none());
+    }
+
+    #[test]
+    fn truncate_and_capacity() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let mut index = OffsetIndex::create(&path, 16).unwrap();
+        index.append(entry(1, 10)).unwrap();
+        assert!(!index.is_full());
+        index.append(entry(2, 20)).unwrap();
+        assert!(index.is_full());
+        index.truncate_from(2).unwrap();
+        assert_eq!(index.entries(), &[entry(1, 10)]);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 8);
+    }
+}

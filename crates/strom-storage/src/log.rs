@@ -1,0 +1,683 @@
+//! The partition log: an ordered list of segments with a log start offset, a high watermark and
+//! a log end offset, recovered on open and kept consistent on every operation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
+
+use crate::batch::{self, BatchError, BatchHeader};
+use crate::checkpoint::Checkpoint;
+use crate::config::LogConfig;
+use crate::epoch::LeaderEpochCache;
+use crate::error::{Result, StorageError};
+use crate::io::{remove_file, sync_dir};
+use crate::segment::{segment_file_name, Segment, NO_TIMESTAMP};
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first appended record.
+    pub base_offset: i64,
+    /// Offset of the last appended record.
+    pub last_offset: i64,
+    /// The append time written into the batches, or -1 with `CreateTime`.
+    pub log_append_time_ms: i64,
+    /// The log start offset after the append.
+    pub log_start_offset: i64,
+}
+
+/// One partition's log on disk. Not thread-safe by itself: reads take `&self`, everything that
+/// changes the log takes `&mut self` (the broker wraps it in a lock).
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Never empty; the last segment is the active one.
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    high_watermark: i64,
+    recovery_point: i64,
+    epochs: LeaderEpochCache,
+    unflushed_messages: i64,
+    last_flush_ms: i64,
+}
+
+impl PartitionLog {
+    /// Opens (creating if missing) the partition directory and recovers it: every segment
+    /// reaching past the recovery point (and always the active one) is scanned batch by batch;
+    /// the first batch with a bad length, magic, offset or CRC and everything after it is
+    /// truncated (later segments deleted); missing or inconsistent indexes are rebuilt.
+    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<PartitionLog> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
+        let bases = list_segment_bases(dir)?;
+        let checkpoint = Checkpoint::read(dir)?;
+        if let Some(checkpoint) = &checkpoint {
+            if !checkpoint.clean_shutdown {
+                tracing::info!(dir = %dir.display(), recovery_point = checkpoint.recovery_point, "recovering partition log after an unclean shutdown");
+            }
+        }
+        let recovery_point = checkpoint.map_or(0, |c| c.recovery_point);
+        let mut epochs = LeaderEpochCache::load(dir);
+        let (mut segments, seen_epochs) =
+            recover_segments(dir, &bases, recovery_point, &config, now_ms)?;
+        if segments.is_empty() {
+            let base = checkpoint.map_or(0, |c| c.log_start_offset.max(0));
+            segments.insert(base, Segment::create(dir, base, &config)?);
+        }
+        let first_base = segments.values().next().map_or(0, Segment::base_offset);
+        let log_end = segments
+            .values()
+            .next_back()
+            .map_or(0, Segment::next_offset);
+        let log_start = checkpoint
+            .map_or(first_base, |c| c.log_start_offset)
+            .clamp(first_base, log_end);
+        let high_watermark = checkpoint
+            .map_or(log_start, |c| c.high_watermark)
+            .clamp(log_start, log_end);
+        let mut epochs_changed = epochs.truncate_from_end(log_end);
+        for (epoch, start_offset) in seen_epochs {
+            if epoch >= 0 {
+                epochs_changed |= epochs.assign(epoch, start_offset);
+            }
+        }
+        epochs_changed |= epochs.truncate_from_start(log_start);
+        if epochs_changed {
+            epochs.persist()?;
+        }
+        let log = PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset: log_start,
+            high_watermark,
+            recovery_point: recovery_point.min(log_end),
+            epochs,
+            unflushed_messages: 0,
+            last_flush_ms: now_ms,
+        };
+        log.write_checkpoint(false)?;
+        log.check_invariants();
+        Ok(log)
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the configuration; takes effect from the next append, roll or retention run.
+    pub fn set_config(&mut self, config: LogConfig) {
+        for segment in self.segments.values_mut() {
+            segment.set_config(&config);
+        }
+        self.config = config;
+    }
+
+    /// First offset a consumer may read.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// Offset the next appended record gets.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    /// Offsets below the high watermark are visible to consumers.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// Sets the high watermark, clamped to `[log_start, log_end]`. On a single node the broker
+    /// sets it to the log end offset after each append. Persisted at the next flush.
+    pub fn set_high_watermark(&mut self, hw: i64) {
+        self.high_watermark = hw.clamp(self.log_start_offset, self.log_end_offset());
+        self.check_invariants();
+    }
+
+    /// Number of bytes in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size_bytes).sum()
+    }
+
+    /// Number of segments (at least 1).
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Appends already-validated batches: assigns offsets from the log end offset (writing
+    /// `leader_epoch` into each header, and the append time with `LogAppendTime`), rolls the
+    /// active segment first if it is non-empty and would exceed `segment_size_bytes`, is older
+    /// than `segment_ms` or has a full index, writes the bytes as they are, updates the
+    /// indexes, records a new leader epoch, and flushes when `flush_messages`/`flush_ms` say so.
+    /// When this returns `Ok`, a killed process keeps the batches (the page cache survives).
+    pub fn append(
+        &mut self,
+        blob: &mut [u8],
+        leader_epoch: i32,
+        log_append_time_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        if blob.is_empty() {
+            return Err(
+                BatchError::InvalidRecord("append of no record batches".to_string()).into(),
+            );
+        }
+        let base_offset = self.log_end_offset();
+        let next_offset =
+            batch::assign_offsets(blob, base_offset, leader_epoch, log_append_time_ms)?;
+        let last_offset = next_offset - 1;
+        if self.should_roll(blob.len() as u64, last_offset, now_ms) {
+            self.roll()?;
+        }
+        if !self.active().can_hold(blob.len() as u64, last_offset) {
+            return Err(BatchError::TooLarge {
+                size_bytes: blob.len(),
+                max_bytes: u32::MAX as usize,
+            }
+            .into());
+        }
+        self.active_mut().append(blob, now_ms)?;
+        debug_assert_eq!(self.log_end_offset(), next_offset);
+        if leader_epoch >= 0 && self.epochs.assign(leader_epoch, base_offset) {
+            self.epochs.persist()?;
+        }
+        self.unflushed_messages = self
+            .unflushed_messages
+            .saturating_add(next_offset - base_offset);
+        let flush_due_by_count = self.unflushed_messages >= self.config.flush_messages;
+        let flush_due_by_time = now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_ms;
+        if flush_due_by_count || flush_due_by_time {
+            self.flush()?;
+            self.last_flush_ms = now_ms;
+        }
+        self.check_invariants();
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time_ms: log_append_time_ms.unwrap_or(-1),
+            log_start_offset: self.log_start_offset,
+        })
+    }
+
+    /// Reads whole batches, starting with the batch containing `start_offset`, up to
+    /// `max_bytes`, only batches whose last offset is below `max_offset_exclusive` (the high
+    /// watermark for consumers). With `min_one_batch` the first batch is returned whole even if
+    /// larger than `max_bytes` (KIP-74). May continue into following segments.
+    /// `start_offset == log_end` gives empty bytes; outside `[log_start, log_end]` gives
+    /// [`StorageError::OffsetOutOfRange`].
+    pub fn read(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        max_offset_exclusive: i64,
+        min_one_batch: bool,
+    ) -> Result<Bytes> {
+        let log_end = self.log_end_offset();
+        if start_offset < self.log_start_offset || start_offset > log_end {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: start_offset,
+                log_start: self.log_start_offset,
+                log_end,
+            });
+        }
+        let mut out: Vec<u8> = Vec::new();
+        let first_base = self.segment_base_for(start_offset);
+        for segment in self.segments.range(first_base..).map(|(_, s)| s) {
+            let Some((position, header)) =
+                segment.find_batch(start_offset.max(segment.base_offset()))?
+            else {
+                continue;
+            };
+            debug_assert!(
+                header.last_offset() >= start_offset,
+                "served batch must contain the offset"
+            );
+            let budget = max_bytes.saturating_sub(out.len());
+            let min_one = min_one_batch && out.is_empty();
+            let (bytes, at_segment_end) =
+                segment.read_from(position, &header, budget, max_offset_exclusive, min_one)?;
+            if out.is_empty() {
+                out = bytes;
+            } else {
+                out.extend_from_slice(&bytes);
+            }
+            if !at_segment_end {
+                break;
+            }
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// First offset whose record timestamp is `>= timestamp_ms`, with that timestamp
+    /// (ListOffsets by timestamp). Finds the batch through the time index and a header scan,
+    /// then decodes only that batch's records. For `LogAppendTime` batches every record carries
+    /// the batch's `maxTimestamp`. `None` if no record qualifies.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<(i64, i64)>> {
+        let first_base = self.segment_base_for(self.log_start_offset);
+        for segment in self.segments.range(first_base..).map(|(_, s)| s) {
+            if segment.max_timestamp_ms() < timestamp_ms {
+                continue;
+            }
+            let start = segment.timestamp_search_start(timestamp_ms)?;
+            for item in segment.headers_from(start) {
+                let (position, header) = item?;
+                if header.max_timestamp < timestamp_ms
+                    || header.last_offset() < self.log_start_offset
+                {
+                    continue;
+                }
+                if let Some(found) = self.search_batch(segment, position, &header, timestamp_ms)? {
+                    return Ok(Some(found));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn search_batch(
+        &self,
+        segment: &Segment,
+        position: u64,
+        header: &BatchHeader,
+        timestamp_ms: i64,
+    ) -> Result<Option<(i64, i64)>> {
+        if header.is_log_append_time() {
+            return Ok(Some((
+                header.base_offset.max(self.log_start_offset),
+                header.max_timestamp,
+            )));
+        }
+        let mut bytes = Bytes::from(segment.read_bytes(position, header.size_bytes())?);
+        let records = RecordBatchDecoder::decode(&mut bytes).map_err(|e| {
+            StorageError::Corrupt(format!(
+                "decoding batch at offset {}: {e}",
+                header.base_offset
+            ))
+        })?;
+        Ok(records
+            .records
+            .iter()
+            .find(|r| r.timestamp >= timestamp_ms && r.offset >= self.log_start_offset)
+            .map(|r| (r.offset, r.timestamp)))
+    }
+
+    /// The largest batch timestamp in the log and the last offset of the batch holding it
+    /// (ListOffsets `MAX_TIMESTAMP`, with Kafka's batch-level precision). `None` if no batch
+    /// carries a timestamp.
+    pub fn max_timestamp_and_offset(&self) -> Option<(i64, i64)> {
+        let mut best: Option<&Segment> = None;
+        for segment in self.segments.values() {
+            let best_ms = best.map_or(NO_TIMESTAMP, Segment::max_timestamp_ms);
+            if segment.max_timestamp_ms() > best_ms {
+                best = Some(segment);
+            }
+        }
+        let segment = best?;
+        let batch_base = segment.max_timestamp_batch_base_offset();
+        let last_offset = match segment.find_batch(batch_base) {
+            Ok(Some((_, header))) => header.last_offset(),
+            _ => batch_base,
+        };
+        Some((segment.max_timestamp_ms(), last_offset))
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (which must not exceed the high
+    /// watermark) and deletes the segments entirely below it. Returns the new log start offset.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64> {
+        if offset > self.high_watermark {
+            return Err(StorageError::InvalidOffset(format!(
+                "cannot delete records before {offset}: above the high watermark {}",
+                self.high_watermark
+            )));
+        }
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        if offset == self.log_end_offset() && !self.active().is_empty() {
+            self.roll()?;
+        }
+        self.log_start_offset = offset;
+        let doomed: Vec<i64> = self
+            .closed_segments()
+            .take_while(|s| s.next_offset() <= offset)
+            .map(Segment::base_offset)
+            .collect();
+        self.delete_segments(&doomed)?;
+        self.after_log_start_moved()?;
+        Ok(self.log_start_offset)
+    }
+
+    /// Retention: rolls the active segment if `segment_ms` has passed, then deletes the oldest
+    /// closed segments (never the active one, never one reaching past the high watermark) while
+    /// their largest timestamp is older than `retention_ms` or the log exceeds
+    /// `retention_bytes`, moving the log start offset. Segments without timestamps are never
+    /// deleted by time. Returns how many segments were deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize> {
+        self.roll_if_due(now_ms)?;
+        let mut remaining_bytes = self.size_bytes() as i64;
+        let mut doomed = Vec::new();
+        for segment in self.closed_segments() {
+            if segment.next_offset() > self.high_watermark {
+                break;
+            }
+            let max_timestamp_ms = segment.max_timestamp_ms();
+            let expired = self.config.retention_ms >= 0
+                && max_timestamp_ms != NO_TIMESTAMP
+                && now_ms.saturating_sub(max_timestamp_ms) > self.config.retention_ms;
+            let size_bytes = segment.size_bytes() as i64;
+            let oversized = self.config.retention_bytes >= 0
+                && remaining_bytes - size_bytes >= self.config.retention_bytes;
+            if !expired && !oversized {
+                break;
+            }
+            remaining_bytes -= size_bytes;
+            doomed.push(segment.base_offset());
+        }
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        self.delete_segments(&doomed)?;
+        let first_base = self
+            .segments
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.log_start_offset);
+        self.log_start_offset = self.log_start_offset.max(first_base);
+        self.after_log_start_moved()?;
+        tracing::info!(dir = %self.dir.display(), segments = doomed.len(), log_start_offset = self.log_start_offset, "retention deleted segments");
+        Ok(doomed.len())
+    }
+
+    /// Rolls the active segment if it is non-empty and `segment_ms` old. Returns whether it
+    /// rolled.
+    pub fn roll_if_due(&mut self, now_ms: i64) -> Result<bool> {
+        if self.active().is_empty() || !self.roll_due_by_time(now_ms) {
+            return Ok(false);
+        }
+        self.roll()?;
+        Ok(true)
+    }
+
+    /// Leader epoch cache lookup for OffsetForLeaderEpoch: `(largest known epoch <= epoch, the
+    /// offset where the next epoch starts)`, `(epoch, log_end)` for the latest epoch, or
+    /// `None` (Kafka's UNDEFINED_EPOCH, -1) when unknown.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// The newest leader epoch written to the log.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// Removes every batch at and after `offset`, which must be a batch boundary in
+    /// `[log_start, log_end]` (replica truncation). Lowers the high watermark if needed.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        let log_end = self.log_end_offset();
+        if offset == log_end {
+            return Ok(());
+        }
+        if offset < self.log_start_offset || offset > log_end {
+            return Err(StorageError::InvalidOffset(format!(
+                "cannot truncate to {offset} outside [{}, {log_end}]",
+                self.log_start_offset
+            )));
+        }
+        let base = self.segment_base_for(offset);
+        let boundary = match self.segments.get(&base) {
+            Some(segment) => segment.find_batch(offset)?,
+            None => None,
+        };
+        let aligned = boundary.is_some_and(|(_, header)| header.base_offset == offset);
+        if !aligned {
+            return Err(StorageError::InvalidOffset(format!(
+                "{offset} is not a batch boundary"
+            )));
+        }
+        let later: Vec<i64> = self.segments.range(base + 1..).map(|(b, _)| *b).collect();
+        self.delete_segments(&later)?;
+        self.active_mut().truncate_to(offset)?;
+        debug_assert_eq!(self.log_end_offset(), offset);
+        self.high_watermark = self.high_watermark.min(offset);
+        self.recovery_point = self.recovery_point.min(offset);
+        if self.epochs.truncate_from_end(offset) {
+            self.epochs.persist()?;
+        }
+        self.write_checkpoint(false)?;
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// fsyncs the active segment and its indexes (closed segments were synced when they
+    /// rolled), then checkpoints recovery point = log end, log start offset and high watermark.
+    pub fn flush(&mut self) -> Result<()> {
+        self.active().sync()?;
+        self.recovery_point = self.log_end_offset();
+        self.unflushed_messages = 0;
+        self.write_checkpoint(false)
+    }
+
+    /// Flushes and marks the shutdown clean.
+    pub fn close(mut self) -> Result<()> {
+        self.flush()?;
+        self.write_checkpoint(true)
+    }
+
+    /// Removes the whole partition directory (topic deletion).
+    pub fn delete(self) -> Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| StorageError::io(format!("removing {}", dir.display()), e))
+    }
+
+    fn active(&self) -> &Segment {
+        match self.segments.values().next_back() {
+            Some(segment) => segment,
+            None => unreachable!("a partition log always has an active segment"),
+        }
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        match self.segments.values_mut().next_back() {
+            Some(segment) => segment,
+            None => unreachable!("a partition log always has an active segment"),
+        }
+    }
+
+    fn closed_segments(&self) -> impl Iterator<Item = &Segment> {
+        let count = self.segments.len() - 1;
+        self.segments.values().take(count)
+    }
+
+    /// Base offset of the segment that holds `offset` (the first segment if none does).
+    fn segment_base_for(&self, offset: i64) -> i64 {
+        self.segments
+            .range(..=offset)
+            .next_back()
+            .or_else(|| self.segments.iter().next())
+            .map_or(offset, |(base, _)| *base)
+    }
+
+    fn roll_due_by_time(&self, now_ms: i64) -> bool {
+        self.active()
+            .rolling_base_ms()
+            .is_some_and(|base_ms| now_ms.saturating_sub(base_ms) >= self.config.segment_ms)
+    }
+
+    fn should_roll(&self, size_bytes: u64, last_offset: i64, now_ms: i64) -> bool {
+        let active = self.active();
+        if active.is_empty() {
+            return false;
+        }
+        active.size_bytes() + size_bytes > self.config.segment_size_bytes_effective()
+            || self.roll_due_by_time(now_ms)
+            || active.indexes_full()
+            || !active.can_hold(size_bytes, last_offset)
+    }
+
+    /// Closes the active segment (final time index entry, fsync) and starts a new one at the
+    /// log end offset; the recovery point moves up to it.
+    fn roll(&mut self) -> Result<()> {
+        let base_offset = self.log_end_offset();
+        self.active_mut().seal()?;
+        let segment = Segment::create(&self.dir, base_offset, &self.config)?;
+        self.segments.insert(base_offset, segment);
+        sync_dir(&self.dir)?;
+        self.recovery_point = base_offset;
+        self.write_checkpoint(false)?;
+        tracing::debug!(dir = %self.dir.display(), base_offset, "rolled segment");
+        Ok(())
+    }
+
+    fn delete_segments(&mut self, bases: &[i64]) -> Result<()> {
+        for base in bases {
+            debug_assert!(self.segments.len() > 1 || !self.segments.contains_key(base));
+            if let Some(segment) = self.segments.remove(base) {
+                segment.delete()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn after_log_start_moved(&mut self) -> Result<()> {
+        if self.epochs.truncate_from_start(self.log_start_offset) {
+            self.epochs.persist()?;
+        }
+        self.write_checkpoint(false)?;
+        self.check_invariants();
+        Ok(())
+    }
+
+    fn write_checkpoint(&self, clean_shutdown: bool) -> Result<()> {
+        Checkpoint {
+            recovery_point: self.recovery_point,
+            log_start_offset: self.log_start_offset,
+            high_watermark: self.high_watermark,
+            clean_shutdown,
+        }
+        .write(&self.dir)
+    }
+
+    fn check_invariants(&self) {
+        let log_end = self.log_end_offset();
+        debug_assert!(
+            self.log_start_offset <= self.high_watermark && self.high_watermark <= log_end,
+            "log start {} <= hw {} <= log end {log_end}",
+            self.log_start_offset,
+            self.high_watermark
+        );
+        debug_assert!(self.recovery_point <= log_end);
+        debug_assert!(self
+            .segments
+            .values()
+            .zip(self.segments.values().skip(1))
+            .all(|(a, b)| a.next_offset() == b.base_offset()));
+    }
+}
+
+/// Opens the segments in base offset order, scanning those that reach past the recovery point
+/// and any whose indexes are damaged. Stops at the first truncation or offset gap and deletes
+/// every later segment. Returns the segments and the leader epochs seen in scanned batches.
+fn recover_segments(
+    dir: &Path,
+    bases: &[i64],
+    recovery_point: i64,
+    config: &LogConfig,
+    now_ms: i64,
+) -> Result<(BTreeMap<i64, Segment>, Vec<(i32, i64)>)> {
+    let mut segments: BTreeMap<i64, Segment> = BTreeMap::new();
+    let mut seen_epochs = Vec::new();
+    for (i, &base) in bases.iter().enumerate() {
+        let next_base = bases.get(i + 1).copied();
+        let expected_base = segments.values().next_back().map(Segment::next_offset);
+        if expected_base.is_some_and(|expected| expected != base) {
+            tracing::warn!(dir = %dir.display(), base, ?expected_base, "offset gap between segments; deleting this segment and all later ones");
+            delete_segment_files(dir, &bases[i..])?;
+            break;
+        }
+        let trusted = match next_base {
+            Some(next) if next <= recovery_point => Segment::open_trusted(dir, base, next, config)?,
+            _ => None,
+        };
+        let (segment, truncated) = match trusted {
+            Some(segment) => (segment, false),
+            None => {
+                let (segment, outcome) = Segment::open_and_scan(dir, base, config, now_ms)?;
+                seen_epochs.extend(outcome.epochs);
+                (segment, outcome.truncated_because.is_some())
+            }
+        };
+        let empty_and_closed = segment.is_empty() && next_base.is_some();
+        segments.insert(base, segment);
+        if truncated || empty_and_closed {
+            if next_base.is_some() {
+                tracing::warn!(dir = %dir.display(), base, "segment truncated; deleting all later segments");
+            }
+            delete_segment_files(dir, &bases[i + 1..])?;
+            break;
+        }
+    }
+    Ok((segments, seen_epochs))
+}
+
+fn delete_segment_files(dir: &Path, bases: &[i64]) -> Result<()> {
+    for &base in bases {
+        for extension in ["log", "index", "timeindex"] {
+            remove_file(&dir.join(segment_file_name(base, extension)))?;
+        }
+    }
+    Ok(())
+}
+
+/// Base offsets of the `.log` files in `dir`, sorted. Removes leftover `.tmp` files and index
+/// files without a log.
+fn list_segment_bases(dir: &Path) -> Result<Vec<i64>> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
+    let mut bases = Vec::new();
+    let mut index_files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
+        let path = entry.path();
+        let (Some(stem), Some(extension)) = (
+            path.file_stem().and_then(|s| s.to_str()),
+            path.extension().and_then(|s| s.to_str()),
+        ) else {
+            continue;
+        };
+        let base = parse_base_offset(stem);
+        match (extension, base) {
+            ("tmp", _) => remove_file(&path)?,
+            ("log", Some(base)) => bases.push(base),
+            ("index" | "timeindex", Some(base)) => index_files.push((base, path)),
+            _ => {}
+        }
+    }
+    bases.sort_unstable();
+    for (base, path) in index_files {
+        if bases.binary_search(&base).is_err() {
+            tracing::warn!(path = %path.display(), "index file without a segment; removing it");
+            remove_file(&path)?;
+        }
+    }
+    Ok(bases)
+}
+
+fn parse_base_offset(stem: &str) -> Option<i64> {
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}

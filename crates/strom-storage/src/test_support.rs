@@ -1,0 +1,82 @@
+//! Helpers that build valid v2 record batches for tests, here and in other crates (enable the
+//! `test-support` feature).
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType as RecordTimestamp,
+};
+
+use crate::batch::{compute_crc, BatchValidation, TimestampType};
+
+/// A v2 batch of uncompressed records with the given timestamps, each with a value of
+/// `value_size_bytes` bytes (filled with the record's index). Base offset 0, no producer id.
+pub fn batch_with_timestamps(timestamps_ms: &[i64], value_size_bytes: usize) -> Vec<u8> {
+    encoded_batch(timestamps_ms, value_size_bytes, Compression::None)
+}
+
+/// A v2 batch of `record_count` records with timestamps `first_timestamp_ms + i`.
+pub fn batch(record_count: usize, value_size_bytes: usize, first_timestamp_ms: i64) -> Vec<u8> {
+    let timestamps: Vec<i64> = (0..record_count as i64)
+        .map(|i| first_timestamp_ms + i)
+        .collect();
+    batch_with_timestamps(&timestamps, value_size_bytes)
+}
+
+/// Like [`batch_with_timestamps`], with the records compressed.
+pub fn compressed_batch(
+    timestamps_ms: &[i64],
+    value_size_bytes: usize,
+    compression: Compression,
+) -> Vec<u8> {
+    encoded_batch(timestamps_ms, value_size_bytes, compression)
+}
+
+fn encoded_batch(
+    timestamps_ms: &[i64],
+    value_size_bytes: usize,
+    compression: Compression,
+) -> Vec<u8> {
+    let records: Vec<Record> = timestamps_ms
+        .iter()
+        .enumerate()
+        .map(|(i, &timestamp)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: RecordTimestamp::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp,
+            key: Some(Bytes::from(format!("key-{i}"))),
+            value: Some(Bytes::from(vec![i as u8; value_size_bytes])),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options)
+        .expect("encoding test records cannot fail");
+    buf.to_vec()
+}
+
+/// Rewrites the CRC of a single batch after a test tampered with it.
+pub fn fix_crc(batch: &mut [u8]) {
+    let crc = compute_crc(batch);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Validation rules that accept any timestamp and any size up to 16 MiB.
+pub fn lenient_validation() -> BatchValidation {
+    BatchValidation {
+        max_message_bytes: 16 * 1024 * 1024,
+        timestamp_type: TimestampType::CreateTime,
+        timestamp_before_max_ms: i64::MAX,
+        timestamp_after_max_ms: i64::MAX,
+    }
+}
