@@ -406,3 +406,223 @@ pub fn assign_offsets(
     }
     Ok(next_offset)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{batch, fix_crc, lenient_validation};
+
+    const NOW_MS: i64 = 1_700_000_000_000;
+
+    fn put_i32(buf: &mut [u8], at: usize, value: i32) {
+        buf[at..at + 4].copy_from_slice(&value.to_be_bytes());
+    }
+
+    #[test]
+    fn parses_encoder_output() {
+        let bytes = batch(3, 10, NOW_MS);
+        let header = BatchHeader::parse(&bytes).unwrap();
+        assert_eq!(header.magic, 2);
+        assert_eq!(header.records_count, 3);
+        assert_eq!(header.last_offset_delta, 2);
+        assert_eq!(header.size_bytes(), bytes.len());
+        assert_eq!(header.base_timestamp, NOW_MS);
+        assert_eq!(header.max_timestamp, NOW_MS + 2);
+        assert_eq!(header.crc, compute_crc(&bytes));
+        assert_eq!(header.compression(), 0);
+        assert!(!header.is_log_append_time() && !header.is_transactional() && !header.is_control());
+        assert!(BatchHeader::parse(&bytes[..60]).is_err());
+    }
+
+    #[test]
+    fn accepts_valid_blob() {
+        let mut blob = batch(3, 10, NOW_MS);
+        blob.extend(batch(2, 5, NOW_MS + 10));
+        let summary = validate_batches(&blob, &lenient_validation(), NOW_MS).unwrap();
+        assert_eq!(summary.batch_count, 2);
+        assert_eq!(summary.record_count, 5);
+        assert_eq!(summary.size_bytes, blob.len());
+        assert_eq!(summary.first_timestamp_ms, NOW_MS);
+        assert_eq!(summary.max_timestamp_ms, NOW_MS + 11);
+        assert_eq!(batches(&blob).count(), 2);
+    }
+
+    #[test]
+    fn rejects_crc_off_by_one_bit_anywhere_under_the_crc() {
+        let good = batch(2, 8, NOW_MS);
+        for position in [CRC_AT, ATTRIBUTES_AT, RECORDS_COUNT_AT, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[position] ^= 1;
+            assert!(
+                matches!(
+                    validate_batches(&bad, &lenient_validation(), NOW_MS),
+                    Err(BatchError::Corrupt(_))
+                ),
+                "bit flip at {position}"
+            );
+        }
+        // The base offset and leader epoch are outside the CRC.
+        let mut outside = good.clone();
+        outside[3] ^= 1;
+        outside[PARTITION_LEADER_EPOCH_AT] ^= 1;
+        assert!(validate_batches(&outside, &lenient_validation(), NOW_MS).is_ok());
+    }
+
+    #[test]
+    fn rejects_batch_length_one_byte_off() {
+        let good = batch(2, 8, NOW_MS);
+        let length = i32_at(&good, 8);
+        for wrong in [length + 1, length - 1, BATCH_LENGTH_MIN - 1, -1] {
+            let mut bad = good.clone();
+            put_i32(&mut bad, 8, wrong);
+            assert!(
+                matches!(
+                    validate_batches(&bad, &lenient_validation(), NOW_MS),
+                    Err(BatchError::Corrupt(_))
+                ),
+                "batchLength {wrong}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_trailing_partial_batch() {
+        let mut blob = batch(1, 8, NOW_MS);
+        let second = batch(1, 8, NOW_MS);
+        blob.extend_from_slice(&second[..20]);
+        assert!(matches!(
+            validate_batches(&blob, &lenient_validation(), NOW_MS),
+            Err(BatchError::Corrupt(_))
+        ));
+        let mut tiny = batch(1, 8, NOW_MS);
+        tiny.extend_from_slice(&[0u8; 5]);
+        assert!(matches!(
+            validate_batches(&tiny, &lenient_validation(), NOW_MS),
+            Err(BatchError::Corrupt(_))
+        ));
+        assert!(validate_batches(&[], &lenient_validation(), NOW_MS).is_err());
+    }
+
+    #[test]
+    fn rejects_record_count_mismatch() {
+        let good = batch(3, 8, NOW_MS);
+        for (count, delta) in [(4, 2), (2, 2), (3, 3), (0, -1), (-1, -2)] {
+            let mut bad = good.clone();
+            put_i32(&mut bad, RECORDS_COUNT_AT, count);
+            put_i32(&mut bad, LAST_OFFSET_DELTA_AT, delta);
+            fix_crc(&mut bad);
+            assert!(
+                matches!(
+                    validate_batches(&bad, &lenient_validation(), NOW_MS),
+                    Err(BatchError::InvalidRecord(_))
+                ),
+                "count {count} delta {delta}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_old_magic() {
+        for magic in [0i8, 1, 3] {
+            let mut bad = batch(1, 8, NOW_MS);
+            bad[MAGIC_AT] = magic as u8;
+            assert_eq!(
+                validate_batches(&bad, &lenient_validation(), NOW_MS),
+                Err(BatchError::UnsupportedMagic(magic))
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_too_large_and_accepts_exact_fit() {
+        let blob = batch(2, 100, NOW_MS);
+        let mut rules = lenient_validation();
+        rules.max_message_bytes = blob.len();
+        assert!(validate_batches(&blob, &rules, NOW_MS).is_ok());
+        rules.max_message_bytes = blob.len() - 1;
+        assert_eq!(
+            validate_batches(&blob, &rules, NOW_MS),
+            Err(BatchError::TooLarge {
+                size_bytes: blob.len(),
+                max_bytes: blob.len() - 1
+            })
+        );
+    }
+
+    #[test]
+    fn checks_create_time_window() {
+        let mut rules = lenient_validation();
+        rules.timestamp_before_max_ms = 1000;
+        rules.timestamp_after_max_ms = 1000;
+        assert!(validate_batches(&batch(1, 8, NOW_MS - 1000), &rules, NOW_MS).is_ok());
+        assert!(validate_batches(&batch(1, 8, NOW_MS + 1000), &rules, NOW_MS).is_ok());
+        assert!(matches!(
+            validate_batches(&batch(1, 8, NOW_MS - 1001), &rules, NOW_MS),
+            Err(BatchError::InvalidTimestamp(_))
+        ));
+        assert!(matches!(
+            validate_batches(&batch(2, 8, NOW_MS + 1000), &rules, NOW_MS),
+            Err(BatchError::InvalidTimestamp(_))
+        ));
+        rules.timestamp_type = TimestampType::LogAppendTime;
+        assert!(validate_batches(&batch(1, 8, 0), &rules, NOW_MS).is_ok());
+    }
+
+    #[test]
+    fn rejects_control_batches_and_unknown_codecs() {
+        let mut control = batch(1, 8, NOW_MS);
+        control[ATTRIBUTES_AT + 1] |= CONTROL_BIT as u8;
+        fix_crc(&mut control);
+        assert!(matches!(
+            validate_batches(&control, &lenient_validation(), NOW_MS),
+            Err(BatchError::InvalidRecord(_))
+        ));
+        let mut codec = batch(1, 8, NOW_MS);
+        codec[ATTRIBUTES_AT + 1] |= 5;
+        fix_crc(&mut codec);
+        assert!(matches!(
+            validate_batches(&codec, &lenient_validation(), NOW_MS),
+            Err(BatchError::InvalidRecord(_))
+        ));
+    }
+
+    #[test]
+    fn assigns_offsets_outside_the_crc() {
+        let mut blob = batch(3, 8, NOW_MS);
+        blob.extend(batch(2, 8, NOW_MS));
+        let next = assign_offsets(&mut blob, 100, 7, None).unwrap();
+        assert_eq!(next, 105);
+        let headers: Vec<BatchHeader> = batches(&blob).map(|b| b.unwrap().0).collect();
+        assert_eq!(headers[0].base_offset, 100);
+        assert_eq!(headers[1].base_offset, 103);
+        assert!(headers
+            .iter()
+            .all(|h| h.partition_leader_epoch == 7 && !h.is_log_append_time()));
+        assert!(validate_batches(&blob, &lenient_validation(), NOW_MS).is_ok());
+    }
+
+    #[test]
+    fn assigns_log_append_time_and_recomputes_crc() {
+        let mut blob = batch(3, 8, 5);
+        let next = assign_offsets(&mut blob, 0, 1, Some(NOW_MS)).unwrap();
+        assert_eq!(next, 3);
+        let header = BatchHeader::parse(&blob).unwrap();
+        assert!(header.is_log_append_time());
+        assert_eq!(header.max_timestamp, NOW_MS);
+        assert_eq!(header.base_timestamp, 5);
+        assert_eq!(header.crc, compute_crc(&blob));
+    }
+
+    #[test]
+    fn assign_offsets_rejects_bad_framing() {
+        let mut blob = batch(1, 8, NOW_MS);
+        blob.push(0);
+        assert!(assign_offsets(&mut blob, 0, 0, None).is_err());
+        let mut magic = batch(1, 8, NOW_MS);
+        magic[MAGIC_AT] = 1;
+        assert_eq!(
+            assign_offsets(&mut magic, 0, 0, None),
+            Err(BatchError::UnsupportedMagic(1))
+        );
+    }
+}

@@ -48,7 +48,9 @@ fn encoded_batch(
             producer_epoch: -1,
             timestamp_type: RecordTimestamp::Creation,
             offset: i as i64,
-            sequence: -1,
+            // The encoder starts a new batch when `offset - sequence` changes; the base
+            // sequence is reset to -1 (no idempotent producer) below.
+            sequence: i as i32,
             timestamp,
             key: Some(Bytes::from(format!("key-{i}"))),
             value: Some(Bytes::from(vec![i as u8; value_size_bytes])),
@@ -62,7 +64,10 @@ fn encoded_batch(
     };
     RecordBatchEncoder::encode(&mut buf, &records, &options)
         .expect("encoding test records cannot fail");
-    buf.to_vec()
+    let mut bytes = buf.to_vec();
+    bytes[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    fix_crc(&mut bytes);
+    bytes
 }
 
 /// Rewrites the CRC of a single batch after a test tampered with it.
