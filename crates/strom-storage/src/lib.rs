@@ -26,6 +26,8 @@ pub mod log;
 mod segment;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+#[cfg(test)]
+mod tests;
 mod time_index;
 
 pub use config::LogConfig;

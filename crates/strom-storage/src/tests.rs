@@ -1,0 +1,553 @@
+//! Tests of the partition log as a whole: appends, reads, rolls, recovery, retention,
+//! DeleteRecords, timestamps, epochs. Property tests use small segments to force many rolls.
+
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+
+use crate::batch::{batches, BatchHeader};
+use crate::checkpoint::Checkpoint;
+use crate::test_support::{batch, batch_with_timestamps, compressed_batch};
+use crate::{LogConfig, PartitionLog, StorageError};
+
+const NOW_MS: i64 = 1_700_000_000_000;
+
+fn small_config() -> LogConfig {
+    LogConfig {
+        segment_size_bytes: 1024,
+        index_interval_bytes: 128,
+        ..LogConfig::default()
+    }
+}
+
+fn append(
+    log: &mut PartitionLog,
+    records: usize,
+    value_bytes: usize,
+    timestamp_ms: i64,
+) -> (i64, i64) {
+    let mut blob = batch(records, value_bytes, timestamp_ms);
+    let info = log.append(&mut blob, 0, None, NOW_MS).unwrap();
+    log.set_high_watermark(log.log_end_offset());
+    (info.base_offset, info.last_offset)
+}
+
+fn headers(bytes: &[u8]) -> Vec<BatchHeader> {
+    batches(bytes).map(|b| b.unwrap().0).collect()
+}
+
+fn read_all(log: &PartitionLog) -> Vec<u8> {
+    log.read(log.log_start_offset(), usize::MAX, i64::MAX, true)
+        .unwrap()
+        .to_vec()
+}
+
+fn files_with_extension(dir: &Path, extension: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == extension))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn append_assigns_offsets_and_read_returns_whole_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), NOW_MS).unwrap();
+    assert_eq!(
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.high_watermark()
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(append(&mut log, 3, 10, NOW_MS), (0, 2));
+    assert_eq!(append(&mut log, 2, 10, NOW_MS), (3, 4));
+    assert_eq!(append(&mut log, 1, 10, NOW_MS), (5, 5));
+    let all = log.read(0, usize::MAX, 6, false).unwrap();
+    assert_eq!(
+        headers(&all)
+            .iter()
+            .map(|h| h.base_offset)
+            .collect::<Vec<_>>(),
+        [0, 3, 5]
+    );
+    let from_four = log.read(4, usize::MAX, 6, false).unwrap();
+    assert_eq!(headers(&from_four)[0].base_offset, 3);
+    // The high watermark (max offset) stops reads at whole batches.
+    assert_eq!(
+        headers(&log.read(0, usize::MAX, 5, false).unwrap()).len(),
+        2
+    );
+    assert_eq!(
+        headers(&log.read(0, usize::MAX, 4, false).unwrap()).len(),
+        1
+    );
+    assert!(log.read(3, usize::MAX, 4, false).unwrap().is_empty());
+    // max_bytes: whole batches only; min_one_batch returns the first even if too large.
+    let first_size = headers(&all)[0].size_bytes();
+    assert!(log.read(0, first_size - 1, 6, false).unwrap().is_empty());
+    assert_eq!(
+        log.read(0, first_size - 1, 6, true).unwrap().len(),
+        first_size
+    );
+    assert_eq!(
+        log.read(0, first_size + 1, 6, false).unwrap().len(),
+        first_size
+    );
+    // Bounds.
+    assert!(log.read(6, 100, 6, true).unwrap().is_empty());
+    assert!(matches!(
+        log.read(7, 100, 7, true),
+        Err(StorageError::OffsetOutOfRange {
+            requested: 7,
+            log_start: 0,
+            log_end: 6
+        })
+    ));
+    assert!(matches!(
+        log.read(-1, 100, 7, true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    // Leader epoch went into the header.
+    assert!(headers(&all).iter().all(|h| h.partition_leader_epoch == 0));
+}
+
+#[test]
+fn rolls_segments_and_reopens_after_clean_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    for i in 0..40 {
+        append(&mut log, 1 + i % 4, 50, NOW_MS + i as i64);
+    }
+    assert!(log.segment_count() > 5, "{} segments", log.segment_count());
+    let logs = files_with_extension(dir.path(), "log");
+    assert_eq!(logs.len(), log.segment_count());
+    assert_eq!(logs[0].file_name().unwrap(), "00000000000000000000.log");
+    let before = read_all(&log);
+    let (log_end, size_bytes) = (log.log_end_offset(), log.size_bytes());
+    log.close().unwrap();
+    let checkpoint = Checkpoint::read(dir.path()).unwrap().unwrap();
+    assert!(checkpoint.clean_shutdown);
+    assert_eq!(checkpoint.recovery_point, log_end);
+    let log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    assert_eq!(log.log_end_offset(), log_end);
+    assert_eq!(log.high_watermark(), log_end);
+    assert_eq!(log.size_bytes(), size_bytes);
+    assert_eq!(read_all(&log), before);
+}
+
+#[test]
+fn rolls_on_segment_ms() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_ms: 1000,
+        ..LogConfig::default()
+    };
+    let mut log = PartitionLog::open(dir.path(), config, NOW_MS).unwrap();
+    assert!(
+        !log.roll_if_due(NOW_MS + 5000).unwrap(),
+        "empty segments never roll"
+    );
+    log.append(&mut batch(1, 10, NOW_MS), 0, None, NOW_MS)
+        .unwrap();
+    assert!(!log.roll_if_due(NOW_MS + 999).unwrap());
+    assert!(log.roll_if_due(NOW_MS + 1000).unwrap());
+    assert_eq!(log.segment_count(), 2);
+    log.append(&mut batch(1, 10, NOW_MS), 0, None, NOW_MS + 1500)
+        .unwrap();
+    log.append(&mut batch(1, 10, NOW_MS), 0, None, NOW_MS + 2600)
+        .unwrap();
+    assert_eq!(
+        log.segment_count(),
+        3,
+        "append rolls a segment older than segment_ms"
+    );
+}
+
+#[test]
+fn index_files_are_rebuilt_when_deleted_or_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    for i in 0..30 {
+        append(&mut log, 2, 40, NOW_MS + 10 * i);
+    }
+    let before = read_all(&log);
+    let timestamp_answer = log.offset_for_timestamp(NOW_MS + 101).unwrap();
+    log.close().unwrap();
+    let index_files = files_with_extension(dir.path(), "index");
+    let time_files = files_with_extension(dir.path(), "timeindex");
+    for path in &index_files {
+        std::fs::remove_file(path).unwrap();
+    }
+    std::fs::write(&time_files[1], [7u8; 13]).unwrap();
+    let log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    assert_eq!(
+        files_with_extension(dir.path(), "index").len(),
+        index_files.len()
+    );
+    assert_eq!(read_all(&log), before);
+    assert_eq!(
+        log.offset_for_timestamp(NOW_MS + 101).unwrap(),
+        timestamp_answer
+    );
+    for offset in 0..log.log_end_offset() {
+        let first = headers(&log.read(offset, 1, i64::MAX, true).unwrap())[0];
+        assert!(first.base_offset <= offset && offset <= first.last_offset());
+    }
+}
+
+#[test]
+fn recovery_truncates_at_a_corrupt_batch_and_drops_later_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    let mut ends = Vec::new();
+    for _ in 0..20 {
+        ends.push(append(&mut log, 2, 60, NOW_MS).1 + 1);
+    }
+    let segments_before = log.segment_count();
+    drop(log); // a kill: no flush, no checkpoint update
+    let first = &files_with_extension(dir.path(), "log")[0];
+    let mut bytes = std::fs::read(first).unwrap();
+    let first_batch = headers(&bytes)[0];
+    let second_start = first_batch.size_bytes();
+    bytes[second_start + 40] ^= 0x10; // inside the second batch, under its CRC
+    std::fs::write(first, &bytes).unwrap();
+    // Nothing is below the recovery point after an unclean stop, so everything is scanned.
+    std::fs::remove_file(dir.path().join(crate::checkpoint::CHECKPOINT_FILE_NAME)).unwrap();
+    let log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    assert!(segments_before > 1);
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(log.log_end_offset(), first_batch.next_offset());
+    assert_eq!(
+        std::fs::metadata(first).unwrap().len() as usize,
+        second_start
+    );
+}
+
+#[test]
+fn delete_records_moves_log_start_and_deletes_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    for _ in 0..30 {
+        append(&mut log, 3, 40, NOW_MS);
+    }
+    let segments = log.segment_count();
+    log.set_high_watermark(50);
+    assert!(matches!(
+        log.delete_records_before(51),
+        Err(StorageError::InvalidOffset(_))
+    ));
+    assert_eq!(log.delete_records_before(40).unwrap(), 40);
+    assert_eq!(
+        log.delete_records_before(10).unwrap(),
+        40,
+        "never moves backwards"
+    );
+    assert!(log.segment_count() < segments);
+    assert!(matches!(
+        log.read(39, 100, 90, true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    let first = headers(&log.read(40, 1, 90, true).unwrap())[0];
+    assert!(first.base_offset <= 40 && 40 <= first.last_offset());
+    drop(log);
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    assert_eq!(log.log_start_offset(), 40);
+    log.set_high_watermark(log.log_end_offset());
+    let log_end = log.log_end_offset();
+    assert_eq!(log.delete_records_before(log_end).unwrap(), log_end);
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(log.size_bytes(), 0);
+    assert!(log.read(log_end, 100, log_end, true).unwrap().is_empty());
+    assert_eq!(append(&mut log, 1, 10, NOW_MS).0, log_end);
+}
+
+#[test]
+fn retention_by_bytes_keeps_the_newest_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    for _ in 0..40 {
+        append(&mut log, 2, 60, NOW_MS);
+    }
+    let mut config = small_config();
+    config.retention_bytes = 3000;
+    log.set_config(config);
+    let deleted = log.enforce_retention(NOW_MS).unwrap();
+    assert!(deleted > 0);
+    assert!(
+        log.size_bytes() >= 3000 && log.size_bytes() < 3000 + 1024 + 200,
+        "{}",
+        log.size_bytes()
+    );
+    assert_eq!(log.enforce_retention(NOW_MS).unwrap(), 0);
+    assert!(log.log_start_offset() > 0);
+    assert!(matches!(
+        log.read(0, 10, 100, true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    assert!(!log
+        .read(log.log_start_offset(), 10, i64::MAX, true)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn retention_by_time_never_deletes_the_active_segment_or_above_the_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_config();
+    config.retention_ms = 60_000;
+    let mut log = PartitionLog::open(dir.path(), config, NOW_MS).unwrap();
+    for i in 0..20 {
+        append(&mut log, 2, 60, NOW_MS + i * 1000);
+    }
+    for _ in 0..20 {
+        append(&mut log, 2, 60, NOW_MS + 1_000_000);
+    }
+    let segments = log.segment_count();
+    log.set_high_watermark(10);
+    let deleted_below_hw = log.enforce_retention(NOW_MS + 1_000_000).unwrap();
+    assert!(log.log_start_offset() <= 10);
+    log.set_high_watermark(log.log_end_offset());
+    let deleted = deleted_below_hw + log.enforce_retention(NOW_MS + 1_000_000).unwrap();
+    assert!(deleted > 0 && deleted < segments);
+    assert_eq!(
+        log.offset_for_timestamp(0).unwrap().map(|(_, ts)| ts),
+        Some(NOW_MS + 1_000_000)
+    );
+    // Everything old, even the active segment's data: the active segment stays.
+    let all = log.enforce_retention(NOW_MS + 10_000_000).unwrap();
+    assert!(all > 0);
+    assert_eq!(log.segment_count(), 1);
+}
+
+#[test]
+fn offset_for_timestamp_is_record_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), None);
+    assert_eq!(log.max_timestamp_and_offset(), None);
+    // Offsets 0..=2 at 100, 300, 200; 3..=4 compressed at 400, 500; 5 at LogAppendTime 900.
+    log.append(
+        &mut batch_with_timestamps(&[100, 300, 200], 10),
+        0,
+        None,
+        NOW_MS,
+    )
+    .unwrap();
+    let mut gzip = compressed_batch(&[400, 500], 10, kafka_protocol::records::Compression::Gzip);
+    log.append(&mut gzip, 0, None, NOW_MS).unwrap();
+    log.append(&mut batch_with_timestamps(&[50], 10), 0, Some(900), NOW_MS)
+        .unwrap();
+    for _ in 0..20 {
+        log.append(
+            &mut batch_with_timestamps(&[600, 700], 100),
+            0,
+            None,
+            NOW_MS,
+        )
+        .unwrap();
+    }
+    log.append(&mut batch_with_timestamps(&[800], 10), 0, None, NOW_MS)
+        .unwrap();
+    assert!(log.segment_count() > 2);
+    let answer = |ts| log.offset_for_timestamp(ts).unwrap();
+    assert_eq!(answer(0), Some((0, 100)));
+    assert_eq!(answer(100), Some((0, 100)));
+    assert_eq!(answer(150), Some((1, 300)));
+    assert_eq!(answer(301), Some((3, 400)));
+    assert_eq!(answer(450), Some((4, 500)));
+    assert_eq!(answer(501), Some((5, 900)));
+    assert_eq!(answer(900), Some((5, 900)));
+    assert_eq!(answer(901), None);
+    assert_eq!(log.max_timestamp_and_offset(), Some((900, 5)));
+}
+
+#[test]
+fn leader_epochs_are_cached_persisted_and_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), NOW_MS).unwrap();
+    assert_eq!(log.latest_epoch(), None);
+    assert_eq!(log.end_offset_for_epoch(0), None);
+    log.append(&mut batch(2, 10, NOW_MS), 1, None, NOW_MS)
+        .unwrap(); // 0..=1
+    log.append(&mut batch(2, 10, NOW_MS), 1, None, NOW_MS)
+        .unwrap(); // 2..=3
+    log.append(&mut batch(2, 10, NOW_MS), 3, None, NOW_MS)
+        .unwrap(); // 4..=5
+    assert_eq!(log.latest_epoch(), Some(3));
+    assert_eq!(log.end_offset_for_epoch(1), Some((1, 4)));
+    assert_eq!(log.end_offset_for_epoch(2), Some((1, 4)));
+    assert_eq!(log.end_offset_for_epoch(3), Some((3, 6)));
+    assert_eq!(log.end_offset_for_epoch(4), None);
+    drop(log);
+    // Lose the epoch file: recovery re-learns epochs from the scanned batches.
+    std::fs::remove_file(dir.path().join(crate::epoch::LEADER_EPOCH_FILE_NAME)).unwrap();
+    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), NOW_MS).unwrap();
+    assert_eq!(log.end_offset_for_epoch(2), Some((1, 4)));
+    assert!(matches!(
+        log.truncate_to(3),
+        Err(StorageError::InvalidOffset(_))
+    ));
+    log.truncate_to(4).unwrap();
+    assert_eq!(log.log_end_offset(), 4);
+    assert_eq!(log.latest_epoch(), Some(1));
+    assert_eq!(log.end_offset_for_epoch(1), Some((1, 4)));
+    log.append(&mut batch(1, 10, NOW_MS), 5, None, NOW_MS)
+        .unwrap();
+    assert_eq!(log.end_offset_for_epoch(1), Some((1, 4)));
+    assert_eq!(log.end_offset_for_epoch(5), Some((5, 5)));
+}
+
+#[test]
+fn truncate_to_across_segments_then_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    for _ in 0..30 {
+        append(&mut log, 1, 100, NOW_MS);
+    }
+    assert!(log.segment_count() > 3);
+    log.truncate_to(5).unwrap();
+    assert_eq!(log.log_end_offset(), 5);
+    assert_eq!(log.high_watermark(), 5);
+    assert_eq!(headers(&read_all(&log)).len(), 5);
+    assert_eq!(append(&mut log, 2, 10, NOW_MS), (5, 6));
+    drop(log);
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    assert_eq!(log.log_end_offset(), 7);
+    log.truncate_to(0).unwrap();
+    assert_eq!(
+        (log.log_end_offset(), log.size_bytes(), log.segment_count()),
+        (0, 0, 1)
+    );
+}
+
+#[test]
+fn flush_messages_advances_the_recovery_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_messages: 3,
+        ..LogConfig::default()
+    };
+    let mut log = PartitionLog::open(dir.path(), config, NOW_MS).unwrap();
+    append(&mut log, 2, 10, NOW_MS);
+    assert_eq!(
+        Checkpoint::read(dir.path())
+            .unwrap()
+            .unwrap()
+            .recovery_point,
+        0
+    );
+    append(&mut log, 2, 10, NOW_MS);
+    assert_eq!(
+        Checkpoint::read(dir.path())
+            .unwrap()
+            .unwrap()
+            .recovery_point,
+        4
+    );
+}
+
+#[test]
+fn delete_removes_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("topic-0");
+    let mut log = PartitionLog::open(&path, LogConfig::default(), NOW_MS).unwrap();
+    append(&mut log, 1, 10, NOW_MS);
+    log.delete().unwrap();
+    assert!(!path.exists());
+}
+
+/// Appends batches of the given record counts and value sizes; returns (base, next, size) per batch.
+fn append_all(log: &mut PartitionLog, shapes: &[(usize, usize)]) -> Vec<(i64, i64)> {
+    shapes
+        .iter()
+        .map(|&(records, value_bytes)| {
+            let (base, last) = append(log, records, value_bytes, NOW_MS);
+            (base, last + 1)
+        })
+        .collect()
+}
+
+fn batch_shapes() -> impl Strategy<Value = Vec<(usize, usize)>> {
+    prop::collection::vec((1usize..6, 0usize..300), 1..60)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn reads_return_the_batch_containing_the_offset(
+        shapes in batch_shapes(),
+        picks in prop::collection::vec(any::<prop::sample::Index>(), 1..20),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+        let ranges = append_all(&mut log, &shapes);
+        let log_end = log.log_end_offset();
+        for pick in picks {
+            let offset = pick.index(log_end as usize) as i64;
+            let one = log.read(offset, 1, log_end, true).unwrap();
+            let got = headers(&one);
+            prop_assert_eq!(got.len(), 1);
+            let expected = ranges.iter().find(|(base, next)| *base <= offset && offset < *next).unwrap();
+            prop_assert_eq!((got[0].base_offset, got[0].next_offset()), *expected);
+            let rest = headers(&log.read(offset, usize::MAX, log_end, false).unwrap());
+            let expected_rest: Vec<(i64, i64)> = ranges.iter().copied().filter(|(_, next)| *next > offset).collect();
+            prop_assert_eq!(rest.iter().map(|h| (h.base_offset, h.next_offset())).collect::<Vec<_>>(), expected_rest);
+        }
+    }
+
+    #[test]
+    fn a_cut_last_segment_recovers_to_a_batch_aligned_prefix(
+        shapes in batch_shapes(),
+        cut in any::<prop::sample::Index>(),
+        garbage in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+        let ranges = append_all(&mut log, &shapes);
+        let everything = read_all(&log);
+        drop(log); // killed: nothing flushed beyond what rolls synced
+        let last = files_with_extension(dir.path(), "log").pop().unwrap();
+        let bytes = std::fs::read(&last).unwrap();
+        let cut_at = cut.index(bytes.len() + 1);
+        let mut damaged = bytes[..cut_at].to_vec();
+        if garbage {
+            damaged.extend_from_slice(&[0xAB; 70]); // a torn write leaves junk after the cut
+        }
+        std::fs::write(&last, &damaged).unwrap();
+        // Batches of the last segment fully before the cut survive.
+        let mut surviving_end_bytes = 0;
+        for header in headers(&bytes) {
+            if surviving_end_bytes + header.size_bytes() > cut_at { break; }
+            surviving_end_bytes += header.size_bytes();
+        }
+        let log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+        let recovered = read_all(&log);
+        prop_assert!(everything.starts_with(&recovered));
+        let kept = headers(&recovered);
+        let expected_end = ranges.iter().map(|r| r.1).filter(|next| kept.iter().any(|h| h.next_offset() == *next)).max().unwrap_or(0);
+        prop_assert_eq!(log.log_end_offset(), expected_end);
+        prop_assert_eq!(std::fs::metadata(&last).unwrap().len() as usize, surviving_end_bytes);
+        let prefix_bytes = everything.len() - bytes.len() + surviving_end_bytes;
+        prop_assert_eq!(recovered.len(), prefix_bytes);
+        prop_assert!(log.high_watermark() <= log.log_end_offset());
+    }
+
+    #[test]
+    fn reopen_after_kill_keeps_every_appended_batch(shapes in batch_shapes()) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+        append_all(&mut log, &shapes);
+        let everything = read_all(&log);
+        let log_end = log.log_end_offset();
+        drop(log);
+        let log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+        prop_assert_eq!(log.log_end_offset(), log_end);
+        prop_assert_eq!(read_all(&log), everything);
+    }
+}
