@@ -58,7 +58,7 @@ impl<E: IndexEntry> IndexFile<E> {
         let len_bytes = file.len_bytes() as usize;
         let mut bytes = vec![0u8; len_bytes];
         let read = file.read_at(&mut bytes, 0)?;
-        if read != len_bytes || len_bytes % E::SIZE_BYTES != 0 {
+        if read != len_bytes || !len_bytes.is_multiple_of(E::SIZE_BYTES) {
             tracing::warn!(path = %path.display(), len_bytes, "index file has a partial entry; rebuilding");
             return Ok(None);
         }

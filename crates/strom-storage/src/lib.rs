@@ -15,6 +15,8 @@
 //! (timestamp -> relative offset, 12-byte entries) files, a `leader-epoch-checkpoint` and a
 //! `partition.checkpoint` (recovery point, log start offset, high watermark).
 
+#![deny(missing_docs)]
+
 pub mod batch;
 pub mod checkpoint;
 pub mod config;

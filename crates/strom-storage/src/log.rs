@@ -587,6 +587,9 @@ impl PartitionLog {
     }
 }
 
+/// Leader epochs seen in scanned batches: (epoch, first offset), in log order.
+type SeenEpochs = Vec<(i32, i64)>;
+
 /// Opens the segments in base offset order, scanning those that reach past the recovery point
 /// and any whose indexes are damaged. Stops at the first truncation or offset gap and deletes
 /// every later segment. Returns the segments and the leader epochs seen in scanned batches.
@@ -596,7 +599,7 @@ fn recover_segments(
     recovery_point: i64,
     config: &LogConfig,
     now_ms: i64,
-) -> Result<(BTreeMap<i64, Segment>, Vec<(i32, i64)>)> {
+) -> Result<(BTreeMap<i64, Segment>, SeenEpochs)> {
     let mut segments: BTreeMap<i64, Segment> = BTreeMap::new();
     let mut seen_epochs = Vec::new();
     for (i, &base) in bases.iter().enumerate() {
