@@ -550,4 +550,65 @@ proptest! {
         prop_assert_eq!(log.log_end_offset(), log_end);
         prop_assert_eq!(read_all(&log), everything);
     }
+
+    #[test]
+    fn offset_for_timestamp_matches_a_linear_search(
+        batches_ts in prop::collection::vec(prop::collection::vec(0i64..1000, 1..5), 1..40),
+        targets in prop::collection::vec(-5i64..1100, 1..10),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+        let mut all = Vec::new();
+        for timestamps in &batches_ts {
+            log.append(&mut batch_with_timestamps(timestamps, 40), 0, None, NOW_MS).unwrap();
+            all.extend_from_slice(timestamps);
+        }
+        for target in targets {
+            let expected = all.iter().position(|ts| *ts >= target).map(|i| (i as i64, all[i]));
+            prop_assert_eq!(log.offset_for_timestamp(target).unwrap(), expected);
+        }
+        let max = *all.iter().max().unwrap();
+        prop_assert_eq!(log.max_timestamp_and_offset().map(|(ts, _)| ts), Some(max));
+    }
+
+    #[test]
+    fn delete_records_then_reopen(shapes in batch_shapes(), pick in any::<prop::sample::Index>()) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+        let ranges = append_all(&mut log, &shapes);
+        let log_end = log.log_end_offset();
+        let offset = pick.index(log_end as usize + 1) as i64;
+        prop_assert_eq!(log.delete_records_before(offset).unwrap(), offset);
+        prop_assert!(log.segment_count() >= 1);
+        drop(log);
+        let log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+        prop_assert_eq!(log.log_start_offset(), offset);
+        prop_assert_eq!(log.log_end_offset(), log_end);
+        if offset > 0 {
+            let out_of_range = matches!(log.read(offset - 1, 10, i64::MAX, true), Err(StorageError::OffsetOutOfRange { .. }));
+            prop_assert!(out_of_range);
+        }
+        let expected: Vec<(i64, i64)> = ranges.into_iter().filter(|(_, next)| *next > offset).collect();
+        let got: Vec<(i64, i64)> = headers(&read_all(&log)).iter().map(|h| (h.base_offset, h.next_offset())).collect();
+        prop_assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn retention_by_bytes_deletes_exactly_the_excess(shapes in batch_shapes(), retention_bytes in 0i64..6000) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+        append_all(&mut log, &shapes);
+        let mut config = small_config();
+        config.retention_bytes = retention_bytes;
+        log.set_config(config);
+        log.enforce_retention(NOW_MS).unwrap();
+        let sizes: Vec<u64> = files_with_extension(dir.path(), "log").iter().map(|p| std::fs::metadata(p).unwrap().len()).collect();
+        let total: u64 = sizes.iter().sum();
+        prop_assert_eq!(total, log.size_bytes());
+        // Deleting the oldest remaining closed segment would go below the limit.
+        if sizes.len() > 1 {
+            prop_assert!(((total - sizes[0]) as i64) < retention_bytes);
+        }
+        prop_assert!(log.log_start_offset() <= log.high_watermark());
+    }
 }
