@@ -276,7 +276,11 @@ impl ReplicaManager {
                 remove_dir(&dir);
             }
         }
-        let log = PartitionLog::open(&dir, log_config, now_ms)?;
+        let mut log = PartitionLog::open(&dir, log_config, now_ms)?;
+        // One node: every replica is in sync, so the high watermark is the log end offset,
+        // including what was appended before a crash (the checkpoint may be stale).
+        let log_end_offset = log.log_end_offset();
+        log.set_high_watermark(log_end_offset);
         std::fs::write(&marker, expected).map_err(|source| StorageError::Io {
             context: format!("writing {}", marker.display()),
             source,
