@@ -15,8 +15,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use strom_broker::{Broker, BrokerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -90,7 +89,10 @@ async fn assert_closed(stream: &mut TcpStream) {
     let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
         .await
         .expect("the broker must close the connection");
-    assert!(matches!(read, Ok(0) | Err(_)), "expected a closed connection, got {read:?}");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "expected a closed connection, got {read:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +122,10 @@ async fn api_versions_current_and_fallback() {
     assert_eq!(body.get_i32(), 42);
     let fallback = ApiVersionsResponse::decode(&mut body, 0).unwrap();
     assert_eq!(fallback.error_code, 35);
-    assert!(fallback.api_keys.iter().any(|k| k.api_key == ApiKey::Fetch as i16));
+    assert!(fallback
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::Fetch as i16));
     broker.shutdown().await;
 }
 
@@ -129,7 +134,10 @@ async fn bad_frames_close_only_their_connection() {
     let (broker, _dir) = start().await;
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("negative length", (-5i32).to_be_bytes().to_vec()),
-        ("oversized length", (200 * 1024 * 1024i32).to_be_bytes().to_vec()),
+        (
+            "oversized length",
+            (200 * 1024 * 1024i32).to_be_bytes().to_vec(),
+        ),
         ("too short for a header", [0, 0, 0, 3, 0, 3, 0].to_vec()),
         ("unknown api key", {
             let mut v = 12i32.to_be_bytes().to_vec();
@@ -266,11 +274,20 @@ async fn produce_then_fetch_returns_the_stored_bytes() {
     let stored = data.records.clone().unwrap();
     assert_eq!(stored.len(), 2 * sent.len());
     // Apart from base offset and leader epoch, every stored byte is what was sent.
-    assert_eq!(without_offsets_and_epochs(&stored[..sent.len()]), without_offsets_and_epochs(&sent));
-    assert_eq!(without_offsets_and_epochs(&stored[sent.len()..]), without_offsets_and_epochs(&sent));
+    assert_eq!(
+        without_offsets_and_epochs(&stored[..sent.len()]),
+        without_offsets_and_epochs(&sent)
+    );
+    assert_eq!(
+        without_offsets_and_epochs(&stored[sent.len()..]),
+        without_offsets_and_epochs(&sent)
+    );
     let mut cursor = stored.clone();
     let sets = RecordBatchDecoder::decode_all(&mut cursor).unwrap();
-    let offsets: Vec<i64> = sets.iter().flat_map(|s| s.records.iter().map(|r| r.offset)).collect();
+    let offsets: Vec<i64> = sets
+        .iter()
+        .flat_map(|s| s.records.iter().map(|r| r.offset))
+        .collect();
     assert_eq!(offsets, (0..10).collect::<Vec<_>>());
     let last = sets.last().and_then(|s| s.records.last()).unwrap();
     assert_eq!(last.value.as_deref(), Some(&b"value-4"[..]));

@@ -126,13 +126,16 @@ fn topic_metadata(topic: &TopicImage, error_code: i16) -> MetadataResponseTopic 
 
 pub fn describe_cluster(
     state: &BrokerState,
+    version: i16,
     _request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let image = state.image();
     let mut response = DescribeClusterResponse::default();
     response.cluster_id = str_bytes(&image.cluster_id);
     response.controller_id = BrokerId(state.node_id());
-    response.endpoint_type = 1;
+    if version >= 1 {
+        response.endpoint_type = 1;
+    }
     response.brokers = image
         .brokers
         .values()

@@ -67,7 +67,7 @@ pub async fn handle(state: &BrokerState, request: DecodedRequest) -> Option<Byte
             configs::incremental_alter_configs(state, r),
         )),
         RequestKind::DescribeCluster(r) => Some(ResponseKind::DescribeCluster(
-            metadata::describe_cluster(state, r),
+            metadata::describe_cluster(state, version, r),
         )),
         RequestKind::DescribeLogDirs(r) => Some(ResponseKind::DescribeLogDirs(
             offsets::describe_log_dirs(state, version, r),

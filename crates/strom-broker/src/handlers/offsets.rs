@@ -67,7 +67,7 @@ fn leader_partition(
 
 pub fn list_offsets(
     state: &BrokerState,
-    _version: i16,
+    version: i16,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let read_committed = request.isolation_level == 1;
@@ -110,7 +110,9 @@ pub fn list_offsets(
                         Ok(Some((timestamp, offset))) => {
                             result.timestamp = timestamp;
                             result.offset = offset;
-                            result.leader_epoch = leader_epoch;
+                            if version >= 4 {
+                                result.leader_epoch = leader_epoch;
+                            }
                         }
                         Ok(None) => {}
                         Err(error) => result.error_code = storage_error_code(&error),
