@@ -83,6 +83,7 @@ class Broker:
         self.env = dict(os.environ)
         self.env.setdefault("RUST_LOG", "info")
         self.env.setdefault("RUST_BACKTRACE", "1")
+        self.env.setdefault("NO_COLOR", "1")
         if env:
             self.env.update(env)
         self.extra_args = list(extra_args or [])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import subprocess
 import time
@@ -13,6 +14,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 import kwire
 
 _counter = itertools.count()
+# librdkafka logs through Python logging (captured by pytest) instead of straight to stderr.
+RDKAFKA_LOG = logging.getLogger("rdkafka")
 
 
 def unique_topic(prefix: str = "t") -> str:
@@ -31,7 +34,7 @@ def wait_until(pred, timeout: float = 10.0, interval: float = 0.1, what: str = "
 
 
 def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000}, logger=RDKAFKA_LOG)
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = 1, config: dict | None = None,
@@ -53,7 +56,7 @@ def producer(bootstrap: str, **conf) -> Producer:
     base = {"bootstrap.servers": bootstrap, "linger.ms": 5, "acks": "all",
             "message.timeout.ms": 20000, "socket.timeout.ms": 10000}
     base.update(conf)
-    return Producer(base)
+    return Producer(base, logger=RDKAFKA_LOG)
 
 
 def produce_sync(p: Producer, topic: str, messages: list[dict], timeout: float = 30.0) -> list:
@@ -93,7 +96,7 @@ def consumer(bootstrap: str, **conf) -> Consumer:
             "auto.offset.reset": "error", "socket.timeout.ms": 10000,
             "fetch.wait.max.ms": 100, "enable.partition.eof": True}
     base.update(conf)
-    return Consumer(base)
+    return Consumer(base, logger=RDKAFKA_LOG)
 
 
 def consume_range(bootstrap: str, topic: str, partition: int, start: int, count: int | None = None,

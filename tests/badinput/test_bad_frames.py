@@ -125,7 +125,7 @@ def test_api_versions_unsupported_version_fallback(served, above):
         assert r.remaining() == 0
 
 
-@pytest.mark.parametrize("version", [0, 1, 2, 3])
+@pytest.mark.parametrize("version", [0, 1, 2, 3, 4])
 def test_api_versions_each_version(served, version):
     with Conn.to(served.bootstrap) as c:
         c.send(kwire.api_versions_request(version, 9))

@@ -84,8 +84,9 @@ def test_produce_consume_assign_seek(broker, codec):
     a.create_topics([NewTopic(topic, 2, 1)])
     a.close()
 
+    # Idempotence off: Strom has no InitProducerId yet (see test_default_producer_is_idempotent).
     p = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", compression_type=codec,
-                      linger_ms=10, request_timeout_ms=15000)
+                      linger_ms=10, request_timeout_ms=15000, enable_idempotence=False)
     sent = {0: [], 1: []}
     for i in range(60):
         part = i % 2
@@ -131,7 +132,19 @@ def test_api_version_negotiation(broker):
     """kafka-python probes the broker version; it must settle on a modern one."""
     a = kp_admin(broker.bootstrap)
     try:
-        v = a._client.check_version(timeout=10) if hasattr(a._client, "check_version") else a.config["api_version"]
+        v = a._client.check_version(timeout_ms=10000)
         assert v is not None and tuple(v) >= (2, 1), v
     finally:
         a.close()
+
+
+@pytest.mark.xfail(strict=True, reason="Strom has no InitProducerId (idempotent producer) yet; kafka-python 3.x "
+                   "enables idempotence by default, so a KafkaProducer with default settings fails to send")
+def test_default_producer_is_idempotent(broker):
+    topic = unique_topic("kp-idem")
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, request_timeout_ms=10000, max_block_ms=10000)
+    try:
+        md = p.send(topic, b"v").get(timeout=15)
+        assert md.offset == 0
+    finally:
+        p.close(timeout=5)

@@ -118,10 +118,10 @@ def test_produce_consume_keys_headers_partitions(broker, codec):
 def test_consume_json_envelope_and_binary_payloads(broker):
     topic = unique_topic("kcat-json")
     create_topic(broker.bootstrap, topic, partitions=1)
-    # Message delimiter NUL so values can hold newlines; key delimiter TAB.
+    # A multi-byte message delimiter so values can hold newlines; key delimiter TAB.
     msgs = [(f"k{i}", f"line1\nline2 {i} \u00e9\u4e2d") for i in range(10)]
-    payload = b"".join(f"{k}\t{v}".encode() + b"\x00" for k, v in msgs)
-    r = kcat("-b", broker.bootstrap, "-P", "-t", topic, "-D", r"\x00", "-K", r"\t",
+    payload = b"".join(f"{k}\t{v}".encode() + b"@@END@@" for k, v in msgs)
+    r = kcat("-b", broker.bootstrap, "-P", "-t", topic, "-D", "@@END@@", "-K", r"\t",
              "-H", "trace=abc", input=payload)
     assert r.returncode == 0, r.stderr.decode()
 

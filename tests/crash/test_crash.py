@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Producer
 
 import kwire
-from stromtest import (consume_range, create_topic, produce_sync, producer, unique_topic,
+from stromtest import (RDKAFKA_LOG, consume_range, create_topic, produce_sync, producer, unique_topic,
                        watermarks)
 
 PARTITIONS = 2
@@ -48,7 +48,8 @@ def test_sigkill_during_produce_load(broker, acks):
     p = Producer({"bootstrap.servers": broker.bootstrap, "acks": acks, "linger.ms": 2,
                   "batch.num.messages": 50, "message.timeout.ms": 30000, "retries": 1000,
                   "retry.backoff.ms": 100, "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500,
-                  "enable.idempotence": False, "queue.buffering.max.messages": 20000})
+                  "enable.idempotence": False, "queue.buffering.max.messages": 20000},
+                 logger=RDKAFKA_LOG)
 
     i = 0
     start = time.monotonic()

@@ -23,7 +23,9 @@ def rbroker(broker_factory):
 
 
 def fill(bootstrap, topic, n=200, size=1000):
-    p = producer(bootstrap, **{"linger.ms": 0, "batch.num.messages": 1, "compression.type": "none"})
+    # One request in flight: this test is about retention, not about pipelined produce ordering.
+    p = producer(bootstrap, **{"linger.ms": 0, "batch.num.messages": 1, "compression.type": "none",
+                               "max.in.flight.requests.per.connection": 1})
     msgs = [dict(value=f"{i:06d}".encode() + b"x" * (size - 6), partition=0) for i in range(n)]
     acks = produce_sync(p, topic, msgs)
     assert [a[1] for a in acks] == list(range(n))
@@ -92,7 +94,8 @@ def test_retention_ms_drops_old_segments(rbroker):
     topic = unique_topic("ret-ms")
     create_topic(rbroker.bootstrap, topic, 1, config={"segment.bytes": 16384, "retention.ms": 2000})
     # Records carry their CreateTime: old timestamps make the closed segments expired at once.
-    p = producer(rbroker.bootstrap, **{"linger.ms": 0, "compression.type": "none"})
+    p = producer(rbroker.bootstrap, **{"linger.ms": 0, "compression.type": "none",
+                                       "max.in.flight.requests.per.connection": 1})
     old = int(time.time() * 1000) - 600_000
     produce_sync(p, topic, [dict(value=b"o" * 1000, timestamp=old + i, partition=0) for i in range(100)])
 
