@@ -1,55 +1,68 @@
 //! One client connection: read length-prefixed frames, decode each request through the bounded
-//! decoder, handle requests concurrently, and write responses back in request order.
+//! decoder, handle requests one at a time in arrival order, and write each response before
+//! handling the next request.
 //!
-//! Limits: a frame larger than `socket_request_max_bytes` (or negative) closes the connection;
-//! at most `inflight_requests_per_connection_max` requests are in flight before the reader
-//! waits; the frame bytes held over all connections are bounded by the `queued_request_kib`
-//! semaphore.
+//! Like Kafka, a connection's requests are processed in order, one at a time: two produce
+//! requests pipelined on one connection are appended in the order they were sent. Reading and
+//! decoding run ahead of handling (pipelining), bounded by
+//! `inflight_requests_per_connection_max`. A frame larger than `socket_request_max_bytes` (or
+//! negative) closes the connection; the frame bytes held over all connections are bounded by the
+//! `queued_request_kib` semaphore.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use strom_protocol::request::{decode_request, RequestError};
+use strom_protocol::request::{decode_request, DecodedRequest, RequestError};
 use strom_protocol::response::encode_api_versions_fallback;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use crate::handlers;
 use crate::state::BrokerState;
 
-/// What the writer sends for one request: response bytes, or nothing (acks=0 produce).
-type PendingResponse = oneshot::Receiver<Option<Bytes>>;
+/// Work for the connection's processor, in arrival order.
+enum Work {
+    /// A decoded request and the memory budget its frame holds until it is handled.
+    Request(DecodedRequest, OwnedSemaphorePermit),
+    /// A response decided while reading (the ApiVersions fallback).
+    Respond(Bytes),
+}
 
 /// Serves one connection until the client closes it, sends something unacceptable, or the
 /// broker shuts down.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, state: Arc<BrokerState>) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
-    let (pending_sender, mut pending_receiver) =
-        mpsc::channel::<PendingResponse>(state.config.inflight_requests_per_connection_max);
+    let (work_sender, mut work_receiver) =
+        mpsc::channel::<Work>(state.config.inflight_requests_per_connection_max);
 
-    let writer_task = tokio::spawn(async move {
-        while let Some(pending) = pending_receiver.recv().await {
-            match pending.await {
-                Ok(Some(bytes)) => {
-                    if writer.write_all(&bytes).await.is_err() {
-                        break;
-                    }
+    let processor_state = state.clone();
+    let processor = tokio::spawn(async move {
+        while let Some(work) = work_receiver.recv().await {
+            let response = match work {
+                Work::Request(request, permit) => {
+                    let response = handlers::handle(&processor_state, request).await;
+                    drop(permit);
+                    response
                 }
-                Ok(None) => {}
-                Err(_) => break,
+                Work::Respond(bytes) => Some(bytes),
+            };
+            if let Some(bytes) = response {
+                if writer.write_all(&bytes).await.is_err() {
+                    break;
+                }
             }
         }
         let _ = writer.shutdown().await;
     });
 
-    if let Err(reason) = read_requests(&mut reader, peer, &state, &pending_sender).await {
+    if let Err(reason) = read_requests(&mut reader, peer, &state, &work_sender).await {
         tracing::info!(%peer, %reason, "closing connection");
     }
-    drop(pending_sender);
-    let _ = writer_task.await;
+    drop(work_sender);
+    let _ = processor.await;
 }
 
 /// Reads and dispatches frames until the stream ends (Ok) or must be closed (Err with why).
@@ -57,7 +70,7 @@ async fn read_requests(
     reader: &mut tokio::net::tcp::OwnedReadHalf,
     peer: SocketAddr,
     state: &Arc<BrokerState>,
-    pending: &mpsc::Sender<PendingResponse>,
+    work: &mpsc::Sender<Work>,
 ) -> Result<(), String> {
     let max_bytes = state.config.socket_request_max_bytes;
     loop {
@@ -82,29 +95,20 @@ async fn read_requests(
             .await
             .map_err(|e| format!("truncated frame of {size_bytes} bytes: {e}"))?;
         let frame = frame.freeze();
-        let (sender, receiver) = oneshot::channel();
-        match decode_request(frame, &state.decode_limits) {
-            Ok(request) => {
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let response = handlers::handle(&state, request).await;
-                    drop(permit);
-                    let _ = sender.send(response);
-                });
-            }
+        let next = match decode_request(frame, &state.decode_limits) {
+            Ok(request) => Work::Request(request, permit),
             Err(RequestError::UnsupportedVersion(prefix))
                 if prefix.api_key == kafka_protocol::messages::ApiKey::ApiVersions as i16 =>
             {
-                let _ = sender.send(Some(encode_api_versions_fallback(prefix.correlation_id)));
+                Work::Respond(encode_api_versions_fallback(prefix.correlation_id))
             }
             Err(error) => {
                 tracing::warn!(%peer, %error, "rejecting request");
                 return Err(format!("unacceptable request: {error}"));
             }
-        }
-        pending
-            .send(receiver)
+        };
+        work.send(next)
             .await
-            .map_err(|_| "writer gone".to_string())?;
+            .map_err(|_| "connection processor gone".to_string())?;
     }
 }

@@ -125,13 +125,15 @@ pub fn decode_request(frame: Bytes, limits: &DecodeLimits) -> Result<DecodedRequ
     let body = RequestKind::decode(api_key, &mut buf, prefix.api_version)
         .map_err(|error| malformed(prefix, format_args!("{error:#}")))?;
     if buf.has_remaining() {
-        // The bounded pre-pass checks this too; this pair of checks catches a schema that
-        // disagrees with kafka-protocol about where the body ends.
-        let trailing = buf.remaining();
-        return Err(malformed(
-            prefix,
-            format_args!("{trailing} trailing bytes after the request body"),
-        ));
+        // Kafka ignores bytes after the body, and clients depend on it: librdkafka 2.16 sends
+        // Metadata v12 with a stray IncludeClusterAuthorizedOperations flag and a tagged-field
+        // block after the body. The bounded pre-pass has already walked everything decoded.
+        tracing::debug!(
+            api_key = prefix.api_key,
+            api_version = prefix.api_version,
+            trailing_bytes = buf.remaining(),
+            "ignoring bytes after the request body"
+        );
     }
     Ok(DecodedRequest { header, body })
 }

@@ -116,9 +116,6 @@ pub enum BoundedError {
         /// The limit.
         max: usize,
     },
-    /// Bytes left over after the request body.
-    #[error("{0} trailing bytes after the request body")]
-    TrailingBytes(usize),
 }
 
 impl BoundedError {
@@ -132,12 +129,16 @@ impl BoundedError {
 /// for `api_key` at `api_version`, so that `kafka-protocol` can decode it without allocating
 /// more than the frame justifies. The header is walked at
 /// `api_key.request_header_version(api_version)`.
+///
+/// Returns how many bytes follow the body. Kafka ignores such bytes and clients rely on it
+/// (librdkafka 2.16 sends some after Metadata v12), so they are not an error; nothing past the
+/// walked body is ever decoded.
 pub fn check_request(
     api_key: ApiKey,
     api_version: i16,
     header_and_body: &[u8],
     limits: &DecodeLimits,
-) -> Result<(), BoundedError> {
+) -> Result<usize, BoundedError> {
     let no_schema = BoundedError::NoSchema {
         api_key,
         api_version,
@@ -161,10 +162,7 @@ pub fn check_request(
     walker.version = api_version;
     walker.flexible = message.flexible.contains(api_version);
     walker.walk_struct(&message.body)?;
-    match walker.remaining() {
-        0 => Ok(()),
-        trailing => Err(BoundedError::TrailingBytes(trailing)),
-    }
+    Ok(walker.remaining())
 }
 
 /// Where the walker is: which struct and field, for error messages.

@@ -61,12 +61,18 @@ fn element_limit_is_enforced() {
 }
 
 #[test]
-fn trailing_byte_is_rejected() {
+fn trailing_byte_is_counted_not_rejected() {
     let mut frame = metadata_v1_header();
     frame.extend_from_slice(&0i32.to_be_bytes());
+    assert_eq!(
+        check_request(ApiKey::Metadata, 1, &frame, &DecodeLimits::default()),
+        Ok(0)
+    );
     frame.push(0);
-    let error = check_request(ApiKey::Metadata, 1, &frame, &DecodeLimits::default()).unwrap_err();
-    assert_eq!(error, BoundedError::TrailingBytes(1));
+    assert_eq!(
+        check_request(ApiKey::Metadata, 1, &frame, &DecodeLimits::default()),
+        Ok(1)
+    );
 }
 
 #[test]
