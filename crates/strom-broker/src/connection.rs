@@ -25,7 +25,7 @@ use crate::state::BrokerState;
 /// Work for the connection's processor, in arrival order.
 enum Work {
     /// A decoded request and the memory budget its frame holds until it is handled.
-    Request(DecodedRequest, OwnedSemaphorePermit),
+    Request(Box<DecodedRequest>, OwnedSemaphorePermit),
     /// A response decided while reading (the ApiVersions fallback).
     Respond(Bytes),
 }
@@ -43,7 +43,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, state: Arc<BrokerState>)
         while let Some(work) = work_receiver.recv().await {
             let response = match work {
                 Work::Request(request, permit) => {
-                    let response = handlers::handle(&processor_state, request).await;
+                    let response = handlers::handle(&processor_state, *request).await;
                     drop(permit);
                     response
                 }
@@ -96,7 +96,7 @@ async fn read_requests(
             .map_err(|e| format!("truncated frame of {size_bytes} bytes: {e}"))?;
         let frame = frame.freeze();
         let next = match decode_request(frame, &state.decode_limits) {
-            Ok(request) => Work::Request(request, permit),
+            Ok(request) => Work::Request(Box::new(request), permit),
             Err(RequestError::UnsupportedVersion(prefix))
                 if prefix.api_key == kafka_protocol::messages::ApiKey::ApiVersions as i16 =>
             {
