@@ -94,7 +94,8 @@ def test_retention_ms_drops_old_segments(rbroker):
     topic = unique_topic("ret-ms")
     create_topic(rbroker.bootstrap, topic, 1, config={"segment.bytes": 16384, "retention.ms": 2000})
     # Records carry their CreateTime: old timestamps make the closed segments expired at once.
-    p = producer(rbroker.bootstrap, **{"linger.ms": 0, "compression.type": "none",
+    # One message per batch so the segments roll at segment.bytes (a batch is never split).
+    p = producer(rbroker.bootstrap, **{"linger.ms": 0, "compression.type": "none", "batch.num.messages": 1,
                                        "max.in.flight.requests.per.connection": 1})
     old = int(time.time() * 1000) - 600_000
     produce_sync(p, topic, [dict(value=b"o" * 1000, timestamp=old + i, partition=0) for i in range(100)])
