@@ -1,0 +1,414 @@
+//! The consumer by assignment: positions, seeks, the fetch loop and record decoding.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::offsets::{leader_of, list_offsets, OffsetSpec};
+use crate::types::{ConsumerRecord, TopicPartition};
+
+/// What to do when a position is missing or out of range (`auto.offset.reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AutoOffsetReset {
+    /// Go to the log start offset.
+    Earliest,
+    /// Go to the end (only new records).
+    #[default]
+    Latest,
+    /// Fail the poll with the broker's OFFSET_OUT_OF_RANGE error.
+    None,
+}
+
+/// Consumer settings; the defaults follow the Java client's.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// `fetch.max.wait.ms`: how long the broker may hold a fetch waiting for `fetch_min_bytes`.
+    pub fetch_max_wait_ms: u64,
+    /// `fetch.min.bytes`.
+    pub fetch_min_bytes: i32,
+    /// `fetch.max.bytes`: bytes per fetch response at most (one batch may exceed it).
+    pub fetch_max_bytes: i32,
+    /// `max.partition.fetch.bytes`.
+    pub max_partition_fetch_bytes: i32,
+    /// `auto.offset.reset`.
+    pub auto_offset_reset: AutoOffsetReset,
+    /// Read only committed transactional records (`isolation.level=read_committed`).
+    pub read_committed: bool,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            fetch_max_wait_ms: 500,
+            fetch_min_bytes: 1,
+            fetch_max_bytes: 50 * 1024 * 1024,
+            max_partition_fetch_bytes: 1024 * 1024,
+            auto_offset_reset: AutoOffsetReset::Latest,
+            read_committed: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct PartitionState {
+    position: Option<i64>,
+    seek: Option<OffsetSpec>,
+    high_watermark: i64,
+    log_start_offset: i64,
+}
+
+/// A consumer of explicitly assigned partitions.
+///
+/// ```no_run
+/// # async fn example() -> strom_client::Result<()> {
+/// use std::time::Duration;
+/// use strom_client::{Client, ClientConfig, Consumer, ConsumerConfig, OffsetSpec, TopicPartition};
+/// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// let mut consumer = Consumer::new(client, ConsumerConfig::default());
+/// consumer.assign_topic("events").await?;
+/// consumer.seek_all(OffsetSpec::Earliest);
+/// for record in consumer.poll(Duration::from_secs(1)).await? {
+///     println!("{}-{}@{}: {:?}", record.topic, record.partition, record.offset, record.value);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Consumer {
+    client: Client,
+    config: ConsumerConfig,
+    partitions: BTreeMap<TopicPartition, PartitionState>,
+}
+
+/// Records of a compressed batch may number this many at most (a guard against a broker
+/// claiming billions of records in a few bytes).
+const COMPRESSED_BATCH_RECORDS_MAX: i64 = 16 * 1024 * 1024;
+/// An uncompressed record takes at least this many bytes.
+const RECORD_BYTES_MIN: i64 = 7;
+
+impl Consumer {
+    /// A consumer with nothing assigned.
+    pub fn new(client: Client, config: ConsumerConfig) -> Consumer {
+        Consumer { client, config, partitions: BTreeMap::new() }
+    }
+
+    /// The client underneath.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Replaces the assignment. Partitions kept keep their positions; new ones start per
+    /// `auto_offset_reset` unless [`Consumer::seek`] says otherwise.
+    pub fn assign(&mut self, partitions: impl IntoIterator<Item = TopicPartition>) {
+        let mut next = BTreeMap::new();
+        for tp in partitions {
+            let state = self.partitions.remove(&tp).unwrap_or(PartitionState {
+                position: None,
+                seek: None,
+                high_watermark: -1,
+                log_start_offset: -1,
+            });
+            next.insert(tp, state);
+        }
+        self.partitions = next;
+    }
+
+    /// Adds every partition of `topic` to the assignment; returns how many it has.
+    pub async fn assign_topic(&mut self, topic: &str) -> Result<usize> {
+        let info = self.client.refresh_metadata(Some(&[topic.to_string()]), false).await?;
+        let topic_info = info.topics.get(topic).ok_or_else(|| Error::UnknownTopic(topic.to_string()))?;
+        let mut assignment: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
+        for p in &topic_info.partitions {
+            let tp = TopicPartition::new(topic, p.partition);
+            if !assignment.contains(&tp) {
+                assignment.push(tp);
+            }
+        }
+        self.assign(assignment);
+        Ok(topic_info.partitions.len())
+    }
+
+    /// The assigned partitions.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.partitions.keys().cloned().collect()
+    }
+
+    /// Moves `tp`'s position; resolved (by ListOffsets if needed) on the next poll.
+    pub fn seek(&mut self, tp: &TopicPartition, spec: OffsetSpec) -> Result<()> {
+        let state = self
+            .partitions
+            .get_mut(tp)
+            .ok_or_else(|| Error::Invalid(format!("{tp} is not assigned")))?;
+        state.seek = Some(spec);
+        state.position = None;
+        Ok(())
+    }
+
+    /// Moves every assigned partition's position.
+    pub fn seek_all(&mut self, spec: OffsetSpec) {
+        for state in self.partitions.values_mut() {
+            state.seek = Some(spec);
+            state.position = None;
+        }
+    }
+
+    /// The next offset to be read from `tp`, once known.
+    pub fn position(&self, tp: &TopicPartition) -> Option<i64> {
+        self.partitions.get(tp).and_then(|s| s.position)
+    }
+
+    /// The high watermark of `tp` as of the last fetch (-1 before the first).
+    pub fn high_watermark(&self, tp: &TopicPartition) -> i64 {
+        self.partitions.get(tp).map_or(-1, |s| s.high_watermark)
+    }
+
+    /// Whether `tp`'s position has reached the high watermark seen in the last fetch.
+    pub fn at_end(&self, tp: &TopicPartition) -> bool {
+        self.partitions
+            .get(tp)
+            .is_some_and(|s| s.high_watermark >= 0 && s.position.is_some_and(|p| p >= s.high_watermark))
+    }
+
+    /// Resolves positions that are not known yet: explicit seeks first, else
+    /// `auto_offset_reset`.
+    async fn resolve_positions(&mut self) -> Result<()> {
+        let mut specs = Vec::new();
+        for (tp, state) in &self.partitions {
+            if state.position.is_some() {
+                continue;
+            }
+            let spec = match (state.seek, self.config.auto_offset_reset) {
+                (Some(spec), _) => spec,
+                (None, AutoOffsetReset::Earliest) => OffsetSpec::Earliest,
+                (None, AutoOffsetReset::Latest) => OffsetSpec::Latest,
+                (None, AutoOffsetReset::None) => {
+                    return Err(Error::Invalid(format!("no position for {tp} and auto_offset_reset is none")))
+                }
+            };
+            specs.push((tp.clone(), spec));
+        }
+        if specs.is_empty() {
+            return Ok(());
+        }
+        let listed = list_offsets(&self.client, &specs).await?;
+        let mut missing_by_time = Vec::new();
+        for (tp, listed) in listed {
+            if listed.offset < 0 {
+                // No record at or after the timestamp: go to the end, as the Java client does.
+                missing_by_time.push((tp, OffsetSpec::Latest));
+                continue;
+            }
+            if let Some(state) = self.partitions.get_mut(&tp) {
+                state.position = Some(listed.offset);
+                state.seek = None;
+            }
+        }
+        if !missing_by_time.is_empty() {
+            for (tp, listed) in list_offsets(&self.client, &missing_by_time).await? {
+                if let Some(state) = self.partitions.get_mut(&tp) {
+                    state.position = Some(listed.offset);
+                    state.seek = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches once from every leader of the assignment and returns the records, in offset
+    /// order per partition. Waits at most about `timeout` when nothing is there.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        if self.partitions.is_empty() {
+            tokio::time::sleep(timeout).await;
+            return Ok(Vec::new());
+        }
+        self.resolve_positions().await?;
+        let mut by_leader: HashMap<i32, Vec<(TopicPartition, i64)>> = HashMap::new();
+        for (tp, state) in &self.partitions {
+            let Some(position) = state.position else { continue };
+            let leader = leader_of(&self.client, tp).await?;
+            by_leader.entry(leader).or_default().push((tp.clone(), position));
+        }
+        let max_wait_ms = (timeout.as_millis() as u64).min(self.config.fetch_max_wait_ms);
+        let fetches = by_leader
+            .into_iter()
+            .map(|(leader, partitions)| self.fetch_from(leader, partitions, max_wait_ms));
+        let answers = futures::future::join_all(fetches).await;
+        let mut records = Vec::new();
+        let mut refresh = false;
+        for answer in answers {
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(error) if error.is_retriable() => {
+                    tracing::debug!(%error, "fetch failed; will retry");
+                    refresh |= error.needs_metadata_refresh();
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            for part in answer {
+                refresh |= self.apply(part, &mut records)?;
+            }
+        }
+        if refresh {
+            tokio::time::sleep(Duration::from_millis(self.client.config().retry_backoff_ms)).await;
+            let topics: Vec<String> = {
+                let mut t: Vec<String> = self.partitions.keys().map(|tp| tp.topic.clone()).collect();
+                t.dedup();
+                t
+            };
+            self.client.refresh_metadata(Some(&topics), false).await?;
+        }
+        Ok(records)
+    }
+
+    async fn fetch_from(&self, leader: i32, partitions: Vec<(TopicPartition, i64)>, max_wait_ms: u64) -> Result<Vec<FetchedPartition>> {
+        let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+        for (tp, position) in &partitions {
+            let mut p = FetchPartition::default();
+            p.partition = tp.partition;
+            p.current_leader_epoch = -1;
+            p.fetch_offset = *position;
+            p.log_start_offset = -1;
+            p.partition_max_bytes = self.config.max_partition_fetch_bytes;
+            topics.entry(tp.topic.clone()).or_default().push(p);
+        }
+        let mut request = FetchRequest::default();
+        request.replica_id = BrokerId(-1);
+        request.max_wait_ms = max_wait_ms as i32;
+        request.min_bytes = self.config.fetch_min_bytes;
+        request.max_bytes = self.config.fetch_max_bytes;
+        request.isolation_level = i8::from(self.config.read_committed);
+        request.session_id = 0;
+        request.session_epoch = -1;
+        request.topics = topics
+            .into_iter()
+            .map(|(name, partitions)| {
+                let mut topic = FetchTopic::default();
+                topic.topic = TopicName(StrBytes::from_string(name));
+                topic.partitions = partitions;
+                topic
+            })
+            .collect();
+        let connection = self.client.connection(leader).await?;
+        let timeout_ms = self.client.config().request_timeout_ms + max_wait_ms;
+        let (_, response) = connection.send_timeout(&request, timeout_ms).await?;
+        crate::error::check(response.error_code, || format!("fetch from broker {leader}"), None)?;
+        let mut out = Vec::new();
+        for topic in response.responses {
+            let name = topic.topic.0.to_string();
+            for p in topic.partitions {
+                out.push(FetchedPartition {
+                    tp: TopicPartition::new(name.clone(), p.partition_index),
+                    error_code: p.error_code,
+                    high_watermark: p.high_watermark,
+                    log_start_offset: p.log_start_offset,
+                    records: p.records.unwrap_or_default(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies one partition's fetch result; returns whether metadata needs a refresh.
+    fn apply(&mut self, part: FetchedPartition, out: &mut Vec<ConsumerRecord>) -> Result<bool> {
+        let reset = self.config.auto_offset_reset;
+        let Some(state) = self.partitions.get_mut(&part.tp) else { return Ok(false) };
+        let Some(position) = state.position else { return Ok(false) };
+        match part.error_code {
+            0 => {}
+            1 => {
+                // OFFSET_OUT_OF_RANGE
+                match reset {
+                    AutoOffsetReset::Earliest => state.seek = Some(OffsetSpec::Earliest),
+                    AutoOffsetReset::Latest => state.seek = Some(OffsetSpec::Latest),
+                    AutoOffsetReset::None => {
+                        return Err(Error::kafka(1, format!("fetch {} at offset {position}", part.tp), None))
+                    }
+                }
+                tracing::debug!(tp = %part.tp, position, ?reset, "offset out of range; resetting");
+                state.position = None;
+                return Ok(false);
+            }
+            code => {
+                let error = Error::kafka(code, format!("fetch {}", part.tp), None);
+                if error.is_retriable() {
+                    return Ok(true);
+                }
+                return Err(error);
+            }
+        }
+        state.high_watermark = part.high_watermark;
+        state.log_start_offset = part.log_start_offset;
+        let next = decode_records(&part.tp, part.records, position, out)?;
+        state.position = Some(next.max(position));
+        Ok(false)
+    }
+}
+
+struct FetchedPartition {
+    tp: TopicPartition,
+    error_code: i16,
+    high_watermark: i64,
+    log_start_offset: i64,
+    records: Bytes,
+}
+
+/// Decodes every complete batch in `bytes` (a fetch may end in a partial batch), appends the
+/// records at or after `position` to `out`, and returns the offset after the last complete
+/// batch.
+pub fn decode_records(tp: &TopicPartition, mut bytes: Bytes, position: i64, out: &mut Vec<ConsumerRecord>) -> Result<i64> {
+    const BATCH_HEADER_BYTES: usize = 61;
+    let mut next = position;
+    while bytes.len() >= BATCH_HEADER_BYTES {
+        let base_offset = (&bytes[0..8]).get_i64();
+        let batch_length = (&bytes[8..12]).get_i32();
+        let magic = bytes[16] as i8;
+        if batch_length < 0 {
+            return Err(Error::Protocol(format!("{tp}: negative batch length at offset {base_offset}")));
+        }
+        let total = 12 + batch_length as usize;
+        if bytes.len() < total {
+            break; // a partial batch at the end of the response
+        }
+        if magic != 2 {
+            return Err(Error::Protocol(format!("{tp}: message format v{magic} at offset {base_offset} is not supported")));
+        }
+        let mut batch = bytes.split_to(total);
+        let attributes = (&batch[21..23]).get_i16();
+        let last_offset_delta = (&batch[23..27]).get_i32();
+        let record_count = (&batch[57..61]).get_i32() as i64;
+        let compressed = attributes & 0x7 != 0;
+        let control = attributes & 0x20 != 0;
+        let count_max = if compressed { COMPRESSED_BATCH_RECORDS_MAX } else { batch_length as i64 / RECORD_BYTES_MIN };
+        if record_count < 0 || record_count > count_max {
+            return Err(Error::Protocol(format!("{tp}: batch at offset {base_offset} claims {record_count} records")));
+        }
+        next = base_offset + last_offset_delta as i64 + 1;
+        if control || next <= position {
+            continue;
+        }
+        let set = RecordBatchDecoder::decode(&mut batch)
+            .map_err(|e| Error::Protocol(format!("{tp}: cannot decode the batch at offset {base_offset}: {e}")))?;
+        for record in set.records {
+            if record.offset < position {
+                continue;
+            }
+            out.push(ConsumerRecord {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                offset: record.offset,
+                timestamp_ms: record.timestamp,
+                log_append_time: record.timestamp_type == TimestampType::LogAppend,
+                key: record.key,
+                value: record.value,
+                headers: record.headers.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            });
+        }
+    }
+    Ok(next)
+}

@@ -1,0 +1,56 @@
+//! `strom-client`: a lean async Kafka client on the `kafka-protocol` crate and tokio.
+//!
+//! Owns: connections to brokers (framing, correlation ids, pipelining, API version
+//! negotiation, per-request timeouts), bootstrap and the metadata cache, a batching
+//! [`Producer`] with compression, acks and retries and a partitioner identical to the Java
+//! client's, a [`Consumer`] of assigned partitions, and an [`Admin`] for topics, configs,
+//! partitions, records and the cluster.
+//!
+//! Never: imports the Strom broker (it must work against any Kafka broker), panics on what a
+//! broker sends, or buffers without a bound (`buffer_memory_bytes`, response frame size).
+//!
+//! ```no_run
+//! # async fn example() -> strom_client::Result<()> {
+//! use std::time::Duration;
+//! use strom_client::*;
+//!
+//! let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+//! Admin::new(client.clone()).create_topics(&[NewTopic::new("events", 3)]).await?;
+//!
+//! let producer = Producer::new(client.clone(), ProducerConfig::default());
+//! let delivery = producer.send(ProducerRecord::new("events", "hello").key("user-1")).await?;
+//! println!("written at {:?}", delivery.await?);
+//!
+//! let mut consumer = Consumer::new(client, ConsumerConfig::default());
+//! consumer.assign_topic("events").await?;
+//! consumer.seek_all(OffsetSpec::Earliest);
+//! let records = consumer.poll(Duration::from_secs(1)).await?;
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+mod admin;
+mod client;
+pub mod connection;
+mod consumer;
+mod error;
+mod offsets;
+mod partitioner;
+mod producer;
+mod types;
+
+pub use admin::{
+    format_uuid, Admin, ClusterInfo, ConfigChange, ConfigEntry, ConfigSource, NewTopic, PartitionDescription, TopicDescription,
+};
+pub use client::{BrokerInfo, Client, ClientConfig, Metadata, PartitionInfo, TopicInfo};
+pub use consumer::{decode_records, AutoOffsetReset, Consumer, ConsumerConfig};
+pub use error::{Error, Result};
+pub use kafka_protocol::error::ResponseError;
+pub use offsets::{list_offsets, ListedOffset, OffsetSpec};
+pub use partitioner::{murmur2, partition_for_key, to_positive, NullKeyPartitioning};
+pub use producer::{DeliveryFuture, Producer, ProducerConfig};
+pub use types::{
+    compression_name, now_ms, parse_compression, Acks, Compression, ConsumerRecord, Header, ProducerRecord, RecordMetadata,
+    TopicPartition,
+};
