@@ -187,6 +187,23 @@ impl Connection {
 
     /// Sends `request` at `version` and decodes its response.
     pub async fn send_versioned<R: Request>(&self, request: &R, version: i16, timeout_ms: u64) -> Result<R::Response> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+        let in_flight = match tokio::time::timeout_at(deadline, self.enqueue(request, version, timeout_ms)).await {
+            Ok(in_flight) => in_flight?,
+            Err(_) => return Err(Error::Timeout { api: api_name(R::KEY), addr: self.addr.clone(), timeout_ms }),
+        };
+        in_flight.response().await
+    }
+
+    /// Queues `request` at the negotiated version for writing and returns a handle to await its
+    /// response. Requests queued one after the other on a connection reach the broker in that
+    /// order, which is how the producer keeps batches of one partition in order.
+    pub async fn start<R: Request>(&self, request: &R, timeout_ms: u64) -> Result<InFlight<R::Response>> {
+        let version = self.version_or_error::<R>()?;
+        self.enqueue(request, version, timeout_ms).await
+    }
+
+    async fn enqueue<R: Request>(&self, request: &R, version: i16, timeout_ms: u64) -> Result<InFlight<R::Response>> {
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
         let frame = self.encode(request, version, correlation_id)?;
         let (sender, receiver) = oneshot::channel();
@@ -197,23 +214,20 @@ impl Connection {
             }
             pending.waiters.insert(correlation_id, (R::Response::header_version(version), sender));
         }
-        let exchange = async {
-            self.frames.send(frame).await.map_err(|_| self.disconnected())?;
-            receiver.await.map_err(|_| self.disconnected())?
+        let in_flight = InFlight {
+            receiver,
+            correlation_id,
+            version,
+            api_key: R::KEY,
+            timeout_ms,
+            addr: self.addr.clone(),
+            pending: self.pending.clone(),
+            _response: std::marker::PhantomData,
         };
-        let body = match tokio::time::timeout(Duration::from_millis(timeout_ms), exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout { api: api_name(R::KEY), addr: self.addr.clone(), timeout_ms }),
-        };
-        let mut body = match body {
-            Ok(body) => body,
-            Err(error) => {
-                self.pending.lock().waiters.remove(&correlation_id);
-                return Err(error);
-            }
-        };
-        R::Response::decode(&mut body, version)
-            .map_err(|e| Error::Protocol(format!("cannot decode {} v{version} response from {}: {e}", api_name(R::KEY), self.addr)))
+        if self.frames.send(frame).await.is_err() {
+            return Err(in_flight.forget(self.disconnected()));
+        }
+        Ok(in_flight)
     }
 
     fn encode<R: Request>(&self, request: &R, version: i16, correlation_id: i32) -> Result<Bytes> {
@@ -236,6 +250,51 @@ impl Connection {
     fn disconnected(&self) -> Error {
         let reason = self.pending.lock().closed.clone().unwrap_or_else(|| "connection closed".to_string());
         Error::Disconnected { addr: self.addr.clone(), reason }
+    }
+}
+
+/// A request written (or queued for writing) whose response has not been awaited yet.
+#[must_use = "a request's response should be awaited"]
+pub struct InFlight<T> {
+    receiver: oneshot::Receiver<Result<Bytes>>,
+    correlation_id: i32,
+    version: i16,
+    api_key: i16,
+    timeout_ms: u64,
+    addr: String,
+    pending: Arc<Mutex<Pending>>,
+    _response: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Decodable> InFlight<T> {
+    /// The API version the request was sent at.
+    pub fn version(&self) -> i16 {
+        self.version
+    }
+
+    /// Waits (up to the request timeout) for the response and decodes it.
+    pub async fn response(mut self) -> Result<T> {
+        let timeout = Duration::from_millis(self.timeout_ms);
+        let body = match tokio::time::timeout(timeout, &mut self.receiver).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => {
+                let reason = self.pending.lock().closed.clone().unwrap_or_else(|| "connection closed".to_string());
+                Err(Error::Disconnected { addr: self.addr.clone(), reason })
+            }
+            Err(_) => Err(Error::Timeout { api: api_name(self.api_key), addr: self.addr.clone(), timeout_ms: self.timeout_ms }),
+        };
+        let mut body = match body {
+            Ok(body) => body,
+            Err(error) => return Err(self.forget(error)),
+        };
+        T::decode(&mut body, self.version).map_err(|e| {
+            Error::Protocol(format!("cannot decode {} v{} response from {}: {e}", api_name(self.api_key), self.version, self.addr))
+        })
+    }
+
+    fn forget(&self, error: Error) -> Error {
+        self.pending.lock().waiters.remove(&self.correlation_id);
+        error
     }
 }
 

@@ -322,7 +322,10 @@ async fn sender_loop(inner: Arc<Inner>) {
         notified.as_mut().enable();
         let (requests, next_deadline, empty) = drain_ready(&inner);
         for request in requests {
-            tokio::spawn(send_request(inner.clone(), request));
+            // Written in order here (so batches of one partition stay in order on the
+            // connection); their responses are awaited concurrently.
+            let in_flight = start_request(&inner, request).await;
+            tokio::spawn(finish_request(inner.clone(), in_flight));
         }
         if empty && inner.closed.load(Ordering::Acquire) {
             return;
@@ -459,11 +462,52 @@ fn build_request(inner: &Inner, batches: &[Batch]) -> Result<ProduceRequest> {
     Ok(request)
 }
 
-async fn send_request(inner: Arc<Inner>, request: Request) {
+type Failed = Vec<(Batch, Error)>;
+
+enum Started {
+    /// Waiting for the broker's answer.
+    Waiting(crate::connection::InFlight<kafka_protocol::messages::ProduceResponse>, Vec<Batch>, OwnedSemaphorePermit),
+    /// Done without an answer (acks=0) or failed before one.
+    Done(Failed, OwnedSemaphorePermit),
+}
+
+fn fail_all(batches: Vec<Batch>, error: &Error) -> Failed {
+    batches.into_iter().map(|b| (b, error.duplicate())).collect()
+}
+
+async fn start_request(inner: &Arc<Inner>, request: Request) -> Started {
     let Request { leader, batches, permit } = request;
-    let failed = match build_request(&inner, &batches) {
-        Err(error) => batches.into_iter().map(|b| (b, error.duplicate())).collect(),
-        Ok(produce) => exchange(&inner, leader, produce, batches).await,
+    let produce = match build_request(inner, &batches) {
+        Ok(produce) => produce,
+        Err(error) => return Started::Done(fail_all(batches, &error), permit),
+    };
+    let connection = match inner.client.connection(leader).await {
+        Ok(connection) => connection,
+        Err(error) => return Started::Done(fail_all(batches, &error), permit),
+    };
+    if inner.config.acks == Acks::None {
+        if let Err(error) = connection.send_no_response(&produce).await {
+            return Started::Done(fail_all(batches, &error), permit);
+        }
+        for batch in batches {
+            complete(inner, batch, Ok((-1, -1)));
+        }
+        return Started::Done(Vec::new(), permit);
+    }
+    let timeout_ms = inner.client.config().request_timeout_ms + inner.config.request_timeout_ms.max(0) as u64;
+    match connection.start(&produce, timeout_ms).await {
+        Ok(in_flight) => Started::Waiting(in_flight, batches, permit),
+        Err(error) => Started::Done(fail_all(batches, &error), permit),
+    }
+}
+
+async fn finish_request(inner: Arc<Inner>, started: Started) {
+    let (failed, permit) = match started {
+        Started::Done(failed, permit) => (failed, permit),
+        Started::Waiting(in_flight, batches, permit) => match in_flight.response().await {
+            Ok(response) => (apply_response(&inner, response, batches), permit),
+            Err(error) => (fail_all(batches, &error), permit),
+        },
     };
     let mut retry = Vec::new();
     let mut refresh = false;
@@ -491,27 +535,8 @@ async fn send_request(inner: Arc<Inner>, request: Request) {
     inner.wake.notify_one();
 }
 
-/// Sends one Produce request; completes the batches that succeeded and returns the rest with
-/// their errors.
-async fn exchange(inner: &Arc<Inner>, leader: i32, produce: ProduceRequest, batches: Vec<Batch>) -> Vec<(Batch, Error)> {
-    let connection = match inner.client.connection(leader).await {
-        Ok(connection) => connection,
-        Err(error) => return batches.into_iter().map(|b| (b, error.duplicate())).collect(),
-    };
-    if inner.config.acks == Acks::None {
-        if let Err(error) = connection.send_no_response(&produce).await {
-            return batches.into_iter().map(|b| (b, error.duplicate())).collect();
-        }
-        for batch in batches {
-            complete(inner, batch, Ok((-1, -1)));
-        }
-        return Vec::new();
-    }
-    let timeout_ms = inner.client.config().request_timeout_ms + inner.config.request_timeout_ms.max(0) as u64;
-    let response = match connection.send_timeout(&produce, timeout_ms).await {
-        Ok((_, response)) => response,
-        Err(error) => return batches.into_iter().map(|b| (b, error.duplicate())).collect(),
-    };
+/// Completes the batches the broker accepted; returns the rest with their errors.
+fn apply_response(inner: &Inner, response: kafka_protocol::messages::ProduceResponse, batches: Vec<Batch>) -> Failed {
     let mut results: HashMap<(String, i32), (i16, i64, i64, Option<String>)> = HashMap::new();
     for topic in response.responses {
         for p in topic.partition_responses {
