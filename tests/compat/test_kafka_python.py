@@ -148,3 +148,27 @@ def test_default_producer_is_idempotent(broker):
         assert md.offset == 0
     finally:
         p.close(timeout=5)
+
+
+def test_describe_log_dirs(broker):
+    """DescribeLogDirs: our data dir, per-partition sizes equal to the segment bytes on disk."""
+    from stromtest import create_topic, produce_sync, producer  # noqa: PLC0415
+
+    topic = unique_topic("kp-logdirs")
+    create_topic(broker.bootstrap, topic, partitions=2)
+    produce_sync(producer(broker.bootstrap), topic, [dict(value=b"x" * 100, partition=0)] * 5)
+    a = kp_admin(broker.bootstrap)
+    try:
+        [res] = a.describe_log_dirs([topic])
+    finally:
+        a.close()
+    assert res["broker"] == 0
+    [d] = res["log_dirs"]
+    assert d["error_code"] == 0
+    assert os.path.realpath(d["log_dir"]) == os.path.realpath(broker.data_dir)
+    assert d["total_bytes"] >= d["usable_bytes"] > 0
+    [t] = d["topics"]
+    assert t["name"] == topic
+    sizes = {p["partition_index"]: p["partition_size"] for p in t["partitions"]}
+    on_disk = {p: sum(f.stat().st_size for f in broker.partition_dir(topic, p).glob("*.log")) for p in (0, 1)}
+    assert sizes == on_disk and sizes[0] > 500 and sizes[1] == 0, (sizes, on_disk)
