@@ -74,6 +74,8 @@ def test_sigkill_during_produce_load(broker, acks):
     # Everything still queued is retried against the restarted broker (same port).
     p.flush(60)
     assert len(rec.acked) >= acked_before_kill
+    print(f"acks={acks}: produced {i}, acked before kill {acked_before_kill}, acked {len(rec.acked)}, "
+          f"failed {rec.failed}")
 
     # Every acknowledged message is present at exactly its acknowledged offset; no gaps.
     for part in range(PARTITIONS):
