@@ -43,6 +43,25 @@ pub struct BrokerConfig {
     pub fetch_response_bytes_max: usize,
     /// How often retention and segment.ms rolls run (`log.retention.check.interval.ms`).
     pub log_retention_check_interval_ms: u64,
+    /// Partitions of `__consumer_offsets` when it is created (`offsets.topic.num.partitions`).
+    pub offsets_topic_num_partitions: i32,
+    /// `segment.bytes` of `__consumer_offsets` (`offsets.topic.segment.bytes`).
+    pub offsets_topic_segment_bytes: i64,
+    /// How long the first rebalance of an empty group waits for more members
+    /// (`group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Smallest session timeout a member may ask for (`group.min.session.timeout.ms`).
+    pub group_min_session_timeout_ms: i32,
+    /// Largest session timeout a member may ask for (`group.max.session.timeout.ms`).
+    pub group_max_session_timeout_ms: i32,
+    /// Most members in one group (`group.max.size`).
+    pub group_max_size: usize,
+    /// How long committed offsets of an empty group are kept (`offsets.retention.minutes`).
+    pub offsets_retention_minutes: i64,
+    /// How often expired offsets are looked for (`offsets.retention.check.interval.ms`).
+    pub offsets_retention_check_interval_ms: u64,
+    /// Largest metadata string of an offset commit (`offset.metadata.max.bytes`).
+    pub offset_metadata_max_bytes: usize,
     /// Broker-wide defaults for topic configs, by Kafka topic config name
     /// (e.g. `"retention.ms" = "86400000"`).
     pub topic_defaults: BTreeMap<String, String>,
@@ -66,6 +85,15 @@ impl Default for BrokerConfig {
             connections_max: 10_000,
             fetch_response_bytes_max: 64 * 1024 * 1024,
             log_retention_check_interval_ms: 60_000,
+            offsets_topic_num_partitions: 50,
+            offsets_topic_segment_bytes: 100 * 1024 * 1024,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: 10_000,
+            offsets_retention_minutes: 10_080,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4096,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -94,10 +122,36 @@ impl BrokerConfig {
         if self.inflight_requests_per_connection_max == 0 || self.connections_max == 0 {
             return Err("connection limits must be at least 1".to_string());
         }
+        if self.offsets_topic_num_partitions < 1 {
+            return Err("offsets_topic_num_partitions must be at least 1".to_string());
+        }
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return Err(
+                "group_min_session_timeout_ms exceeds group_max_session_timeout_ms".to_string(),
+            );
+        }
         for (key, value) in &self.topic_defaults {
             strom_metadata::topic_config::validate_topic_config(key, value)
                 .map_err(|e| format!("topic_defaults: {e}"))?;
         }
         Ok(())
+    }
+}
+
+impl BrokerConfig {
+    /// The group coordinator's settings.
+    pub fn group_config(&self) -> crate::group::GroupConfig {
+        crate::group::GroupConfig {
+            offsets_topic_num_partitions: self.offsets_topic_num_partitions,
+            offsets_topic_segment_bytes: self.offsets_topic_segment_bytes,
+            timings: crate::group::state::GroupTimings {
+                initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
+                min_session_timeout_ms: self.group_min_session_timeout_ms,
+                max_session_timeout_ms: self.group_max_session_timeout_ms,
+                max_members: self.group_max_size,
+            },
+            offsets_retention_ms: self.offsets_retention_minutes.saturating_mul(60_000),
+            offset_metadata_max_bytes: self.offset_metadata_max_bytes,
+        }
     }
 }

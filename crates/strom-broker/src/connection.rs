@@ -43,7 +43,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, state: Arc<BrokerState>)
         while let Some(work) = work_receiver.recv().await {
             let response = match work {
                 Work::Request(request, permit) => {
-                    let response = handlers::handle(&processor_state, *request).await;
+                    let response = handlers::handle(&processor_state, *request, peer).await;
                     drop(permit);
                     response
                 }

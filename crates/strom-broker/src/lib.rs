@@ -13,6 +13,7 @@
 pub mod config;
 mod connection;
 pub mod errors;
+pub mod group;
 mod handlers;
 mod http;
 pub mod partition;

@@ -74,12 +74,18 @@ impl Broker {
         let state = BrokerState::new(config.clone(), host, port, controller)
             .map_err(|e| data_dir_error(e.to_string()))?;
         let state = Arc::new(state);
+        state.groups.start(&state).map_err(data_dir_error)?;
         let (shutdown, shutdown_receiver) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(accept_loop(
             listener,
             state.clone(),
             shutdown_receiver.clone(),
         ))];
+        tasks.push(tokio::spawn(crate::group::run_timers(
+            state.clone(),
+            shutdown_receiver.clone(),
+            Duration::from_millis(config.offsets_retention_check_interval_ms.max(1000)),
+        )));
         tasks.push(tokio::spawn(retention_loop(
             state.clone(),
             shutdown_receiver.clone(),

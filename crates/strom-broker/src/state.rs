@@ -26,6 +26,8 @@ pub struct BrokerState {
     pub replicas: ReplicaManager,
     /// Limits for decoding untrusted requests.
     pub decode_limits: DecodeLimits,
+    /// The group coordinator.
+    pub groups: crate::group::GroupCoordinator,
     /// Permits, in KiB, for request bytes held in memory (`queued_request_bytes_max`).
     pub queued_request_kib: Arc<Semaphore>,
     controller: Mutex<Controller>,
@@ -48,6 +50,7 @@ impl BrokerState {
         );
         let image = Arc::new(controller.image().clone());
         replicas.apply_image(&image, now_ms())?;
+        let group_config = config.group_config();
         let queued_kib = (config.queued_request_bytes_max / 1024).min(Semaphore::MAX_PERMITS);
         Ok(BrokerState {
             config,
@@ -55,6 +58,7 @@ impl BrokerState {
             advertised_port,
             replicas,
             decode_limits: DecodeLimits::default(),
+            groups: crate::group::GroupCoordinator::new(group_config),
             queued_request_kib: Arc::new(Semaphore::new(queued_kib)),
             controller: Mutex::new(controller),
             image: RwLock::new(image),

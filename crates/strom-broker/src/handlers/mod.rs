@@ -4,6 +4,7 @@
 mod api_versions;
 mod configs;
 mod fetch;
+mod groups;
 mod metadata;
 mod offsets;
 mod produce;
@@ -19,7 +20,11 @@ use crate::state::BrokerState;
 
 /// Handles one request; returns the encoded response frame, or `None` when the client expects
 /// no response (acks=0 produce).
-pub async fn handle(state: &BrokerState, request: DecodedRequest) -> Option<Bytes> {
+pub async fn handle(
+    state: &BrokerState,
+    request: DecodedRequest,
+    peer: std::net::SocketAddr,
+) -> Option<Bytes> {
     let header = request.header;
     let version = header.request_api_version;
     let correlation_id = header.correlation_id;
@@ -72,6 +77,42 @@ pub async fn handle(state: &BrokerState, request: DecodedRequest) -> Option<Byte
         RequestKind::DescribeLogDirs(r) => Some(ResponseKind::DescribeLogDirs(
             offsets::describe_log_dirs(state, version, r),
         )),
+        RequestKind::FindCoordinator(r) => Some(ResponseKind::FindCoordinator(
+            groups::find_coordinator(state, version, r),
+        )),
+        RequestKind::JoinGroup(r) => {
+            let client_id = header
+                .client_id
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            Some(ResponseKind::JoinGroup(
+                groups::join_group(state, version, &client_id, &format!("/{}", peer.ip()), r).await,
+            ))
+        }
+        RequestKind::SyncGroup(r) => {
+            Some(ResponseKind::SyncGroup(groups::sync_group(state, r).await))
+        }
+        RequestKind::Heartbeat(r) => Some(ResponseKind::Heartbeat(groups::heartbeat(state, r))),
+        RequestKind::LeaveGroup(r) => Some(ResponseKind::LeaveGroup(groups::leave_group(
+            state, version, r,
+        ))),
+        RequestKind::OffsetCommit(r) => {
+            Some(ResponseKind::OffsetCommit(groups::offset_commit(state, r)))
+        }
+        RequestKind::OffsetFetch(r) => Some(ResponseKind::OffsetFetch(groups::offset_fetch(
+            state, version, r,
+        ))),
+        RequestKind::ListGroups(r) => Some(ResponseKind::ListGroups(groups::list_groups(state, r))),
+        RequestKind::DescribeGroups(r) => Some(ResponseKind::DescribeGroups(
+            groups::describe_groups(state, version, r),
+        )),
+        RequestKind::DeleteGroups(r) => {
+            Some(ResponseKind::DeleteGroups(groups::delete_groups(state, r)))
+        }
+        RequestKind::OffsetDelete(r) => {
+            Some(ResponseKind::OffsetDelete(groups::offset_delete(state, r)))
+        }
         other => {
             // The version table and this match must agree; the decoder only lets through
             // what the table lists.
