@@ -89,7 +89,7 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// Connects to `addr` (`host:port`) and negotiates API versions.
     pub async fn connect(addr: &str, client_id: &str, connect_timeout_ms: u64, request_timeout_ms: u64) -> Result<Connection> {
-        let unreachable = |source| Error::Unreachable { addr: addr.to_string(), source };
+        let unreachable = |cause| Error::Unreachable { addr: addr.to_string(), cause };
         let stream = tokio::time::timeout(Duration::from_millis(connect_timeout_ms), TcpStream::connect(addr))
             .await
             .map_err(|_| unreachable(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")))?

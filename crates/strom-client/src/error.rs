@@ -9,12 +9,12 @@ use kafka_protocol::error::ResponseError;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No TCP connection could be made to the broker.
-    #[error("cannot reach {addr}: is `strom server` running? ({source})")]
+    #[error("cannot reach {addr}: is `strom server` running? ({cause})")]
     Unreachable {
         /// `host:port` that was tried.
         addr: String,
-        /// The socket error.
-        source: std::io::Error,
+        /// The socket error (in the message, not a `source`, so it is not printed twice).
+        cause: std::io::Error,
     },
     /// The connection broke while a request was in flight or being sent.
     #[error("connection to {addr} lost: {reason}")]
@@ -91,9 +91,9 @@ impl Error {
     /// A copy of this error, for handing one failure to every record of a batch.
     pub fn duplicate(&self) -> Error {
         match self {
-            Error::Unreachable { addr, source } => Error::Unreachable {
+            Error::Unreachable { addr, cause } => Error::Unreachable {
                 addr: addr.clone(),
-                source: std::io::Error::new(source.kind(), source.to_string()),
+                cause: std::io::Error::new(cause.kind(), cause.to_string()),
             },
             Error::Disconnected { addr, reason } => Error::Disconnected { addr: addr.clone(), reason: reason.clone() },
             Error::Timeout { api, addr, timeout_ms } => Error::Timeout { api: api.clone(), addr: addr.clone(), timeout_ms: *timeout_ms },

@@ -82,7 +82,7 @@ pub async fn leader_of(client: &Client, tp: &TopicPartition) -> Result<i32> {
     if let Some(leader) = client.cached_leader(&tp.topic, tp.partition) {
         return Ok(leader);
     }
-    client.refresh_metadata(Some(&[tp.topic.clone()]), false).await?;
+    client.refresh_metadata(Some(std::slice::from_ref(&tp.topic)), false).await?;
     if client.cached_topic(&tp.topic).is_none() {
         return Err(Error::UnknownTopic(tp.topic.clone()));
     }

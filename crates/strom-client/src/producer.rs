@@ -537,7 +537,9 @@ async fn finish_request(inner: Arc<Inner>, started: Started) {
 
 /// Completes the batches the broker accepted; returns the rest with their errors.
 fn apply_response(inner: &Inner, response: kafka_protocol::messages::ProduceResponse, batches: Vec<Batch>) -> Failed {
-    let mut results: HashMap<(String, i32), (i16, i64, i64, Option<String>)> = HashMap::new();
+    // (topic, partition) -> (error code, base offset, log append time, error message)
+    type PartitionResult = (i16, i64, i64, Option<String>);
+    let mut results: HashMap<(String, i32), PartitionResult> = HashMap::new();
     for topic in response.responses {
         for p in topic.partition_responses {
             let message = p.error_message.map(|m| m.to_string());

@@ -14,10 +14,12 @@ struct TestBroker {
 impl TestBroker {
     async fn start() -> TestBroker {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = strom_broker::BrokerConfig::default();
-        config.data_dir = dir.path().to_path_buf();
-        config.kafka_addr = "127.0.0.1:0".parse().unwrap();
-        config.http_addr = None;
+        let config = strom_broker::BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            kafka_addr: "127.0.0.1:0".parse().unwrap(),
+            http_addr: None,
+            ..Default::default()
+        };
         let broker = strom_broker::Broker::start(config).await.unwrap();
         TestBroker { broker: Some(broker), _dir: dir }
     }

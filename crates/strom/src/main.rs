@@ -1,5 +1,6 @@
 //! `strom`: the Strom broker and its command-line tools, in one binary.
 
+mod cli;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -10,6 +11,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    global: cli::GlobalArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -27,6 +30,46 @@ enum Command {
     ///   strom server --data-dir /var/lib/strom --kafka-addr 0.0.0.0:9092 --advertised-kafka-addr kafka1:9092
     ///   STROM_NUM_PARTITIONS=6 strom server --config strom.toml
     Server(server::ServerArgs),
+    /// Create, list, describe, alter and delete topics.
+    ///
+    /// Examples:
+    ///   strom topic create events -p 6 -c retention.ms=86400000
+    ///   strom topic list
+    ///   strom topic describe events --format json
+    ///   strom topic alter-config events --set retention.ms=3600000
+    ///   strom topic add-partitions events -n 2
+    ///   strom topic delete events
+    Topic(cli::topic::TopicArgs),
+    /// Write records to a topic, one per line of stdin.
+    ///
+    /// Prints a summary (count, partitions, offsets) at the end.
+    ///
+    /// Examples:
+    ///   echo hello | strom produce events
+    ///   printf 'user-1:clicked\nuser-2:left\n' | strom produce events --key-separator :
+    ///   seq 1000 | strom produce events -k fixed-key -H source=seq --compression zstd --acks 1
+    Produce(cli::produce::ProduceArgs),
+    /// Read records from topics and print them (kcat-like format string or JSON lines).
+    ///
+    /// Examples:
+    ///   strom consume events -e
+    ///   strom consume events -o end
+    ///   strom consume events -p 0,2 -o 100 -n 10 -f '%p/%o %k=%v\n'
+    ///   strom consume events -o @1700000000000 -e --format json
+    Consume(cli::consume::ConsumeArgs),
+    /// Show the cluster: id, brokers, controller, topic and partition counts.
+    ///
+    /// Examples:
+    ///   strom cluster info
+    ///   strom cluster info --format json
+    Cluster(cli::cluster::ClusterArgs),
+    /// Measure throughput and latency against any Kafka-compatible broker.
+    ///
+    /// Examples:
+    ///   strom bench produce --messages 1000000 --size 100 --acks 1
+    ///   strom bench consume --messages 1000000
+    ///   strom bench e2e --size 1000 --acks all --format json
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -34,6 +77,11 @@ fn main() -> std::process::ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Server(args) => server::run(args),
+        Command::Topic(args) => cli::block_on(cli::topic::run(&cli.global, args)),
+        Command::Produce(args) => cli::block_on(cli::produce::run(&cli.global, args)),
+        Command::Consume(args) => cli::block_on(cli::consume::run(&cli.global, args)),
+        Command::Cluster(args) => cli::block_on(cli::cluster::run(&cli.global, args)),
+        Command::Bench(args) => cli::block_on(cli::bench::run(&cli.global, args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
