@@ -3,7 +3,8 @@
 //! What it owns:
 //! - [`frame`]: validation of the 4-byte size prefix of a request frame.
 //! - [`versions`]: the table of APIs and versions the broker speaks ([`versions::SUPPORTED_APIS`]),
-//!   which the ApiVersions response advertises as it is.
+//!   which the ApiVersions response advertises as it is, and the wider table of those with a
+//!   request schema ([`versions::SCHEMA_VERSIONS`]), proven by the tests before they are enabled.
 //! - [`bounded`]: a bounded pre-pass over untrusted request bytes. `kafka-protocol` trusts array
 //!   counts from the wire (`Vec::with_capacity(n)`), so every request is first walked against a
 //!   hand-written schema that checks every count and length against the bytes that remain and

@@ -29,7 +29,8 @@ pub struct DecodedRequest {
 }
 
 impl DecodedRequest {
-    /// The api key of this request (always one of [`versions::SUPPORTED_APIS`]).
+    /// The api key of this request (from [`decode_request`], always one of
+    /// [`versions::SUPPORTED_APIS`]).
     pub fn api_key(&self) -> i16 {
         self.header.request_api_key
     }
@@ -95,13 +96,26 @@ pub fn parse_prefix(frame: &[u8]) -> Result<RequestPrefix, RequestError> {
 }
 
 /// Decodes a request frame (the request bytes after the 4-byte size prefix): parses the prefix,
-/// checks the version table, bounded-checks header and body, then decodes both with
-/// `kafka-protocol` (header version from [`ApiKey::request_header_version`]). Trailing bytes
-/// after the body are [`RequestError::Malformed`].
+/// checks the version table ([`versions::SUPPORTED_APIS`]), bounded-checks header and body, then
+/// decodes both with `kafka-protocol` (header version from [`ApiKey::request_header_version`]).
+/// Bytes after the body are ignored, as Kafka does.
 pub fn decode_request(frame: Bytes, limits: &DecodeLimits) -> Result<DecodedRequest, RequestError> {
+    decode_request_in(versions::SUPPORTED_APIS, frame, limits)
+}
+
+/// [`decode_request`] against another version table: accepts exactly the (api key, version)
+/// pairs of `apis` (rows of api key, lowest and highest version). The broker uses
+/// [`decode_request`]; this is for proving and fuzzing the schemas of APIs it does not accept
+/// yet (with [`versions::SCHEMA_VERSIONS`]). The bounded pre-pass still runs first, so a pair
+/// without a schema is [`RequestError::Malformed`] and never reaches `kafka-protocol`.
+pub fn decode_request_in(
+    apis: &[(ApiKey, i16, i16)],
+    frame: Bytes,
+    limits: &DecodeLimits,
+) -> Result<DecodedRequest, RequestError> {
     let prefix = parse_prefix(&frame)?;
     let (min, max) =
-        versions::supported_range(prefix.api_key).ok_or(RequestError::UnknownApi(prefix))?;
+        versions::range_in(apis, prefix.api_key).ok_or(RequestError::UnknownApi(prefix))?;
     let api_key =
         ApiKey::try_from(prefix.api_key).map_err(|()| RequestError::UnknownApi(prefix))?;
     if !(min..=max).contains(&prefix.api_version) {

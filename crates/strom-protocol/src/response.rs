@@ -75,7 +75,8 @@ pub fn encode_response(
     Ok(frame.freeze())
 }
 
-/// The api key a response body belongs to and its encoded size, for the supported APIs.
+/// The api key a response body belongs to and its encoded size, for every API with a request
+/// schema ([`crate::versions::SCHEMA_VERSIONS`]; `tests/request_response.rs` checks each one).
 fn body_api_key_and_size(
     body: &ResponseKind,
     version: i16,
@@ -104,6 +105,24 @@ fn body_api_key_and_size(
         CreatePartitions,
         IncrementalAlterConfigs,
         DescribeCluster,
+        FindCoordinator,
+        JoinGroup,
+        SyncGroup,
+        Heartbeat,
+        LeaveGroup,
+        OffsetCommit,
+        OffsetFetch,
+        ListGroups,
+        DescribeGroups,
+        DeleteGroups,
+        OffsetDelete,
+        ConsumerGroupHeartbeat,
+        ConsumerGroupDescribe,
+        InitProducerId,
+        AddPartitionsToTxn,
+        AddOffsetsToTxn,
+        EndTxn,
+        TxnOffsetCommit,
     )
 }
 

@@ -1,6 +1,7 @@
-//! Mutation test: every single byte and every 4-byte window of a valid request of every accepted
-//! API and version is overwritten with count-like patterns; `decode_request` must never panic and
-//! never make an allocation out of proportion to the frame.
+//! Mutation test: every single byte and every 4-byte window of a valid request of every API and
+//! version with a schema (accepted by the broker or not yet) is overwritten with count-like
+//! patterns; decoding (`decode_request_in` over `SCHEMA_VERSIONS`, the path of `decode_request`)
+//! must never panic and never make an allocation out of proportion to the frame.
 //!
 //! This binary holds one test only, so the counting allocator sees no other test's allocations.
 
@@ -12,7 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use common::{all_versions, build, encode_frame};
 use strom_protocol::bounded::DecodeLimits;
-use strom_protocol::request::decode_request;
+use strom_protocol::request::decode_request_in;
+use strom_protocol::versions::SCHEMA_VERSIONS;
 
 /// Records the largest single allocation since the last reset.
 struct LargestAllocation;
@@ -46,7 +48,7 @@ fn decode_bounded(frame: Vec<u8>, limits: &DecodeLimits) -> bool {
     let frame_bytes = frame.len();
     let frame = Bytes::from(frame);
     LARGEST_BYTES.store(0, Ordering::Relaxed);
-    let ok = decode_request(frame, limits).is_ok();
+    let ok = decode_request_in(SCHEMA_VERSIONS, frame, limits).is_ok();
     let largest = LARGEST_BYTES.load(Ordering::Relaxed);
     assert!(
         largest <= allocation_max_bytes(frame_bytes),

@@ -6,9 +6,11 @@ use bytes::{Buf, Bytes};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use strom_protocol::bounded::DecodeLimits;
-use strom_protocol::request::{decode_request, parse_prefix, RequestError, RequestPrefix};
+use strom_protocol::request::{
+    decode_request, decode_request_in, parse_prefix, RequestError, RequestPrefix,
+};
 use strom_protocol::response::{encode_api_versions_fallback, encode_response, ResponseError};
-use strom_protocol::versions::SUPPORTED_APIS;
+use strom_protocol::versions::{is_supported, supported_range, SCHEMA_VERSIONS, SUPPORTED_APIS};
 
 fn prefix_bytes(api_key: i16, api_version: i16) -> Vec<u8> {
     let mut bytes = api_key.to_be_bytes().to_vec();
@@ -58,6 +60,34 @@ fn unknown_api_and_unsupported_version_keep_the_prefix() {
             "{error}"
         );
     }
+}
+
+#[test]
+fn decode_request_accepts_only_supported_apis_though_more_have_schemas() {
+    let limits = DecodeLimits::default();
+    let mut schema_only = 0;
+    for (api_key, version) in common::all_versions() {
+        let frame = common::encode_frame(api_key, version, &common::build(api_key, version));
+        decode_request_in(SCHEMA_VERSIONS, frame.clone(), &limits)
+            .unwrap_or_else(|error| panic!("{api_key:?} v{version}: {error}"));
+        let result = decode_request(frame, &limits);
+        if is_supported(api_key as i16, version) {
+            assert!(result.is_ok(), "{api_key:?} v{version}");
+            continue;
+        }
+        schema_only += 1;
+        match (supported_range(api_key as i16), result) {
+            (None, Err(RequestError::UnknownApi(prefix)))
+            | (Some(_), Err(RequestError::UnsupportedVersion(prefix))) => {
+                assert_eq!(
+                    (prefix.api_key, prefix.api_version),
+                    (api_key as i16, version)
+                );
+            }
+            (_, result) => panic!("{api_key:?} v{version} not supported: {result:?}"),
+        }
+    }
+    assert!(schema_only > 0);
 }
 
 #[test]
@@ -179,4 +209,80 @@ fn api_versions_fallback_is_a_v0_response_with_unsupported_version() {
         .map(|&(key, min, max)| (key as i16, min, max))
         .collect();
     assert_eq!(advertised, supported);
+}
+
+/// A default response body of this API.
+fn default_response(api_key: ApiKey) -> ResponseKind {
+    macro_rules! defaults {
+        ($($variant:ident),* $(,)?) => {
+            match api_key {
+                $(ApiKey::$variant => ResponseKind::$variant(Default::default()),)*
+                other => panic!("no default response for {other:?}: add it with its schema"),
+            }
+        };
+    }
+    defaults!(
+        Produce,
+        Fetch,
+        ListOffsets,
+        Metadata,
+        ApiVersions,
+        CreateTopics,
+        DeleteTopics,
+        DeleteRecords,
+        OffsetForLeaderEpoch,
+        DescribeConfigs,
+        AlterConfigs,
+        DescribeLogDirs,
+        CreatePartitions,
+        IncrementalAlterConfigs,
+        DescribeCluster,
+        FindCoordinator,
+        JoinGroup,
+        SyncGroup,
+        Heartbeat,
+        LeaveGroup,
+        OffsetCommit,
+        OffsetFetch,
+        ListGroups,
+        DescribeGroups,
+        DeleteGroups,
+        OffsetDelete,
+        ConsumerGroupHeartbeat,
+        ConsumerGroupDescribe,
+        InitProducerId,
+        AddPartitionsToTxn,
+        AddOffsetsToTxn,
+        EndTxn,
+        TxnOffsetCommit,
+    )
+}
+
+#[test]
+fn a_default_response_of_every_schema_api_and_version_encodes_and_round_trips() {
+    for (api_key, version) in common::all_versions() {
+        let body = default_response(api_key);
+        let frame = encode_response(11, api_key, version, &body)
+            .unwrap_or_else(|error| panic!("{api_key:?} v{version}: {error}"));
+        let (header, mut rest) = split_response(&frame, api_key.response_header_version(version));
+        assert_eq!(header.correlation_id, 11);
+        let decoded = ResponseKind::decode(api_key, &mut rest, version)
+            .unwrap_or_else(|error| panic!("{api_key:?} v{version}: {error:#}"));
+        assert!(!rest.has_remaining(), "{api_key:?} v{version}");
+        assert_eq!(decoded, body, "{api_key:?} v{version}");
+        // The body is pre-sized: only pre-sized bodies are checked against the api key.
+        let other = if api_key == ApiKey::Metadata {
+            ApiKey::Fetch
+        } else {
+            ApiKey::Metadata
+        };
+        assert_eq!(
+            encode_response(11, other, version, &body),
+            Err(ResponseError::KindMismatch {
+                api_key: other,
+                body_api_key: api_key
+            }),
+            "{api_key:?} v{version}"
+        );
+    }
 }

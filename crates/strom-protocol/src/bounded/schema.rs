@@ -31,6 +31,9 @@ pub const ALL: Versions = Versions {
     max: i16::MAX,
 };
 
+/// No version (the flexible versions of a message that never became flexible).
+pub const NONE: Versions = Versions { min: 0, max: -1 };
+
 /// From `min` on.
 pub const fn since(min: i16) -> Versions {
     Versions { min, max: i16::MAX }

@@ -1,19 +1,21 @@
-//! The request schemas, one per accepted API, written by hand from Kafka's message definitions
-//! and checked against `kafka-protocol`'s generated decoders (see the tests in
-//! `tests/bounded_schemas.rs`: every accepted version of every API round-trips through them).
+//! The request schemas, one per API in [`crate::versions::SCHEMA_VERSIONS`] (a superset of the
+//! APIs the broker accepts), written by hand from Kafka's message definitions and checked
+//! against `kafka-protocol`'s generated decoders (see the tests in `tests/bounded_schemas.rs`:
+//! every version of every schema round-trips through them, accepted by the broker or not yet).
 //!
-//! Versions in field ranges follow Kafka's definitions even beyond the versions the broker
-//! accepts today, so raising a version in [`crate::versions::SUPPORTED_APIS`] usually means
-//! only raising `versions` here and rerunning the tests.
+//! Versions in field ranges follow Kafka's definitions even beyond the versions a schema covers
+//! today, so raising a version in [`crate::versions::SCHEMA_VERSIONS`] usually means only
+//! raising `versions` here and rerunning the tests.
 
 use kafka_protocol::messages::ApiKey;
 
 use super::schema::{
     between, field, since, until, Field, MessageSchema, StructSchema, TaggedField, Ty, Versions,
-    ALL,
+    ALL, NONE,
 };
 
-/// The schema of the request with this key, if the broker accepts that API.
+/// The schema of the request with this key, if there is one (the broker accepts only the APIs in
+/// [`crate::versions::SUPPORTED_APIS`]).
 pub fn message_schema(api_key: ApiKey) -> Option<&'static MessageSchema> {
     let schema = match api_key {
         ApiKey::Produce => &PRODUCE,
@@ -31,6 +33,24 @@ pub fn message_schema(api_key: ApiKey) -> Option<&'static MessageSchema> {
         ApiKey::CreatePartitions => &CREATE_PARTITIONS,
         ApiKey::IncrementalAlterConfigs => &INCREMENTAL_ALTER_CONFIGS,
         ApiKey::DescribeCluster => &DESCRIBE_CLUSTER,
+        ApiKey::FindCoordinator => &FIND_COORDINATOR,
+        ApiKey::JoinGroup => &JOIN_GROUP,
+        ApiKey::SyncGroup => &SYNC_GROUP,
+        ApiKey::Heartbeat => &HEARTBEAT,
+        ApiKey::LeaveGroup => &LEAVE_GROUP,
+        ApiKey::OffsetCommit => &OFFSET_COMMIT,
+        ApiKey::OffsetFetch => &OFFSET_FETCH,
+        ApiKey::ListGroups => &LIST_GROUPS,
+        ApiKey::DescribeGroups => &DESCRIBE_GROUPS,
+        ApiKey::DeleteGroups => &DELETE_GROUPS,
+        ApiKey::OffsetDelete => &OFFSET_DELETE,
+        ApiKey::ConsumerGroupHeartbeat => &CONSUMER_GROUP_HEARTBEAT,
+        ApiKey::ConsumerGroupDescribe => &CONSUMER_GROUP_DESCRIBE,
+        ApiKey::InitProducerId => &INIT_PRODUCER_ID,
+        ApiKey::AddPartitionsToTxn => &ADD_PARTITIONS_TO_TXN,
+        ApiKey::AddOffsetsToTxn => &ADD_OFFSETS_TO_TXN,
+        ApiKey::EndTxn => &END_TXN,
+        ApiKey::TxnOffsetCommit => &TXN_OFFSET_COMMIT,
         _ => return None,
     };
     Some(schema)
@@ -564,6 +584,485 @@ const OFFSET_FOR_LEADER_EPOCH: MessageSchema = message(
         &[
             field("replica_id", since(3), Ty::Int32),
             field("topics", ALL, Ty::StructArray(&OFFSET_FOR_LEADER_TOPIC)),
+        ],
+    ),
+);
+
+// ---------------------------------------------------------------------------------------------
+// FindCoordinator
+const FIND_COORDINATOR: MessageSchema = message(
+    ApiKey::FindCoordinator,
+    between(0, 6),
+    since(3),
+    structure(
+        "FindCoordinatorRequest",
+        &[
+            field("key", until(3), Ty::String),
+            field("key_type", since(1), Ty::Int8),
+            field("coordinator_keys", since(4), Ty::Array(&Ty::String)),
+        ],
+    ),
+);
+
+// ---------------------------------------------------------------------------------------------
+// JoinGroup
+const JOIN_GROUP_REQUEST_PROTOCOL: StructSchema = structure(
+    "JoinGroupRequestProtocol",
+    &[
+        field("name", ALL, Ty::String),
+        field("metadata", ALL, Ty::Bytes),
+    ],
+);
+const JOIN_GROUP: MessageSchema = message(
+    ApiKey::JoinGroup,
+    between(0, 9),
+    since(6),
+    structure(
+        "JoinGroupRequest",
+        &[
+            field("group_id", ALL, Ty::String),
+            field("session_timeout_ms", ALL, Ty::Int32),
+            field("rebalance_timeout_ms", since(1), Ty::Int32),
+            field("member_id", ALL, Ty::String),
+            field("group_instance_id", since(5), Ty::String),
+            field("protocol_type", ALL, Ty::String),
+            field(
+                "protocols",
+                ALL,
+                Ty::StructArray(&JOIN_GROUP_REQUEST_PROTOCOL),
+            ),
+            field("reason", since(8), Ty::String),
+        ],
+    ),
+);
+
+// ---------------------------------------------------------------------------------------------
+// SyncGroup
+const SYNC_GROUP_REQUEST_ASSIGNMENT: StructSchema = structure(
+    "SyncGroupRequestAssignment",
+    &[
+        field("member_id", ALL, Ty::String),
+        field("assignment", ALL, Ty::Bytes),
+    ],
+);
+const SYNC_GROUP: MessageSchema = message(
+    ApiKey::SyncGroup,
+    between(0, 5),
+    since(4),
+    structure(
+        "SyncGroupRequest",
+        &[
+            field("group_id", ALL, Ty::String),
+            field("generation_id", ALL, Ty::Int32),
+            field("member_id", ALL, Ty::String),
+            field("group_instance_id", since(3), Ty::String),
+            field("protocol_type", since(5), Ty::String),
+            field("protocol_name", since(5), Ty::String),
+            field(
+                "assignments",
+                ALL,
+                Ty::StructArray(&SYNC_GROUP_REQUEST_ASSIGNMENT),
+            ),
+        ],
+    ),
+);
+
+// ---------------------------------------------------------------------------------------------
+// Heartbeat
+const HEARTBEAT: MessageSchema = message(
+    ApiKey::Heartbeat,
+    between(0, 4),
+    since(4),
+    structure(
+        "HeartbeatRequest",
+        &[
+            field("group_id", ALL, Ty::String),
+            field("generation_id", ALL, Ty::Int32),
+            field("member_id", ALL, Ty::String),
+            field("group_instance_id", since(3), Ty::String),
+        ],
+    ),
+);
+
+// ---------------------------------------------------------------------------------------------
+// LeaveGroup
+const MEMBER_IDENTITY: StructSchema = structure(
+    "MemberIdentity",
+    &[
+        field("member_id", since(3), Ty::String),
+        field("group_instance_id", since(3), Ty::String),
+        field("reason", since(5), Ty::String),
+    ],
+);
+const LEAVE_GROUP: MessageSchema = message(
+    ApiKey::LeaveGroup,
+    between(0, 5),
+    since(4),
+    structure(
+        "LeaveGroupRequest",
+        &[
+            field("group_id", ALL, Ty::String),
+            field("member_id", until(2), Ty::String),
+            field("members", since(3), Ty::StructArray(&MEMBER_IDENTITY)),
+        ],
+    ),
+);
+
+// ---------------------------------------------------------------------------------------------
+// OffsetCommit
+const OFFSET_COMMIT_REQUEST_PARTITION: StructSchema = structure(
+    "OffsetCommitRequestPartition",
+    &[
+        field("partition_index", ALL, Ty::Int32),
+        field("committed_offset", ALL, Ty::Int64),
+        field("committed_leader_epoch", since(6), Ty::Int32),
+        field("committed_metadata", ALL, Ty::String),
+    ],
+);
+const OFFSET_COMMIT_REQUEST_TOPIC: StructSchema = structure(
+    "OffsetCommitRequestTopic",
+    &[
+        field("name", until(9), Ty::String),
+        field("topic_id", since(10), Ty::Uuid),
+        field(
+            "partitions",
+            ALL,
+            Ty::StructArray(&OFFSET_COMMIT_REQUEST_PARTITION),
+        ),
+    ],
+);
+const OFFSET_COMMIT: MessageSchema = message(
+    ApiKey::OffsetCommit,
+    between(2, 9),
+    since(8),
+    structure(
+        "OffsetCommitRequest",
+        &[
+            field("group_id", ALL, Ty::String),
+            field("generation_id_or_member_epoch", since(1), Ty::Int32),
+            field("member_id", since(1), Ty::String),
+            field("group_instance_id", since(7), Ty::String),
+            field("retention_time_ms", between(2, 4), Ty::Int64),
+            field("topics", ALL, Ty::StructArray(&OFFSET_COMMIT_REQUEST_TOPIC)),
+        ],
+    ),
+);
+
+// ---------------------------------------------------------------------------------------------
+// OffsetFetch
+const OFFSET_FETCH_REQUEST_TOPIC: StructSchema = structure(
+    "OffsetFetchRequestTopic",
+    &[
+        field("name", until(7), Ty::String),
+        field("partition_indexes", until(7), Ty::Array(&Ty::Int32)),
+    ],
+);
+const OFFSET_FETCH_REQUEST_TOPICS: StructSchema = structure(
+    "OffsetFetchRequestTopics",
+    &[
+        field("name", between(8, 9), Ty::String),
+        field("topic_id", since(10), Ty::Uuid),
+        field("partition_indexes", since(8), Ty::Array(&Ty::Int32)),
+    ],
+);
+const OFFSET_FETCH_REQUEST_GROUP: StructSchema = structure(
+    "OffsetFetchRequestGroup",
+    &[
+        field("group_id", since(8), Ty::String),
+        field("member_id", since(9), Ty::String),
+        field("member_epoch", since(9), Ty::Int32),
+        field(
+            "topics",
+            since(8),
+            Ty::StructArray(&OFFSET_FETCH_REQUEST_TOPICS),
+        ),
+    ],
+);
+const OFFSET_FETCH: MessageSchema = message(
+    ApiKey::OffsetFetch,
+    between(1, 9),
+    since(6),
+    structure(
+        "OffsetFetchRequest",
+        &[
+            field("group_id", until(7), Ty::String),
+            field(
+                "topics",
+                until(7),
+                Ty::StructArray(&OFFSET_FETCH_REQUEST_TOPIC),
+            ),
+            field(
+                "groups",
+                since(8),
+                Ty::StructArray(&OFFSET_FETCH_REQUEST_GROUP),
+            ),
+            field("require_stable", since(7), Ty::Bool),
+        ],
+    ),
+);
+
+// ---------------------------------------------------------------------------------------------
+// OffsetDelete
+const OFFSET_DELETE_REQUEST_PARTITION: StructSchema = structure(
+    "OffsetDeleteRequestPartition",
+    &[field("partition_index", ALL, Ty::Int32)],
+);
+const OFFSET_DELETE_REQUEST_TOPIC: StructSchema = structure(
+    "OffsetDeleteRequestTopic",
+    &[
+        field("name", ALL, Ty::String),
+        field(
+            "partitions",
+            ALL,
+            Ty::StructArray(&OFFSET_DELETE_REQUEST_PARTITION),
+        ),
+    ],
+);
+const OFFSET_DELETE: MessageSchema = message(
+    ApiKey::OffsetDelete,
+    between(0, 0),
+    NONE,
+    structure(
+        "OffsetDeleteRequest",
+        &[
+            field("group_id", ALL, Ty::String),
+            field("topics", ALL, Ty::StructArray(&OFFSET_DELETE_REQUEST_TOPIC)),
+        ],
+    ),
+);
+
+// ---------------------------------------------------------------------------------------------
+// ListGroups
+const LIST_GROUPS: MessageSchema = message(
+    ApiKey::ListGroups,
+    between(0, 5),
+    since(3),
+    structure(
+        "ListGroupsRequest",
+        &[
+            field("states_filter", since(4), Ty::Array(&Ty::String)),
+            field("types_filter", since(5), Ty::Array(&Ty::String)),
+        ],
+    ),
+);
+
+// ---------------------------------------------------------------------------------------------
+// DescribeGroups
+const DESCRIBE_GROUPS: MessageSchema = message(
+    ApiKey::DescribeGroups,
+    between(0, 6),
+    since(5),
+    structure(
+        "DescribeGroupsRequest",
+        &[
+            field("groups", ALL, Ty::Array(&Ty::String)),
+            field("include_authorized_operations", since(3), Ty::Bool),
+        ],
+    ),
+);
+
+// ---------------------------------------------------------------------------------------------
+// DeleteGroups
+const DELETE_GROUPS: MessageSchema = message(
+    ApiKey::DeleteGroups,
+    between(0, 2),
+    since(2),
+    structure(
+        "DeleteGroupsRequest",
+        &[field("groups_names", ALL, Ty::Array(&Ty::String))],
+    ),
+);
+
+// ---------------------------------------------------------------------------------------------
+// ConsumerGroupHeartbeat
+const CONSUMER_GROUP_HEARTBEAT_TOPIC_PARTITIONS: StructSchema = structure(
+    "TopicPartitions",
+    &[
+        field("topic_id", ALL, Ty::Uuid),
+        field("partitions", ALL, Ty::Array(&Ty::Int32)),
+    ],
+);
+const CONSUMER_GROUP_HEARTBEAT: MessageSchema = message(
+    ApiKey::ConsumerGroupHeartbeat,
+    between(0, 1),
+    ALL,
+    structure(
+        "ConsumerGroupHeartbeatRequest",
+        &[
+            field("group_id", ALL, Ty::String),
+            field("member_id", ALL, Ty::String),
+            field("member_epoch", ALL, Ty::Int32),
+            field("instance_id", ALL, Ty::String),
+            field("rack_id", ALL, Ty::String),
+            field("rebalance_timeout_ms", ALL, Ty::Int32),
+            field("subscribed_topic_names", ALL, Ty::Array(&Ty::String)),
+            field("subscribed_topic_regex", since(1), Ty::String),
+            field("server_assignor", ALL, Ty::String),
+            field(
+                "topic_partitions",
+                ALL,
+                Ty::StructArray(&CONSUMER_GROUP_HEARTBEAT_TOPIC_PARTITIONS),
+            ),
+        ],
+    ),
+);
+
+// ---------------------------------------------------------------------------------------------
+// ConsumerGroupDescribe
+const CONSUMER_GROUP_DESCRIBE: MessageSchema = message(
+    ApiKey::ConsumerGroupDescribe,
+    between(0, 1),
+    ALL,
+    structure(
+        "ConsumerGroupDescribeRequest",
+        &[
+            field("group_ids", ALL, Ty::Array(&Ty::String)),
+            field("include_authorized_operations", ALL, Ty::Bool),
+        ],
+    ),
+);
+
+// ---------------------------------------------------------------------------------------------
+// InitProducerId
+const INIT_PRODUCER_ID: MessageSchema = message(
+    ApiKey::InitProducerId,
+    between(0, 5),
+    since(2),
+    structure(
+        "InitProducerIdRequest",
+        &[
+            field("transactional_id", ALL, Ty::String),
+            field("transaction_timeout_ms", ALL, Ty::Int32),
+            field("producer_id", since(3), Ty::Int64),
+            field("producer_epoch", since(3), Ty::Int16),
+            field("enable_2pc", since(6), Ty::Bool),
+            field("keep_prepared_txn", since(6), Ty::Bool),
+        ],
+    ),
+);
+
+// ---------------------------------------------------------------------------------------------
+// AddPartitionsToTxn
+const ADD_PARTITIONS_TO_TXN_TOPIC: StructSchema = structure(
+    "AddPartitionsToTxnTopic",
+    &[
+        field("name", ALL, Ty::String),
+        field("partitions", ALL, Ty::Array(&Ty::Int32)),
+    ],
+);
+const ADD_PARTITIONS_TO_TXN_TRANSACTION: StructSchema = structure(
+    "AddPartitionsToTxnTransaction",
+    &[
+        field("transactional_id", since(4), Ty::String),
+        field("producer_id", since(4), Ty::Int64),
+        field("producer_epoch", since(4), Ty::Int16),
+        field("verify_only", since(4), Ty::Bool),
+        field(
+            "topics",
+            since(4),
+            Ty::StructArray(&ADD_PARTITIONS_TO_TXN_TOPIC),
+        ),
+    ],
+);
+const ADD_PARTITIONS_TO_TXN: MessageSchema = message(
+    ApiKey::AddPartitionsToTxn,
+    between(0, 5),
+    since(3),
+    structure(
+        "AddPartitionsToTxnRequest",
+        &[
+            field(
+                "transactions",
+                since(4),
+                Ty::StructArray(&ADD_PARTITIONS_TO_TXN_TRANSACTION),
+            ),
+            field("v3_and_below_transactional_id", until(3), Ty::String),
+            field("v3_and_below_producer_id", until(3), Ty::Int64),
+            field("v3_and_below_producer_epoch", until(3), Ty::Int16),
+            field(
+                "v3_and_below_topics",
+                until(3),
+                Ty::StructArray(&ADD_PARTITIONS_TO_TXN_TOPIC),
+            ),
+        ],
+    ),
+);
+
+// ---------------------------------------------------------------------------------------------
+// AddOffsetsToTxn
+const ADD_OFFSETS_TO_TXN: MessageSchema = message(
+    ApiKey::AddOffsetsToTxn,
+    between(0, 4),
+    since(3),
+    structure(
+        "AddOffsetsToTxnRequest",
+        &[
+            field("transactional_id", ALL, Ty::String),
+            field("producer_id", ALL, Ty::Int64),
+            field("producer_epoch", ALL, Ty::Int16),
+            field("group_id", ALL, Ty::String),
+        ],
+    ),
+);
+
+// ---------------------------------------------------------------------------------------------
+// EndTxn
+const END_TXN: MessageSchema = message(
+    ApiKey::EndTxn,
+    between(0, 5),
+    since(3),
+    structure(
+        "EndTxnRequest",
+        &[
+            field("transactional_id", ALL, Ty::String),
+            field("producer_id", ALL, Ty::Int64),
+            field("producer_epoch", ALL, Ty::Int16),
+            field("committed", ALL, Ty::Bool),
+        ],
+    ),
+);
+
+// ---------------------------------------------------------------------------------------------
+// TxnOffsetCommit
+const TXN_OFFSET_COMMIT_REQUEST_PARTITION: StructSchema = structure(
+    "TxnOffsetCommitRequestPartition",
+    &[
+        field("partition_index", ALL, Ty::Int32),
+        field("committed_offset", ALL, Ty::Int64),
+        field("committed_leader_epoch", since(2), Ty::Int32),
+        field("committed_metadata", ALL, Ty::String),
+    ],
+);
+const TXN_OFFSET_COMMIT_REQUEST_TOPIC: StructSchema = structure(
+    "TxnOffsetCommitRequestTopic",
+    &[
+        field("name", ALL, Ty::String),
+        field(
+            "partitions",
+            ALL,
+            Ty::StructArray(&TXN_OFFSET_COMMIT_REQUEST_PARTITION),
+        ),
+    ],
+);
+const TXN_OFFSET_COMMIT: MessageSchema = message(
+    ApiKey::TxnOffsetCommit,
+    between(0, 5),
+    since(3),
+    structure(
+        "TxnOffsetCommitRequest",
+        &[
+            field("transactional_id", ALL, Ty::String),
+            field("group_id", ALL, Ty::String),
+            field("producer_id", ALL, Ty::Int64),
+            field("producer_epoch", ALL, Ty::Int16),
+            field("generation_id", since(3), Ty::Int32),
+            field("member_id", since(3), Ty::String),
+            field("group_instance_id", since(3), Ty::String),
+            field(
+                "topics",
+                ALL,
+                Ty::StructArray(&TXN_OFFSET_COMMIT_REQUEST_TOPIC),
+            ),
         ],
     ),
 );

@@ -1,5 +1,6 @@
-//! Builders of valid requests for every accepted API and version, with non-empty arrays and
-//! strings at every level and unknown tagged fields in every struct of flexible versions.
+//! Builders of valid requests for every API and version with a schema (accepted by the broker or
+//! not yet), with non-empty arrays, strings and bytes at every level and unknown tagged fields in
+//! every struct of flexible versions.
 
 #![allow(dead_code)]
 
@@ -8,14 +9,15 @@ use std::collections::BTreeMap;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use strom_protocol::versions::SUPPORTED_APIS;
+use strom_protocol::versions::SCHEMA_VERSIONS;
 use uuid::Uuid;
 
 pub const CORRELATION_ID: i32 = 0x0102_0304;
 
-/// Every accepted (api key, version).
+/// Every (api key, version) with a request schema ([`SCHEMA_VERSIONS`], a superset of what the
+/// broker accepts).
 pub fn all_versions() -> impl Iterator<Item = (ApiKey, i16)> {
-    SUPPORTED_APIS
+    SCHEMA_VERSIONS
         .iter()
         .flat_map(|&(key, min, max)| (min..=max).map(move |version| (key, version)))
 }
@@ -26,6 +28,14 @@ fn s(text: &'static str) -> StrBytes {
 
 fn topic(text: &'static str) -> TopicName {
     TopicName(s(text))
+}
+
+fn group(text: &'static str) -> GroupId {
+    GroupId(s(text))
+}
+
+fn transactional(text: &'static str) -> TransactionalId {
+    TransactionalId(s(text))
 }
 
 macro_rules! mk {
@@ -343,12 +353,311 @@ pub fn build(api_key: ApiKey, v: i16) -> RequestKind {
                 unknown_tagged_fields: t(),
             }))
         }
+        ApiKey::FindCoordinator => RequestKind::FindCoordinator(mk!(FindCoordinatorRequest {
+            key: if v <= 3 { s("group") } else { s("") },
+            key_type: if v >= 1 { 1 } else { 0 },
+            coordinator_keys: if v >= 4 {
+                vec![s("group"), s("tx")]
+            } else {
+                vec![]
+            },
+            unknown_tagged_fields: t(),
+        })),
+        ApiKey::JoinGroup => {
+            use join_group_request::*;
+            let protocol = |name| {
+                mk!(JoinGroupRequestProtocol {
+                    name: s(name),
+                    metadata: Bytes::from_static(b"\x00\x03subscription"),
+                    unknown_tagged_fields: t(),
+                })
+            };
+            RequestKind::JoinGroup(mk!(JoinGroupRequest {
+                group_id: group("group"),
+                session_timeout_ms: 45_000,
+                rebalance_timeout_ms: if v >= 1 { 300_000 } else { -1 },
+                member_id: s("member-1"),
+                group_instance_id: (v >= 5).then(|| s("instance")),
+                protocol_type: s("consumer"),
+                protocols: vec![protocol("range"), protocol("cooperative-sticky")],
+                reason: (v >= 8).then(|| s("rejoin")),
+                unknown_tagged_fields: t(),
+            }))
+        }
+        ApiKey::SyncGroup => {
+            use sync_group_request::*;
+            let assignment = |member| {
+                mk!(SyncGroupRequestAssignment {
+                    member_id: s(member),
+                    assignment: Bytes::from_static(b"\x00\x03assignment"),
+                    unknown_tagged_fields: t(),
+                })
+            };
+            RequestKind::SyncGroup(mk!(SyncGroupRequest {
+                group_id: group("group"),
+                generation_id: 3,
+                member_id: s("member-1"),
+                group_instance_id: (v >= 3).then(|| s("instance")),
+                protocol_type: (v >= 5).then(|| s("consumer")),
+                protocol_name: (v >= 5).then(|| s("range")),
+                assignments: vec![assignment("member-1"), assignment("member-2")],
+                unknown_tagged_fields: t(),
+            }))
+        }
+        ApiKey::Heartbeat => RequestKind::Heartbeat(mk!(HeartbeatRequest {
+            group_id: group("group"),
+            generation_id: 3,
+            member_id: s("member-1"),
+            group_instance_id: (v >= 3).then(|| s("instance")),
+            unknown_tagged_fields: t(),
+        })),
+        ApiKey::LeaveGroup => {
+            use leave_group_request::*;
+            let member = |id| {
+                mk!(MemberIdentity {
+                    member_id: s(id),
+                    group_instance_id: Some(s("instance")),
+                    reason: (v >= 5).then(|| s("bye")),
+                    unknown_tagged_fields: t(),
+                })
+            };
+            RequestKind::LeaveGroup(mk!(LeaveGroupRequest {
+                group_id: group("group"),
+                member_id: if v <= 2 { s("member-1") } else { s("") },
+                members: if v >= 3 {
+                    vec![member("member-1"), member("member-2")]
+                } else {
+                    vec![]
+                },
+                unknown_tagged_fields: t(),
+            }))
+        }
+        ApiKey::OffsetCommit => {
+            use offset_commit_request::*;
+            let partition = mk!(OffsetCommitRequestPartition {
+                partition_index: 0,
+                committed_offset: 42,
+                committed_leader_epoch: if v >= 6 { 3 } else { -1 },
+                committed_metadata: Some(s("meta")),
+                unknown_tagged_fields: t(),
+            });
+            let commit_topic = |name| {
+                mk!(OffsetCommitRequestTopic {
+                    name: topic(name),
+                    topic_id: Uuid::nil(),
+                    partitions: vec![partition.clone(), partition.clone()],
+                    unknown_tagged_fields: t(),
+                })
+            };
+            RequestKind::OffsetCommit(mk!(OffsetCommitRequest {
+                group_id: group("group"),
+                generation_id_or_member_epoch: 5,
+                member_id: s("member-1"),
+                group_instance_id: (v >= 7).then(|| s("instance")),
+                retention_time_ms: if v <= 4 { 86_400_000 } else { -1 },
+                topics: vec![commit_topic("a"), commit_topic("bb")],
+                unknown_tagged_fields: t(),
+            }))
+        }
+        ApiKey::OffsetFetch => {
+            use offset_fetch_request::*;
+            let fetch_topic = |name| {
+                mk!(OffsetFetchRequestTopic {
+                    name: topic(name),
+                    partition_indexes: vec![0, 1],
+                    unknown_tagged_fields: t(),
+                })
+            };
+            let group_topic = |name| {
+                mk!(OffsetFetchRequestTopics {
+                    name: topic(name),
+                    topic_id: Uuid::nil(),
+                    partition_indexes: vec![0, 1],
+                    unknown_tagged_fields: t(),
+                })
+            };
+            let fetch_group = |id| {
+                mk!(OffsetFetchRequestGroup {
+                    group_id: group(id),
+                    member_id: (v >= 9).then(|| s("member-1")),
+                    member_epoch: if v >= 9 { 7 } else { -1 },
+                    topics: Some(vec![group_topic("a"), group_topic("bb")]),
+                    unknown_tagged_fields: t(),
+                })
+            };
+            let (group_id, topics, groups) = if v <= 7 {
+                let topics = vec![fetch_topic("a"), fetch_topic("bb")];
+                (group("group"), Some(topics), vec![])
+            } else {
+                let groups = vec![fetch_group("group-1"), fetch_group("group-2")];
+                (group(""), Some(vec![]), groups)
+            };
+            RequestKind::OffsetFetch(mk!(OffsetFetchRequest {
+                group_id: group_id,
+                topics: topics,
+                groups: groups,
+                require_stable: v >= 7,
+                unknown_tagged_fields: t(),
+            }))
+        }
+        ApiKey::ListGroups => RequestKind::ListGroups(mk!(ListGroupsRequest {
+            states_filter: if v >= 4 {
+                vec![s("Stable"), s("Empty")]
+            } else {
+                vec![]
+            },
+            types_filter: if v >= 5 {
+                vec![s("classic"), s("consumer")]
+            } else {
+                vec![]
+            },
+            unknown_tagged_fields: t(),
+        })),
+        ApiKey::DescribeGroups => RequestKind::DescribeGroups(mk!(DescribeGroupsRequest {
+            groups: vec![group("group-1"), group("group-2")],
+            include_authorized_operations: v >= 3,
+            unknown_tagged_fields: t(),
+        })),
+        ApiKey::DeleteGroups => RequestKind::DeleteGroups(mk!(DeleteGroupsRequest {
+            groups_names: vec![group("group-1"), group("group-2")],
+            unknown_tagged_fields: t(),
+        })),
+        ApiKey::OffsetDelete => {
+            use offset_delete_request::*;
+            let partition = |index| {
+                mk!(OffsetDeleteRequestPartition {
+                    partition_index: index
+                })
+            };
+            let delete_topic = |name| {
+                mk!(OffsetDeleteRequestTopic {
+                    name: topic(name),
+                    partitions: vec![partition(0), partition(1)],
+                })
+            };
+            RequestKind::OffsetDelete(mk!(OffsetDeleteRequest {
+                group_id: group("group"),
+                topics: vec![delete_topic("a"), delete_topic("bb")],
+            }))
+        }
+        ApiKey::ConsumerGroupHeartbeat => {
+            use consumer_group_heartbeat_request::*;
+            let assigned = mk!(TopicPartitions {
+                topic_id: UUID,
+                partitions: vec![0, 1],
+                unknown_tagged_fields: t(),
+            });
+            RequestKind::ConsumerGroupHeartbeat(mk!(ConsumerGroupHeartbeatRequest {
+                group_id: group("group"),
+                member_id: s("member-1"),
+                member_epoch: 4,
+                instance_id: Some(s("instance")),
+                rack_id: Some(s("rack")),
+                rebalance_timeout_ms: 300_000,
+                subscribed_topic_names: Some(vec![topic("a"), topic("bb")]),
+                subscribed_topic_regex: (v >= 1).then(|| s("^t.*")),
+                server_assignor: Some(s("uniform")),
+                topic_partitions: Some(vec![assigned.clone(), assigned]),
+                unknown_tagged_fields: t(),
+            }))
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            RequestKind::ConsumerGroupDescribe(mk!(ConsumerGroupDescribeRequest {
+                group_ids: vec![group("group-1"), group("group-2")],
+                include_authorized_operations: true,
+                unknown_tagged_fields: t(),
+            }))
+        }
+        ApiKey::InitProducerId => RequestKind::InitProducerId(mk!(InitProducerIdRequest {
+            transactional_id: Some(transactional("tx")),
+            transaction_timeout_ms: 60_000,
+            producer_id: ProducerId(if v >= 3 { 1000 } else { -1 }),
+            producer_epoch: if v >= 3 { 2 } else { -1 },
+            enable_2_pc: false,
+            keep_prepared_txn: false,
+            unknown_tagged_fields: t(),
+        })),
+        ApiKey::AddPartitionsToTxn => {
+            use add_partitions_to_txn_request::*;
+            let txn_topic = |name| {
+                mk!(AddPartitionsToTxnTopic {
+                    name: topic(name),
+                    partitions: vec![0, 1],
+                    unknown_tagged_fields: t(),
+                })
+            };
+            let transaction = |id| {
+                mk!(AddPartitionsToTxnTransaction {
+                    transactional_id: transactional(id),
+                    producer_id: ProducerId(1000),
+                    producer_epoch: 2,
+                    verify_only: true,
+                    topics: vec![txn_topic("a"), txn_topic("bb")],
+                    unknown_tagged_fields: t(),
+                })
+            };
+            let mut request = mk!(AddPartitionsToTxnRequest {
+                unknown_tagged_fields: t(),
+            });
+            if v >= 4 {
+                request.transactions = vec![transaction("tx-1"), transaction("tx-2")];
+            } else {
+                request.v3_and_below_transactional_id = transactional("tx");
+                request.v3_and_below_producer_id = ProducerId(1000);
+                request.v3_and_below_producer_epoch = 2;
+                request.v3_and_below_topics = vec![txn_topic("a"), txn_topic("bb")];
+            }
+            RequestKind::AddPartitionsToTxn(request)
+        }
+        ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(mk!(AddOffsetsToTxnRequest {
+            transactional_id: transactional("tx"),
+            producer_id: ProducerId(1000),
+            producer_epoch: 2,
+            group_id: group("group"),
+            unknown_tagged_fields: t(),
+        })),
+        ApiKey::EndTxn => RequestKind::EndTxn(mk!(EndTxnRequest {
+            transactional_id: transactional("tx"),
+            producer_id: ProducerId(1000),
+            producer_epoch: 2,
+            committed: true,
+            unknown_tagged_fields: t(),
+        })),
+        ApiKey::TxnOffsetCommit => {
+            use txn_offset_commit_request::*;
+            let partition = mk!(TxnOffsetCommitRequestPartition {
+                partition_index: 0,
+                committed_offset: 42,
+                committed_leader_epoch: if v >= 2 { 3 } else { -1 },
+                committed_metadata: Some(s("meta")),
+                unknown_tagged_fields: t(),
+            });
+            let commit_topic = |name| {
+                mk!(TxnOffsetCommitRequestTopic {
+                    name: topic(name),
+                    partitions: vec![partition.clone(), partition.clone()],
+                    unknown_tagged_fields: t(),
+                })
+            };
+            RequestKind::TxnOffsetCommit(mk!(TxnOffsetCommitRequest {
+                transactional_id: transactional("tx"),
+                group_id: group("group"),
+                producer_id: ProducerId(1000),
+                producer_epoch: 2,
+                generation_id: if v >= 3 { 5 } else { -1 },
+                member_id: if v >= 3 { s("member-1") } else { s("") },
+                group_instance_id: (v >= 3).then(|| s("instance")),
+                topics: vec![commit_topic("a"), commit_topic("bb")],
+                unknown_tagged_fields: t(),
+            }))
+        }
         other => panic!("no builder for {other:?}: add one when adding the API"),
     }
 }
 
-/// Empties the top-level array of the request, if it has one (for locating its count).
-pub fn empty_top_level_array(body: &mut RequestKind) -> bool {
+/// Empties the top-level array of the request at this version, if that version has one (for
+/// locating its count).
+pub fn empty_top_level_array(body: &mut RequestKind, version: i16) -> bool {
     match body {
         RequestKind::Metadata(r) => r.topics = Some(vec![]),
         RequestKind::CreateTopics(r) => r.topics.clear(),
@@ -366,6 +675,26 @@ pub fn empty_top_level_array(body: &mut RequestKind) -> bool {
         RequestKind::DeleteRecords(r) => r.topics.clear(),
         RequestKind::DescribeLogDirs(r) => r.topics = Some(vec![]),
         RequestKind::OffsetForLeaderEpoch(r) => r.topics.clear(),
+        RequestKind::FindCoordinator(r) if version >= 4 => r.coordinator_keys.clear(),
+        RequestKind::JoinGroup(r) => r.protocols.clear(),
+        RequestKind::SyncGroup(r) => r.assignments.clear(),
+        RequestKind::LeaveGroup(r) if version >= 3 => r.members.clear(),
+        RequestKind::OffsetCommit(r) => r.topics.clear(),
+        RequestKind::OffsetFetch(r) => {
+            r.topics = Some(vec![]);
+            r.groups.clear();
+        }
+        RequestKind::ListGroups(r) if version >= 4 => r.states_filter.clear(),
+        RequestKind::DescribeGroups(r) => r.groups.clear(),
+        RequestKind::DeleteGroups(r) => r.groups_names.clear(),
+        RequestKind::OffsetDelete(r) => r.topics.clear(),
+        RequestKind::ConsumerGroupHeartbeat(r) => r.subscribed_topic_names = Some(vec![]),
+        RequestKind::ConsumerGroupDescribe(r) => r.group_ids.clear(),
+        RequestKind::AddPartitionsToTxn(r) => {
+            r.transactions.clear();
+            r.v3_and_below_topics.clear();
+        }
+        RequestKind::TxnOffsetCommit(r) => r.topics.clear(),
         _ => return false,
     }
     true
