@@ -28,6 +28,8 @@ const COMPRESSION_CODEC_MAX: u8 = 4;
 const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
 const TRANSACTIONAL_BIT: i16 = 1 << 4;
 const CONTROL_BIT: i16 = 1 << 5;
+/// KIP-534: the batch's `baseTimestamp` holds the delete horizon (set by the log cleaner).
+pub(crate) const DELETE_HORIZON_BIT: i16 = 1 << 6;
 
 /// Why a batch (or a blob of batches) was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,12 +135,13 @@ impl BatchHeader {
 
     /// Offset of the last record.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// The offset after the last record.
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
 
     /// Compression codec: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd.
@@ -160,6 +163,43 @@ impl BatchHeader {
     pub fn is_control(&self) -> bool {
         self.attributes & CONTROL_BIT != 0
     }
+
+    /// The delete horizon the log cleaner stored in `baseTimestamp` (KIP-534, attributes bit
+    /// 6): tombstones in this batch are removed by a clean at or after this time.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_BIT != 0).then_some(self.base_timestamp)
+    }
+
+    /// Sequence number of the last record: `base_sequence + last_offset_delta`, wrapping past
+    /// `i32::MAX` to 0 as Kafka's `DefaultRecordBatch.incrementSequence` does.
+    pub fn last_sequence(&self) -> i32 {
+        increment_sequence(self.base_sequence, self.last_offset_delta)
+    }
+
+    /// The 61 header bytes as they are (the CRC field is written as stored).
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.base_offset.to_be_bytes());
+        out.extend_from_slice(&self.batch_length.to_be_bytes());
+        out.extend_from_slice(&self.partition_leader_epoch.to_be_bytes());
+        out.push(self.magic as u8);
+        out.extend_from_slice(&self.crc.to_be_bytes());
+        out.extend_from_slice(&self.attributes.to_be_bytes());
+        out.extend_from_slice(&self.last_offset_delta.to_be_bytes());
+        out.extend_from_slice(&self.base_timestamp.to_be_bytes());
+        out.extend_from_slice(&self.max_timestamp.to_be_bytes());
+        out.extend_from_slice(&self.producer_id.to_be_bytes());
+        out.extend_from_slice(&self.producer_epoch.to_be_bytes());
+        out.extend_from_slice(&self.base_sequence.to_be_bytes());
+        out.extend_from_slice(&self.records_count.to_be_bytes());
+    }
+}
+
+/// `sequence + increment` with Kafka's wrap-around past `i32::MAX` to 0.
+pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
+    let sum = i64::from(sequence) + i64::from(increment);
+    let max = i64::from(i32::MAX);
+    let wrapped = if sum > max { sum - max - 1 } else { sum };
+    wrapped.clamp(i64::from(i32::MIN), max) as i32
 }
 
 /// CRC-32C of a whole batch as stored in its header (over `attributes..end`).
@@ -611,6 +651,19 @@ mod tests {
         assert_eq!(header.max_timestamp, NOW_MS);
         assert_eq!(header.base_timestamp, 5);
         assert_eq!(header.crc, compute_crc(&blob));
+    }
+
+    #[test]
+    fn header_encodes_back_to_its_bytes_and_sequences_wrap() {
+        let bytes = batch(3, 8, NOW_MS);
+        let header = BatchHeader::parse(&bytes).unwrap();
+        let mut encoded = Vec::new();
+        header.encode(&mut encoded);
+        assert_eq!(encoded, bytes[..BATCH_HEADER_SIZE_BYTES]);
+        assert_eq!(header.delete_horizon_ms(), None);
+        assert_eq!(increment_sequence(5, 2), 7);
+        assert_eq!(increment_sequence(i32::MAX, 1), 0);
+        assert_eq!(increment_sequence(i32::MAX - 1, 3), 1);
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub enum StorageError {
     /// aligned, below the log start offset).
     #[error("invalid offset: {0}")]
     InvalidOffset(String),
+    /// An idempotent batch was rejected by the producer state (sequence gap, stale epoch,
+    /// unknown producer); nothing was appended.
+    #[error(transparent)]
+    Producer(#[from] crate::producer_state::ProducerStateError),
     /// The on-disk data is inconsistent in a way recovery could not repair (for example two
     /// segments overlap), or a record batch could not be decoded where records were needed.
     #[error("corrupt log: {0}")]

@@ -13,18 +13,25 @@
 //! On disk, a partition directory holds `<base offset>.log` segments (20-digit names, as in
 //! Kafka) with `.index` (relative offset -> position, 8-byte entries) and `.timeindex`
 //! (timestamp -> relative offset, 12-byte entries) files, a `leader-epoch-checkpoint` and a
-//! `partition.checkpoint` (recovery point, log start offset, high watermark).
+//! `partition.checkpoint` (recovery point, log start offset, high watermark), producer state
+//! snapshots (`<offset>.snapshot`, see [`producer_state`]) and, for compacted logs, a
+//! `cleaner-offset-checkpoint` (see [`cleaner`]).
 
 #![deny(missing_docs)]
 
 pub mod batch;
 pub mod checkpoint;
+pub mod cleaner;
+#[cfg(test)]
+mod cleaner_tests;
 pub mod config;
 pub mod epoch;
 mod error;
 mod index;
 mod io;
 pub mod log;
+pub mod producer_state;
+mod records;
 mod segment;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
@@ -32,6 +39,8 @@ pub mod test_support;
 mod tests;
 mod time_index;
 
-pub use config::LogConfig;
+pub use cleaner::CleanStats;
+pub use config::{CompactionConfig, LogConfig};
 pub use error::StorageError;
-pub use log::{AppendInfo, PartitionLog};
+pub use log::{AppendInfo, AppendOutcome, PartitionLog};
+pub use producer_state::{ProducerStateError, Verdict};

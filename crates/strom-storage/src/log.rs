@@ -9,10 +9,12 @@ use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::batch::{self, BatchError, BatchHeader};
 use crate::checkpoint::Checkpoint;
-use crate::config::LogConfig;
+use crate::cleaner::{self, CleanerCheckpoint};
+use crate::config::{CompactionConfig, LogConfig};
 use crate::epoch::LeaderEpochCache;
 use crate::error::{Result, StorageError};
 use crate::io::{remove_file, sync_dir};
+use crate::producer_state::{ProducerStateError, ProducerStateManager, Verdict};
 use crate::segment::{segment_file_name, Segment, NO_TIMESTAMP};
 
 /// What an append did.
@@ -28,20 +30,43 @@ pub struct AppendInfo {
     pub log_start_offset: i64,
 }
 
+/// What [`PartitionLog::append_checked`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The batches were appended.
+    Appended(AppendInfo),
+    /// Every batch was an exact replay of an idempotent batch already in the log: nothing was
+    /// appended; answer the producer with the original offsets.
+    Duplicate {
+        /// Offset of the first record of the original (first) batch.
+        base_offset: i64,
+        /// Offset of the last record of the original (last) batch.
+        last_offset: i64,
+        /// `maxTimestamp` of the original batch (the append time with `LogAppendTime`).
+        max_timestamp_ms: i64,
+        /// The current log start offset.
+        log_start_offset: i64,
+    },
+}
+
 /// One partition's log on disk. Not thread-safe by itself: reads take `&self`, everything that
 /// changes the log takes `&mut self` (the broker wraps it in a lock).
 #[derive(Debug)]
 pub struct PartitionLog {
-    dir: PathBuf,
-    config: LogConfig,
-    /// Never empty; the last segment is the active one.
-    segments: BTreeMap<i64, Segment>,
-    log_start_offset: i64,
-    high_watermark: i64,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    pub(crate) compaction: CompactionConfig,
+    /// Never empty; the last segment is the active one. Batches of compacted segments may have
+    /// offset gaps between them; segments themselves are contiguous.
+    pub(crate) segments: BTreeMap<i64, Segment>,
+    pub(crate) log_start_offset: i64,
+    pub(crate) high_watermark: i64,
     recovery_point: i64,
     epochs: LeaderEpochCache,
     unflushed_messages: i64,
     last_flush_ms: i64,
+    pub(crate) producers: ProducerStateManager,
+    pub(crate) cleaner: CleanerCheckpoint,
 }
 
 impl PartitionLog {
@@ -49,9 +74,15 @@ impl PartitionLog {
     /// reaching past the recovery point (and always the active one) is scanned batch by batch;
     /// the first batch with a bad length, magic, offset or CRC and everything after it is
     /// truncated (later segments deleted); missing or inconsistent indexes are rebuilt.
+    ///
+    /// Before that, a log clean interrupted by a crash is finished or rolled back (see
+    /// [`PartitionLog::clean`]); after it, the producer state is loaded from the newest
+    /// snapshot and the batches after it. Cleanup policy: delete only, until
+    /// [`PartitionLog::set_compaction_config`].
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<PartitionLog> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
+        cleaner::finish_interrupted_clean(dir)?;
         let bases = list_segment_bases(dir)?;
         let checkpoint = Checkpoint::read(dir)?;
         if let Some(checkpoint) = &checkpoint {
@@ -88,9 +119,10 @@ impl PartitionLog {
         if epochs_changed {
             epochs.persist()?;
         }
-        let log = PartitionLog {
+        let mut log = PartitionLog {
             dir: dir.to_path_buf(),
             config,
+            compaction: CompactionConfig::default(),
             segments,
             log_start_offset: log_start,
             high_watermark,
@@ -98,10 +130,66 @@ impl PartitionLog {
             epochs,
             unflushed_messages: 0,
             last_flush_ms: now_ms,
+            producers: ProducerStateManager::new(dir),
+            cleaner: CleanerCheckpoint::read(dir),
         };
         log.write_checkpoint(false)?;
+        log.reload_producer_state()?;
         log.check_invariants();
         Ok(log)
+    }
+
+    /// The cleanup policy and compaction settings.
+    pub fn compaction_config(&self) -> &CompactionConfig {
+        &self.compaction
+    }
+
+    /// Replaces the cleanup policy and compaction settings (from `cleanup.policy` and friends);
+    /// takes effect from the next retention run, clean or roll.
+    pub fn set_compaction_config(&mut self, compaction: CompactionConfig) {
+        self.compaction = compaction;
+    }
+
+    /// The producer state of idempotent producers in this partition.
+    pub fn producer_state(&self) -> &ProducerStateManager {
+        &self.producers
+    }
+
+    /// Drops the state of producers idle for `producer_id_expiration_ms` (call periodically,
+    /// as Kafka's `producer.id.expiration.check.interval.ms`, 10 minutes). A batch from an
+    /// expired producer that does not start at sequence 0 then gets `UnknownProducerId`.
+    /// Returns how many producers were dropped.
+    pub fn remove_expired_producers(&mut self, now_ms: i64) -> usize {
+        self.producers
+            .remove_expired(now_ms, self.compaction.producer_id_expiration_ms)
+    }
+
+    /// Writes a producer state snapshot at the log end offset (done on roll and close; the
+    /// broker may call it too, for example before a planned restart).
+    pub fn take_producer_snapshot(&self) -> Result<()> {
+        self.producers.take_snapshot(self.log_end_offset())
+    }
+
+    /// Loads the newest snapshot at or below the log end offset and replays the batch headers
+    /// after it (from the log start offset if there is no snapshot or it is older).
+    fn reload_producer_state(&mut self) -> Result<()> {
+        let log_end = self.log_end_offset();
+        let snapshot = self.producers.load_latest_snapshot(log_end)?;
+        let from = snapshot.map_or(self.log_start_offset, |s| s.max(self.log_start_offset));
+        let first_base = self.segment_base_for(from);
+        let mut replayed = 0u64;
+        for segment in self.segments.range(first_base..).map(|(_, s)| s) {
+            let Some((position, _)) = segment.find_batch(from.max(segment.base_offset()))? else {
+                continue;
+            };
+            for item in segment.headers_from(position) {
+                let (_, header) = item?;
+                self.producers.record(&header);
+                replayed += 1;
+            }
+        }
+        tracing::debug!(dir = %self.dir.display(), ?snapshot, from, replayed, producers = self.producers.len(), "loaded producer state");
+        Ok(())
     }
 
     /// The partition directory.
@@ -160,6 +248,9 @@ impl PartitionLog {
     /// than `segment_ms` or has a full index, writes the bytes as they are, updates the
     /// indexes, records a new leader epoch, and flushes when `flush_messages`/`flush_ms` say so.
     /// When this returns `Ok`, a killed process keeps the batches (the page cache survives).
+    ///
+    /// Batches with a producer id update the producer state without being checked (as Kafka's
+    /// replication appends); the produce path uses [`PartitionLog::append_checked`].
     pub fn append(
         &mut self,
         blob: &mut [u8],
@@ -188,6 +279,11 @@ impl PartitionLog {
         }
         self.active_mut().append(blob, now_ms)?;
         debug_assert_eq!(self.log_end_offset(), next_offset);
+        for (header, _) in batch::batches(blob).flatten() {
+            if header.producer_id >= 0 {
+                self.producers.record(&header);
+            }
+        }
         if leader_epoch >= 0 && self.epochs.assign(leader_epoch, base_offset) {
             self.epochs.persist()?;
         }
@@ -209,10 +305,95 @@ impl PartitionLog {
         })
     }
 
+    /// [`PartitionLog::append`] for the produce path, with idempotent producers checked first.
+    /// Every batch with a producer id is checked against the producer state (as updated by the
+    /// earlier batches of the same blob), with the offsets it would get, before anything is
+    /// written: a rejected append changes nothing and fails with
+    /// [`StorageError::Producer`]. When every idempotent batch is an exact replay (and the blob
+    /// holds no other batch), nothing is appended and [`AppendOutcome::Duplicate`] carries the
+    /// original offsets. A blob mixing replays with new batches is rejected as out of order
+    /// (clients send one batch per partition, so this only guards against silent loss).
+    /// Batches without a producer id cost one header parse each.
+    pub fn append_checked(
+        &mut self,
+        blob: &mut [u8],
+        leader_epoch: i32,
+        log_append_time_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<AppendOutcome> {
+        match self.check_producers(blob)? {
+            Some(duplicate) => Ok(duplicate),
+            None => Ok(AppendOutcome::Appended(self.append(
+                blob,
+                leader_epoch,
+                log_append_time_ms,
+                now_ms,
+            )?)),
+        }
+    }
+
+    /// The producer checks of [`PartitionLog::append_checked`]: `Some` for an all-duplicate
+    /// append, `None` to go ahead.
+    fn check_producers(&self, blob: &[u8]) -> Result<Option<AppendOutcome>> {
+        let mut next_offset = self.log_end_offset();
+        let mut staged = self.producers.begin_append();
+        let mut duplicate: Option<(i64, i64, i64)> = None;
+        let (mut batch_count, mut duplicate_count) = (0usize, 0usize);
+        for item in batch::batches(blob) {
+            let (mut header, _) = item?;
+            header.base_offset = next_offset;
+            next_offset = header.next_offset();
+            batch_count += 1;
+            if header.producer_id < 0 {
+                continue;
+            }
+            match staged.check_and_record(&header)? {
+                Verdict::Append => {}
+                Verdict::Duplicate {
+                    base_offset,
+                    last_offset,
+                    max_timestamp_ms,
+                } => {
+                    duplicate_count += 1;
+                    let first = duplicate.map_or(base_offset, |d| d.0);
+                    duplicate = Some((first, last_offset, max_timestamp_ms));
+                }
+            }
+        }
+        match duplicate {
+            None => Ok(None),
+            Some((base_offset, last_offset, max_timestamp_ms))
+                if duplicate_count == batch_count =>
+            {
+                Ok(Some(AppendOutcome::Duplicate {
+                    base_offset,
+                    last_offset,
+                    max_timestamp_ms,
+                    log_start_offset: self.log_start_offset,
+                }))
+            }
+            Some(_) => {
+                let header = batch::batches(blob)
+                    .flatten()
+                    .map(|(h, _)| h)
+                    .find(|h| h.producer_id >= 0);
+                Err(StorageError::Producer(
+                    ProducerStateError::OutOfOrderSequence {
+                        producer_id: header.map_or(-1, |h| h.producer_id),
+                        producer_epoch: header.map_or(-1, |h| h.producer_epoch),
+                        expected_sequence: -1,
+                        received_sequence: header.map_or(-1, |h| h.base_sequence),
+                    },
+                ))
+            }
+        }
+    }
+
     /// Reads whole batches, starting with the batch containing `start_offset`, up to
     /// `max_bytes`, only batches whose last offset is below `max_offset_exclusive` (the high
     /// watermark for consumers). With `min_one_batch` the first batch is returned whole even if
-    /// larger than `max_bytes` (KIP-74). May continue into following segments.
+    /// larger than `max_bytes` (KIP-74). May continue into following segments. In a compacted
+    /// log, an offset that was cleaned away reads from the next batch after it.
     /// `start_offset == log_end` gives empty bytes; outside `[log_start, log_end]` gives
     /// [`StorageError::OffsetOutOfRange`].
     pub fn read(
@@ -361,9 +542,13 @@ impl PartitionLog {
     /// closed segments (never the active one, never one reaching past the high watermark) while
     /// their largest timestamp is older than `retention_ms` or the log exceeds
     /// `retention_bytes`, moving the log start offset. Segments without timestamps are never
-    /// deleted by time. Returns how many segments were deleted.
+    /// deleted by time. Returns how many segments were deleted. Without the `delete` cleanup
+    /// policy (`cleanup.policy=compact`) it only rolls.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize> {
         self.roll_if_due(now_ms)?;
+        if !self.compaction.cleanup_policy_delete {
+            return Ok(0);
+        }
         let mut remaining_bytes = self.size_bytes() as i64;
         let mut doomed = Vec::new();
         for segment in self.closed_segments() {
@@ -422,7 +607,8 @@ impl PartitionLog {
     }
 
     /// Removes every batch at and after `offset`, which must be a batch boundary in
-    /// `[log_start, log_end]` (replica truncation). Lowers the high watermark if needed.
+    /// `[log_start, log_end]` (replica truncation). Lowers the high watermark if needed. The
+    /// producer state is reloaded from the newest snapshot at or below `offset`.
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
         let log_end = self.log_end_offset();
         if offset == log_end {
@@ -455,6 +641,12 @@ impl PartitionLog {
             self.epochs.persist()?;
         }
         self.write_checkpoint(false)?;
+        self.producers.delete_snapshots_above(offset)?;
+        self.reload_producer_state()?;
+        if self.cleaner.first_dirty_offset > offset {
+            self.cleaner.first_dirty_offset = offset;
+            self.cleaner.write(&self.dir)?;
+        }
         self.check_invariants();
         Ok(())
     }
@@ -468,9 +660,10 @@ impl PartitionLog {
         self.write_checkpoint(false)
     }
 
-    /// Flushes and marks the shutdown clean.
+    /// Flushes, writes a producer state snapshot and marks the shutdown clean.
     pub fn close(mut self) -> Result<()> {
         self.flush()?;
+        self.take_producer_snapshot()?;
         self.write_checkpoint(true)
     }
 
@@ -482,7 +675,7 @@ impl PartitionLog {
             .map_err(|e| StorageError::io(format!("removing {}", dir.display()), e))
     }
 
-    fn active(&self) -> &Segment {
+    pub(crate) fn active(&self) -> &Segment {
         match self.segments.values().next_back() {
             Some(segment) => segment,
             None => unreachable!("a partition log always has an active segment"),
@@ -496,13 +689,13 @@ impl PartitionLog {
         }
     }
 
-    fn closed_segments(&self) -> impl Iterator<Item = &Segment> {
+    pub(crate) fn closed_segments(&self) -> impl Iterator<Item = &Segment> {
         let count = self.segments.len() - 1;
         self.segments.values().take(count)
     }
 
     /// Base offset of the segment that holds `offset` (the first segment if none does).
-    fn segment_base_for(&self, offset: i64) -> i64 {
+    pub(crate) fn segment_base_for(&self, offset: i64) -> i64 {
         self.segments
             .range(..=offset)
             .next_back()
@@ -510,10 +703,16 @@ impl PartitionLog {
             .map_or(offset, |(base, _)| *base)
     }
 
+    /// `segment_ms`, or `max_compaction_lag_ms` if smaller on a compacted log (as Kafka, so
+    /// that no record waits in the active segment longer than the maximum compaction lag).
     fn roll_due_by_time(&self, now_ms: i64) -> bool {
+        let mut segment_ms = self.config.segment_ms;
+        if self.compaction.cleanup_policy_compact {
+            segment_ms = segment_ms.min(self.compaction.max_compaction_lag_ms);
+        }
         self.active()
             .rolling_base_ms()
-            .is_some_and(|base_ms| now_ms.saturating_sub(base_ms) >= self.config.segment_ms)
+            .is_some_and(|base_ms| now_ms.saturating_sub(base_ms) >= segment_ms)
     }
 
     fn should_roll(&self, size_bytes: u64, last_offset: i64, now_ms: i64) -> bool {
@@ -537,11 +736,12 @@ impl PartitionLog {
         sync_dir(&self.dir)?;
         self.recovery_point = base_offset;
         self.write_checkpoint(false)?;
+        self.producers.take_snapshot(base_offset)?;
         tracing::debug!(dir = %self.dir.display(), base_offset, "rolled segment");
         Ok(())
     }
 
-    fn delete_segments(&mut self, bases: &[i64]) -> Result<()> {
+    pub(crate) fn delete_segments(&mut self, bases: &[i64]) -> Result<()> {
         for base in bases {
             debug_assert!(self.segments.len() > 1 || !self.segments.contains_key(base));
             if let Some(segment) = self.segments.remove(base) {
@@ -570,7 +770,7 @@ impl PartitionLog {
         .write(&self.dir)
     }
 
-    fn check_invariants(&self) {
+    pub(crate) fn check_invariants(&self) {
         let log_end = self.log_end_offset();
         debug_assert!(
             self.log_start_offset <= self.high_watermark && self.high_watermark <= log_end,
@@ -617,7 +817,8 @@ fn recover_segments(
         let (segment, truncated) = match trusted {
             Some(segment) => (segment, false),
             None => {
-                let (segment, outcome) = Segment::open_and_scan(dir, base, config, now_ms)?;
+                let (segment, outcome) =
+                    Segment::open_and_scan(dir, base, next_base, config, now_ms)?;
                 seen_epochs.extend(outcome.epochs);
                 (segment, outcome.truncated_because.is_some())
             }
@@ -678,7 +879,7 @@ fn list_segment_bases(dir: &Path) -> Result<Vec<i64>> {
     Ok(bases)
 }
 
-fn parse_base_offset(stem: &str) -> Option<i64> {
+pub(crate) fn parse_base_offset(stem: &str) -> Option<i64> {
     if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

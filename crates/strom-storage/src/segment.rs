@@ -122,18 +122,19 @@ impl Segment {
         }))
     }
 
-    /// Opens a segment and recovers it: scans every batch (framing, magic, offsets continuing
-    /// from `base_offset`, CRC), truncates the file at the first bad one, and rebuilds both
-    /// indexes from the scan.
+    /// Opens a segment and recovers it: scans every batch (framing, magic, offsets increasing
+    /// from `base_offset` and below `offset_limit` (the next segment's base, if known), CRC),
+    /// truncates the file at the first bad one, and rebuilds both indexes from the scan.
     pub(crate) fn open_and_scan(
         dir: &Path,
         base_offset: i64,
+        offset_limit: Option<i64>,
         config: &LogConfig,
         now_ms: i64,
     ) -> Result<(Segment, ScanOutcome)> {
         let log = LogFile::open(&dir.join(segment_file_name(base_offset, "log")))?;
         let mut segment = Segment::create_indexes_for(dir, base_offset, log, config)?;
-        let outcome = segment.scan_and_index()?;
+        let outcome = segment.scan_and_index(offset_limit)?;
         if segment.log.len_bytes() > 0 {
             segment.rolling_base_ms = Some(now_ms);
         }
@@ -170,7 +171,9 @@ impl Segment {
 
     /// Walks the whole file from position 0, indexing each valid batch; truncates at the first
     /// invalid one.
-    fn scan_and_index(&mut self) -> Result<ScanOutcome> {
+    fn scan_and_index(&mut self, offset_limit: Option<i64>) -> Result<ScanOutcome> {
+        let relative_limit = self.base_offset.saturating_add(i64::from(u32::MAX));
+        let offset_limit = offset_limit.map_or(relative_limit, |l| l.min(relative_limit));
         let mut reader = ChunkReader::default();
         let file_len_bytes = self.log.len_bytes();
         let mut position = 0u64;
@@ -179,7 +182,13 @@ impl Segment {
             epochs: Vec::new(),
         };
         while position < file_len_bytes {
-            let checked = check_batch_at(&mut reader, &self.log, position, self.next_offset)?;
+            let checked = check_batch_at(
+                &mut reader,
+                &self.log,
+                position,
+                self.next_offset,
+                offset_limit,
+            )?;
             let header = match checked {
                 Ok(header) => header,
                 Err(reason) => {
@@ -266,9 +275,9 @@ impl Segment {
 
     /// Records one batch written at `position`: indexes and timestamps.
     fn index_batch(&mut self, position: u64, header: &BatchHeader) -> Result<()> {
-        debug_assert_eq!(
-            header.base_offset, self.next_offset,
-            "offsets must be contiguous"
+        debug_assert!(
+            header.base_offset >= self.next_offset,
+            "offsets must increase (compaction may leave gaps)"
         );
         if header.max_timestamp > self.max_timestamp_ms {
             self.max_timestamp_ms = header.max_timestamp;
@@ -475,7 +484,7 @@ impl Segment {
         self.max_timestamp_ms = NO_TIMESTAMP;
         self.max_timestamp_batch_base_offset = self.base_offset;
         self.bytes_since_index_entry = 0;
-        let outcome = self.scan_and_index()?;
+        let outcome = self.scan_and_index(None)?;
         if outcome.truncated_because.is_some() {
             tracing::warn!(path = %self.log.path().display(), "segment damaged while rebuilding indexes");
         }
@@ -534,6 +543,7 @@ fn check_batch_at(
     file: &LogFile,
     position: u64,
     expected_base_offset: i64,
+    offset_limit: i64,
 ) -> Result<Result<BatchHeader, String>> {
     let file_len_bytes = file.len_bytes();
     let available = file_len_bytes - position;
@@ -553,9 +563,16 @@ fn check_batch_at(
             header.batch_length
         )));
     }
-    if header.base_offset != expected_base_offset || header.last_offset_delta < 0 {
+    // Compacted segments have gaps between batches, so offsets must only increase.
+    if header.base_offset < expected_base_offset || header.last_offset_delta < 0 {
         return Ok(Err(format!(
-            "batch offsets {}+{} where {expected_base_offset} was expected",
+            "batch offsets {}+{} where at least {expected_base_offset} was expected",
+            header.base_offset, header.last_offset_delta
+        )));
+    }
+    if header.last_offset() >= offset_limit {
+        return Ok(Err(format!(
+            "batch offsets {}+{} reach the limit {offset_limit}",
             header.base_offset, header.last_offset_delta
         )));
     }

@@ -85,3 +85,85 @@ pub fn lenient_validation() -> BatchValidation {
         timestamp_after_max_ms: i64::MAX,
     }
 }
+
+/// One record for [`keyed_batch`]: key and value (`None` for null) and timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedRecord {
+    /// The key, `None` for a null key.
+    pub key: Option<Bytes>,
+    /// The value, `None` for a tombstone.
+    pub value: Option<Bytes>,
+    /// The record timestamp.
+    pub timestamp_ms: i64,
+}
+
+impl KeyedRecord {
+    /// A record from string key and value.
+    pub fn new(key: Option<&str>, value: Option<&str>, timestamp_ms: i64) -> KeyedRecord {
+        KeyedRecord {
+            key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            timestamp_ms,
+        }
+    }
+}
+
+/// A v2 batch of keyed records (base offset 0). With `producer = Some((id, epoch,
+/// base_sequence))` the batch is idempotent; otherwise it carries no producer id.
+pub fn keyed_batch(
+    records: &[KeyedRecord],
+    compression: Compression,
+    producer: Option<(i64, i16, i32)>,
+) -> Vec<u8> {
+    let (producer_id, producer_epoch, base_sequence) = producer.unwrap_or((-1, -1, 0));
+    let encoded: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch,
+            timestamp_type: RecordTimestamp::Creation,
+            offset: i as i64,
+            sequence: base_sequence.wrapping_add(i as i32),
+            timestamp: r.timestamp_ms,
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, &encoded, &options)
+        .expect("encoding test records cannot fail");
+    let mut bytes = buf.to_vec();
+    if producer.is_none() {
+        bytes[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+        fix_crc(&mut bytes);
+    }
+    bytes
+}
+
+/// An idempotent batch of `record_count` small records from producer `producer_id`.
+pub fn producer_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    record_count: usize,
+    timestamp_ms: i64,
+) -> Vec<u8> {
+    let records: Vec<KeyedRecord> = (0..record_count)
+        .map(|i| KeyedRecord::new(Some(&format!("k{i}")), Some("v"), timestamp_ms))
+        .collect();
+    keyed_batch(
+        &records,
+        Compression::None,
+        Some((producer_id, producer_epoch, base_sequence)),
+    )
+}
