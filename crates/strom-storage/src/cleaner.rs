@@ -457,7 +457,7 @@ impl PartitionLog {
     fn build_offset_map(&self, first_dirty: i64, end: i64) -> Result<(OffsetMap, i64)> {
         let mut map = OffsetMap::new();
         let mut map_bytes = 0usize;
-        let mut map_end = first_dirty;
+        let mut map_end = first_dirty.min(end);
         let corrupt = |e: String| StorageError::Corrupt(format!("building the offset map: {e}"));
         for segment in self.closed_segments() {
             if segment.next_offset() <= first_dirty {
@@ -585,7 +585,7 @@ impl PartitionLog {
         if stop == Some(CleanStep::SwapRenamed) {
             return Ok(false);
         }
-        self.install_swap(group, group_end, stop)
+        self.install_swap(group, group_end, cleaning.now_ms, stop)
     }
 
     /// Writes the retained batches of `group` to `out`. Returns whether anything changed and
@@ -651,6 +651,7 @@ impl PartitionLog {
         &mut self,
         group: &[i64],
         group_end: i64,
+        now_ms: i64,
         stop: Option<CleanStep>,
     ) -> Result<bool> {
         let Some(&first_base) = group.first() else {
@@ -664,7 +665,7 @@ impl PartitionLog {
         }
         install_swap_file(&self.dir, first_base)?;
         let (segment, outcome) =
-            Segment::open_and_scan(&self.dir, first_base, Some(group_end), &self.config, 0)?;
+            Segment::open_and_scan(&self.dir, first_base, Some(group_end), &self.config, now_ms)?;
         if outcome.truncated_because.is_some() || segment.next_offset() != group_end {
             return Err(StorageError::Corrupt(format!(
                 "cleaned segment {first_base} ends at {} instead of {group_end}: {:?}",

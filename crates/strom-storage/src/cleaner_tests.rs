@@ -295,6 +295,33 @@ fn min_compaction_lag_and_high_watermark_bound_the_cleanable_range() {
     roll(&mut log);
     log.set_high_watermark(log.log_end_offset() - 1);
     assert_eq!(log.clean(NOW_MS + 10_000).unwrap().records_superseded, 0);
+    assert_eq!(all_records(&log).len(), 3);
+}
+
+#[test]
+fn a_due_delete_horizon_never_cleans_above_the_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    log.set_config(LogConfig {
+        segment_size_bytes: 1,
+        ..config()
+    });
+    put(&mut log, &[("a", None)], NOW_MS);
+    roll(&mut log);
+    put(&mut log, &[("b", Some("1"))], NOW_MS);
+    put(&mut log, &[("b", Some("2"))], NOW_MS);
+    roll(&mut log);
+    log.clean(NOW_MS).unwrap();
+    assert_eq!(all_records(&log).len(), 2, "the tombstone of a and b=2");
+    // The high watermark drops below the clean part (say, a follower that lost its log).
+    log.set_high_watermark(1);
+    let stats = log.clean(NOW_MS + 2 * 86_400_000).unwrap();
+    assert_eq!(stats.tombstones_removed, 1);
+    assert_eq!(
+        stats.segments_read, 1,
+        "only the segment below the high watermark"
+    );
+    assert_eq!(all_records(&log).len(), 1);
 }
 
 #[test]

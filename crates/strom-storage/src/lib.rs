@@ -31,6 +31,8 @@ mod index;
 mod io;
 pub mod log;
 pub mod producer_state;
+#[cfg(test)]
+mod producer_tests;
 mod records;
 mod segment;
 #[cfg(any(test, feature = "test-support"))]
