@@ -62,6 +62,11 @@ pub struct BrokerConfig {
     pub offsets_retention_check_interval_ms: u64,
     /// Largest metadata string of an offset commit (`offset.metadata.max.bytes`).
     pub offset_metadata_max_bytes: usize,
+    /// Session timeout of KIP-848 consumer group members (`group.consumer.session.timeout.ms`).
+    pub group_consumer_session_timeout_ms: u64,
+    /// Heartbeat interval of KIP-848 consumer group members
+    /// (`group.consumer.heartbeat.interval.ms`).
+    pub group_consumer_heartbeat_interval_ms: i32,
     /// Broker-wide defaults for topic configs, by Kafka topic config name
     /// (e.g. `"retention.ms" = "86400000"`).
     pub topic_defaults: BTreeMap<String, String>,
@@ -94,6 +99,8 @@ impl Default for BrokerConfig {
             offsets_retention_minutes: 10_080,
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
             topic_defaults: BTreeMap::new(),
         }
     }
@@ -152,6 +159,11 @@ impl BrokerConfig {
             },
             offsets_retention_ms: self.offsets_retention_minutes.saturating_mul(60_000),
             offset_metadata_max_bytes: self.offset_metadata_max_bytes,
+            consumer_timings: crate::group::consumer::ConsumerGroupTimings {
+                session_timeout_ms: self.group_consumer_session_timeout_ms,
+                heartbeat_interval_ms: self.group_consumer_heartbeat_interval_ms,
+                max_members: self.group_max_size,
+            },
         }
     }
 }

@@ -29,6 +29,19 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// Every API with a request schema, with the lowest and highest version its schema describes
@@ -149,7 +162,8 @@ mod tests {
     #[test]
     fn lookup() {
         assert_eq!(supported_range(ApiKey::Metadata as i16), Some((0, 12)));
-        assert_eq!(supported_range(ApiKey::JoinGroup as i16), None);
+        assert_eq!(supported_range(ApiKey::JoinGroup as i16), Some((0, 9)));
+        assert_eq!(supported_range(ApiKey::InitProducerId as i16), None);
         assert_eq!(
             range_in(SCHEMA_VERSIONS, ApiKey::JoinGroup as i16),
             Some((0, 9))

@@ -9,6 +9,7 @@
 //! semantics: on one node the high watermark moves with the append) before the in-memory state
 //! answers with it. A group maps to partition `abs(hash(group_id)) % partitions`, Kafka's rule.
 
+pub mod consumer;
 pub mod records;
 pub mod state;
 
@@ -47,6 +48,8 @@ pub struct GroupConfig {
     pub offsets_retention_ms: i64,
     /// Largest commit metadata string.
     pub offset_metadata_max_bytes: usize,
+    /// Timers of KIP-848 consumer groups.
+    pub consumer_timings: consumer::ConsumerGroupTimings,
 }
 
 /// One offset commit of a partition.
@@ -265,6 +268,15 @@ impl GroupCoordinator {
             let group = groups
                 .entry(group_id.to_string())
                 .or_insert_with(|| Group::new(group_id, now_ms()));
+            if group.is_active_consumer_group() {
+                return JoinOutcome {
+                    error_code: ResponseError::InconsistentGroupProtocol.code(),
+                    generation_id: -1,
+                    member_id: request.member_id,
+                    ..JoinOutcome::default()
+                };
+            }
+            group.consumer = None;
             let client_id = request.client_id.clone();
             let reply = group.join(
                 request,
@@ -412,7 +424,15 @@ impl GroupCoordinator {
         let Some(group) = groups.get_mut(group_id) else {
             return Err(ResponseError::CoordinatorNotAvailable.code());
         };
-        group.authorize_commit(member_id, group_instance_id, generation_id, Instant::now())?;
+        match &group.consumer {
+            Some(consumer) => consumer.authorize_commit(member_id, generation_id)?,
+            None => group.authorize_commit(
+                member_id,
+                group_instance_id,
+                generation_id,
+                Instant::now(),
+            )?,
+        }
         let image = state.image();
         let commit_timestamp_ms = now_ms();
         let mut codes = Vec::with_capacity(offsets.len());
@@ -543,6 +563,23 @@ impl GroupCoordinator {
             description.error_code = ResponseError::GroupIdNotFound.code();
             return description;
         };
+        if let Some(consumer) = &group.consumer {
+            description.state = consumer.state_name();
+            description.protocol_type = "consumer".to_string();
+            description.members = consumer
+                .members
+                .values()
+                .map(|m| MemberDescription {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: Bytes::new(),
+                    assignment: Bytes::new(),
+                })
+                .collect();
+            return description;
+        }
         let protocol = group.protocol_name.clone().unwrap_or_default();
         description.state = group.state.name();
         description.protocol_type = group.protocol_type.clone().unwrap_or_default();
@@ -579,7 +616,10 @@ impl GroupCoordinator {
         let Some(group) = groups.get(group_id) else {
             return ResponseError::GroupIdNotFound.code();
         };
-        if !group.members.is_empty() || group.state != GroupState::Empty {
+        if !group.members.is_empty()
+            || group.state != GroupState::Empty
+            || group.is_active_consumer_group()
+        {
             return ResponseError::NonEmptyGroup.code();
         }
         let mut tombstones: Vec<(Bytes, Option<Bytes>)> = group
@@ -615,7 +655,12 @@ impl GroupCoordinator {
         let group = groups
             .get_mut(group_id)
             .ok_or(ResponseError::GroupIdNotFound.code())?;
-        let subscribed = group.subscribed_topics();
+        let subscribed = match &group.consumer {
+            Some(consumer) if !consumer.members.is_empty() => {
+                Some(consumer.subscribed_topics(&state.image()))
+            }
+            _ => group.subscribed_topics(),
+        };
         if subscribed.is_none() && !group.members.is_empty() {
             return Err(ResponseError::NonEmptyGroup.code());
         }
@@ -651,8 +696,15 @@ impl GroupCoordinator {
         let wall = now_ms();
         let mut groups = self.groups.lock();
         for group in groups.values_mut() {
-            group.tick(&self.config.timings, now, wall);
-            self.persist_if_dirty(state, group);
+            match &mut group.consumer {
+                Some(consumer) => {
+                    consumer.tick(now);
+                }
+                None => {
+                    group.tick(&self.config.timings, now, wall);
+                    self.persist_if_dirty(state, group);
+                }
+            }
         }
     }
 
@@ -663,7 +715,7 @@ impl GroupCoordinator {
         let mut groups = self.groups.lock();
         let mut forgotten = Vec::new();
         for group in groups.values_mut() {
-            if group.state != GroupState::Empty {
+            if group.state != GroupState::Empty || group.is_active_consumer_group() {
                 continue;
             }
             let expired: Vec<(String, i32)> = group
@@ -703,6 +755,78 @@ impl GroupCoordinator {
         }
         for group_id in forgotten {
             groups.remove(&group_id);
+        }
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848).
+    pub fn consumer_heartbeat(
+        &self,
+        state: &BrokerState,
+        group_id: &str,
+        request: consumer::HeartbeatRequest,
+    ) -> Result<consumer::HeartbeatOutcome, (i16, String)> {
+        self.check_group(state, group_id).map_err(|code| {
+            (
+                code,
+                "this broker does not coordinate the group".to_string(),
+            )
+        })?;
+        let image = state.image();
+        let mut groups = self.groups.lock();
+        if request.member_epoch != consumer::JOIN_EPOCH && !groups.contains_key(group_id) {
+            return Err((
+                ResponseError::UnknownMemberId.code(),
+                format!("group {group_id} has no member {}", request.member_id),
+            ));
+        }
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id, now_ms()));
+        if group.consumer.is_none() {
+            if !group.members.is_empty() {
+                return Err((
+                    ResponseError::GroupIdNotFound.code(),
+                    format!("group {group_id} is a classic group with members"),
+                ));
+            }
+            group.consumer = Some(consumer::ConsumerGroupState::default());
+            group.protocol_type = Some("consumer".to_string());
+        }
+        let Some(consumer_group) = group.consumer.as_mut() else {
+            return Err((
+                ResponseError::UnknownServerError.code(),
+                "no consumer state".to_string(),
+            ));
+        };
+        consumer_group.heartbeat(
+            request,
+            || uuid::Uuid::new_v4().simple().to_string(),
+            &image,
+            &self.config.consumer_timings,
+            Instant::now(),
+        )
+    }
+
+    /// The heartbeat interval members are told to keep.
+    pub fn consumer_heartbeat_interval_ms(&self) -> i32 {
+        self.config.consumer_timings.heartbeat_interval_ms
+    }
+
+    /// ConsumerGroupDescribe: the KIP-848 state of a group, if it is a consumer group.
+    pub fn describe_consumer_group(
+        &self,
+        state: &BrokerState,
+        group_id: &str,
+    ) -> Result<consumer::ConsumerGroupState, i16> {
+        self.check_group(state, group_id)?;
+        let groups = self.groups.lock();
+        let group = groups
+            .get(group_id)
+            .ok_or(ResponseError::GroupIdNotFound.code())?;
+        match &group.consumer {
+            Some(consumer) => Ok(consumer.clone()),
+            None if group.members.is_empty() => Ok(consumer::ConsumerGroupState::default()),
+            None => Err(ResponseError::GroupIdNotFound.code()),
         }
     }
 

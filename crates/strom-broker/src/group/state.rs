@@ -197,6 +197,8 @@ pub struct Group {
     in_initial_delay: bool,
     /// Set when the group must be written to the log (state or membership changed).
     pub dirty: bool,
+    /// The KIP-848 state when this is a consumer group (`group.protocol=consumer`).
+    pub consumer: Option<super::consumer::ConsumerGroupState>,
 }
 
 impl Group {
@@ -217,6 +219,7 @@ impl Group {
             join_deadline: None,
             in_initial_delay: false,
             dirty: false,
+            consumer: None,
         }
     }
 
@@ -984,7 +987,17 @@ impl Group {
 
     /// Whether the group has no members and no offsets (and may be forgotten).
     pub fn is_empty_and_unused(&self) -> bool {
-        self.state == GroupState::Empty && self.members.is_empty() && self.offsets.is_empty()
+        self.state == GroupState::Empty
+            && self.members.is_empty()
+            && self.offsets.is_empty()
+            && self.consumer.as_ref().is_none_or(|c| c.members.is_empty())
+    }
+
+    /// Whether this is a KIP-848 consumer group with members.
+    pub fn is_active_consumer_group(&self) -> bool {
+        self.consumer
+            .as_ref()
+            .is_some_and(|c| !c.members.is_empty())
     }
 
     /// Topics the members subscribe to (consumer protocol only), if known.

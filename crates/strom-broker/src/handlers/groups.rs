@@ -58,7 +58,8 @@ pub fn find_coordinator(
     } else {
         vec![request.key.to_string()]
     };
-    let answers: Vec<(String, Result<(), (i16, String)>)> =
+    type Answer = (String, Result<(), (i16, String)>);
+    let answers: Vec<Answer> =
         keys.into_iter()
             .map(|key| {
                 let answer = if request.key_type != KEY_TYPE_GROUP {
@@ -516,6 +517,165 @@ pub fn offset_delete(state: &BrokerState, request: OffsetDeleteRequest) -> Offse
                 response.topics.push(t);
             }
         }
+    }
+    response
+}
+
+pub fn consumer_group_heartbeat(
+    state: &BrokerState,
+    client_id: &str,
+    client_host: &str,
+    request: kafka_protocol::messages::ConsumerGroupHeartbeatRequest,
+) -> kafka_protocol::messages::ConsumerGroupHeartbeatResponse {
+    use crate::group::consumer::HeartbeatRequest;
+    use kafka_protocol::messages::consumer_group_heartbeat_response::{
+        Assignment, TopicPartitions,
+    };
+    let image = state.image();
+    let owned = request.topic_partitions.as_ref().map(|topics| {
+        topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t.topic_id, *p)))
+            .collect()
+    });
+    let heartbeat = HeartbeatRequest {
+        member_id: request.member_id.to_string(),
+        member_epoch: request.member_epoch,
+        instance_id: request.instance_id.as_ref().map(|s| s.to_string()),
+        rack_id: request.rack_id.as_ref().map(|s| s.to_string()),
+        rebalance_timeout_ms: request.rebalance_timeout_ms,
+        subscribed_topic_names: request
+            .subscribed_topic_names
+            .as_ref()
+            .map(|names| names.iter().map(|n| n.to_string()).collect()),
+        subscribed_topic_regex: request
+            .subscribed_topic_regex
+            .as_ref()
+            .map(|s| s.to_string()),
+        server_assignor: request.server_assignor.as_ref().map(|s| s.to_string()),
+        owned,
+        client_id: client_id.to_string(),
+        client_host: client_host.to_string(),
+    };
+    let mut response = kafka_protocol::messages::ConsumerGroupHeartbeatResponse::default();
+    response.heartbeat_interval_ms = state.groups.consumer_heartbeat_interval_ms();
+    match state
+        .groups
+        .consumer_heartbeat(state, &request.group_id, heartbeat)
+    {
+        Err((code, message)) => {
+            response.error_code = code;
+            response.error_message = Some(str_bytes(&message));
+            response.member_epoch = -1;
+        }
+        Ok(outcome) => {
+            response.member_id = Some(str_bytes(&outcome.member_id));
+            response.member_epoch = outcome.member_epoch;
+            response.assignment = outcome.assignment.map(|partitions| {
+                let mut by_topic: std::collections::BTreeMap<uuid::Uuid, Vec<i32>> =
+                    Default::default();
+                for (topic_id, partition) in partitions {
+                    if image.topic_by_id(&topic_id).is_some() {
+                        by_topic.entry(topic_id).or_default().push(partition);
+                    }
+                }
+                let mut assignment = Assignment::default();
+                assignment.topic_partitions = by_topic
+                    .into_iter()
+                    .map(|(topic_id, partitions)| {
+                        let mut tp = TopicPartitions::default();
+                        tp.topic_id = topic_id;
+                        tp.partitions = partitions;
+                        tp
+                    })
+                    .collect();
+                assignment
+            });
+        }
+    }
+    response
+}
+
+pub fn consumer_group_describe(
+    state: &BrokerState,
+    request: kafka_protocol::messages::ConsumerGroupDescribeRequest,
+) -> kafka_protocol::messages::ConsumerGroupDescribeResponse {
+    use kafka_protocol::messages::consumer_group_describe_response::{
+        Assignment, DescribedGroup, Member, TopicPartitions,
+    };
+    let image = state.image();
+    let to_assignment = |partitions: &std::collections::BTreeSet<(uuid::Uuid, i32)>| {
+        let mut by_topic: std::collections::BTreeMap<uuid::Uuid, Vec<i32>> = Default::default();
+        for (topic_id, partition) in partitions {
+            by_topic.entry(*topic_id).or_default().push(*partition);
+        }
+        let mut assignment = Assignment::default();
+        assignment.topic_partitions = by_topic
+            .into_iter()
+            .filter_map(|(topic_id, partitions)| {
+                let topic = image.topic_by_id(&topic_id)?;
+                let mut tp = TopicPartitions::default();
+                tp.topic_id = topic_id;
+                tp.topic_name = topic_name(&topic.name);
+                tp.partitions = partitions;
+                Some(tp)
+            })
+            .collect();
+        assignment
+    };
+    let mut response = kafka_protocol::messages::ConsumerGroupDescribeResponse::default();
+    for id in request.group_ids {
+        let mut group = DescribedGroup::default();
+        group.group_id = id.clone();
+        match state.groups.describe_consumer_group(state, &id) {
+            Err(code) => {
+                group.error_code = code;
+                group.error_message = Some(str_bytes(&format!(
+                    "group {} is not a consumer group",
+                    id.as_str()
+                )));
+            }
+            Ok(consumer) => {
+                group.group_state = str_bytes(&consumer.state_name().to_lowercase());
+                group.group_epoch = consumer.group_epoch;
+                group.assignment_epoch = consumer.assignment_epoch;
+                group.assignor_name = str_bytes(if consumer.assignor.is_empty() {
+                    "uniform"
+                } else {
+                    &consumer.assignor
+                });
+                group.members = consumer
+                    .members
+                    .values()
+                    .map(|m| {
+                        let mut member = Member::default();
+                        member.member_id = str_bytes(&m.member_id);
+                        member.instance_id = m.instance_id.as_deref().map(str_bytes);
+                        member.rack_id = m.rack_id.as_deref().map(str_bytes);
+                        member.member_epoch = m.member_epoch;
+                        member.client_id = str_bytes(&m.client_id);
+                        member.client_host = str_bytes(&m.client_host);
+                        member.subscribed_topic_names = m
+                            .subscribed_topic_names
+                            .iter()
+                            .map(|n| topic_name(n))
+                            .collect();
+                        member.subscribed_topic_regex =
+                            m.subscribed_topic_regex.as_deref().map(str_bytes);
+                        member.assignment = to_assignment(&m.assigned);
+                        member.target_assignment = to_assignment(
+                            &consumer
+                                .target
+                                .get(&m.member_id)
+                                .cloned()
+                                .unwrap_or_default(),
+                        );
+                        member
+                    })
+                    .collect();
+            }
+        }
+        response.groups.push(group);
     }
     response
 }

@@ -113,6 +113,19 @@ pub async fn handle(
         RequestKind::OffsetDelete(r) => {
             Some(ResponseKind::OffsetDelete(groups::offset_delete(state, r)))
         }
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            let client_id = header
+                .client_id
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            Some(ResponseKind::ConsumerGroupHeartbeat(
+                groups::consumer_group_heartbeat(state, &client_id, &format!("/{}", peer.ip()), r),
+            ))
+        }
+        RequestKind::ConsumerGroupDescribe(r) => Some(ResponseKind::ConsumerGroupDescribe(
+            groups::consumer_group_describe(state, r),
+        )),
         other => {
             // The version table and this match must agree; the decoder only lets through
             // what the table lists.
