@@ -43,6 +43,9 @@ pub struct BrokerConfig {
     pub fetch_response_bytes_max: usize,
     /// How often retention and segment.ms rolls run (`log.retention.check.interval.ms`).
     pub log_retention_check_interval_ms: u64,
+    /// How often the log cleaner looks for compacted partitions to clean
+    /// (`log.cleaner.backoff.ms`).
+    pub log_cleaner_backoff_ms: u64,
     /// Partitions of `__consumer_offsets` when it is created (`offsets.topic.num.partitions`).
     pub offsets_topic_num_partitions: i32,
     /// `segment.bytes` of `__consumer_offsets` (`offsets.topic.segment.bytes`).
@@ -90,6 +93,7 @@ impl Default for BrokerConfig {
             connections_max: 10_000,
             fetch_response_bytes_max: 64 * 1024 * 1024,
             log_retention_check_interval_ms: 60_000,
+            log_cleaner_backoff_ms: 15_000,
             offsets_topic_num_partitions: 50,
             offsets_topic_segment_bytes: 100 * 1024 * 1024,
             group_initial_rebalance_delay_ms: 3000,

@@ -4,7 +4,7 @@
 use kafka_protocol::error::ResponseError;
 use strom_metadata::ControllerError;
 use strom_storage::batch::BatchError;
-use strom_storage::StorageError;
+use strom_storage::{ProducerStateError, StorageError};
 
 /// Kafka error code for a controller refusal.
 pub fn controller_error_code(error: &ControllerError) -> i16 {
@@ -38,6 +38,21 @@ pub fn storage_error_code(error: &StorageError) -> i16 {
     match error {
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
         StorageError::Batch(batch) => batch_error_code(batch),
+        StorageError::Producer(producer) => producer_error_code(producer),
         _ => ResponseError::KafkaStorageError.code(),
+    }
+}
+
+/// Kafka error code for an idempotent batch the producer state refused.
+pub fn producer_error_code(error: &ProducerStateError) -> i16 {
+    match error {
+        ProducerStateError::OutOfOrderSequence { .. } => {
+            ResponseError::OutOfOrderSequenceNumber.code()
+        }
+        ProducerStateError::InvalidProducerEpoch { .. } => {
+            ResponseError::InvalidProducerEpoch.code()
+        }
+        ProducerStateError::UnknownProducerId { .. } => ResponseError::UnknownProducerId.code(),
+        ProducerStateError::InvalidBatch { .. } => ResponseError::InvalidRecord.code(),
     }
 }

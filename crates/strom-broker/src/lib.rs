@@ -17,6 +17,7 @@ pub mod group;
 mod handlers;
 mod http;
 pub mod partition;
+pub mod producer_ids;
 mod server;
 pub mod state;
 

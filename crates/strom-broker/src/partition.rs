@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use strom_metadata::topic_config::effective_value;
 use strom_metadata::{MetadataImage, TopicImage};
 use strom_storage::batch::{BatchValidation, TimestampType};
-use strom_storage::{LogConfig, PartitionLog, StorageError};
+use strom_storage::{CompactionConfig, LogConfig, PartitionLog, StorageError};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -36,6 +36,10 @@ pub struct ProduceRules {
     pub validation: BatchValidation,
     /// `min.insync.replicas`.
     pub min_insync_replicas: usize,
+    /// `cleanup.policy` includes `compact`: every record needs a key.
+    pub compacted: bool,
+    /// `cleanup.policy` includes `delete`: DeleteRecords is allowed.
+    pub deletable: bool,
 }
 
 /// One hosted partition.
@@ -170,14 +174,18 @@ impl ReplicaManager {
                 isr: image.isr.clone(),
             };
             let (log_config, rules) = self.configs_for(topic);
+            let compaction = self.compaction_config_for(topic);
             if let Some(existing) = self.get(&key.topic, key.partition) {
                 *existing.leadership.write() = leadership;
                 *existing.rules.write() = rules;
-                existing.log.lock().set_config(log_config);
+                let mut log = existing.log.lock();
+                log.set_config(log_config);
+                log.set_compaction_config(compaction);
                 continue;
             }
             match self.open_partition(topic, key.partition, log_config, rules, leadership, now_ms) {
                 Ok(partition) => {
+                    partition.log.lock().set_compaction_config(compaction);
                     self.partitions.write().insert(key, Arc::new(partition));
                 }
                 Err(error) => {
@@ -234,8 +242,46 @@ impl ReplicaManager {
                 timestamp_after_max_ms: number("message.timestamp.after.max.ms", i64::MAX),
             },
             min_insync_replicas: number("min.insync.replicas", 1).max(1) as usize,
+            compacted: false,
+            deletable: true,
+        };
+        let (compacted, deletable) = value("cleanup.policy")
+            .and_then(|v| CompactionConfig::parse_cleanup_policy(&v))
+            .unwrap_or((false, true));
+        let rules = ProduceRules {
+            compacted,
+            deletable,
+            ..rules
         };
         (log_config, rules)
+    }
+
+    /// Compaction settings of a topic from its effective configs.
+    pub fn compaction_config_for(&self, topic: &TopicImage) -> CompactionConfig {
+        let value = |name: &str| effective_value(name, &topic.configs, &self.topic_defaults);
+        let defaults = CompactionConfig::default();
+        let number = |name: &str, fallback: i64| {
+            value(name)
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(fallback)
+        };
+        let (compact, delete) = value("cleanup.policy")
+            .and_then(|v| CompactionConfig::parse_cleanup_policy(&v))
+            .unwrap_or((
+                defaults.cleanup_policy_compact,
+                defaults.cleanup_policy_delete,
+            ));
+        CompactionConfig {
+            cleanup_policy_compact: compact,
+            cleanup_policy_delete: delete,
+            delete_retention_ms: number("delete.retention.ms", defaults.delete_retention_ms),
+            min_compaction_lag_ms: number("min.compaction.lag.ms", defaults.min_compaction_lag_ms),
+            max_compaction_lag_ms: number("max.compaction.lag.ms", defaults.max_compaction_lag_ms),
+            min_cleanable_dirty_ratio: value("min.cleanable.dirty.ratio")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(defaults.min_cleanable_dirty_ratio),
+            producer_id_expiration_ms: defaults.producer_id_expiration_ms,
+        }
     }
 
     /// Flushes and closes every log (clean shutdown).

@@ -86,6 +86,10 @@ impl Broker {
             shutdown_receiver.clone(),
             Duration::from_millis(config.offsets_retention_check_interval_ms.max(1000)),
         )));
+        tasks.push(tokio::spawn(cleaner_loop(
+            state.clone(),
+            shutdown_receiver.clone(),
+        )));
         tasks.push(tokio::spawn(retention_loop(
             state.clone(),
             shutdown_receiver.clone(),
@@ -206,6 +210,45 @@ async fn accept_loop(
     }
 }
 
+/// The log cleaner: compacts partitions of `cleanup.policy=compact` topics whose dirty part
+/// is large enough (or old enough), one partition at a time, off the async workers.
+async fn cleaner_loop(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(state.config.log_cleaner_backoff_ms.max(10));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let state = state.clone();
+        let _ = tokio::task::spawn_blocking(move || clean_logs(&state)).await;
+    }
+}
+
+fn clean_logs(state: &BrokerState) {
+    for partition in state.replicas.all() {
+        let now = now_ms();
+        let mut log = partition.log.lock();
+        if !log.needs_cleaning(now) {
+            continue;
+        }
+        match log.clean(now) {
+            Ok(stats) => tracing::info!(
+                topic = %partition.topic,
+                partition = partition.index,
+                records_read = stats.records_read,
+                records_superseded = stats.records_superseded,
+                tombstones_removed = stats.tombstones_removed,
+                bytes_before = stats.bytes_read,
+                bytes_after = stats.bytes_written,
+                "log cleaned"
+            ),
+            Err(error) => {
+                tracing::error!(topic = %partition.topic, partition = partition.index, %error, "log cleaning failed")
+            }
+        }
+    }
+}
+
 async fn retention_loop(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
     let interval = Duration::from_millis(state.config.log_retention_check_interval_ms.max(10));
     loop {
@@ -222,6 +265,7 @@ fn enforce_retention(state: &BrokerState) {
     for partition in state.replicas.all() {
         let now = now_ms();
         let mut log = partition.log.lock();
+        log.remove_expired_producers(now);
         if let Err(error) = log.roll_if_due(now) {
             tracing::error!(topic = %partition.topic, partition = partition.index, %error, "segment roll failed");
         }

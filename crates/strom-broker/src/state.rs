@@ -28,6 +28,8 @@ pub struct BrokerState {
     pub decode_limits: DecodeLimits,
     /// The group coordinator.
     pub groups: crate::group::GroupCoordinator,
+    /// Producer ids for idempotent producers.
+    pub producer_ids: crate::producer_ids::ProducerIdAllocator,
     /// Permits, in KiB, for request bytes held in memory (`queued_request_bytes_max`).
     pub queued_request_kib: Arc<Semaphore>,
     controller: Mutex<Controller>,
@@ -51,6 +53,11 @@ impl BrokerState {
         let image = Arc::new(controller.image().clone());
         replicas.apply_image(&image, now_ms())?;
         let group_config = config.group_config();
+        let producer_ids = crate::producer_ids::ProducerIdAllocator::open(&config.data_dir)
+            .map_err(|source| strom_storage::StorageError::Io {
+                context: "opening the producer id block".to_string(),
+                source,
+            })?;
         let queued_kib = (config.queued_request_bytes_max / 1024).min(Semaphore::MAX_PERMITS);
         Ok(BrokerState {
             config,
@@ -59,6 +66,7 @@ impl BrokerState {
             replicas,
             decode_limits: DecodeLimits::default(),
             groups: crate::group::GroupCoordinator::new(group_config),
+            producer_ids,
             queued_request_kib: Arc::new(Semaphore::new(queued_kib)),
             controller: Mutex::new(controller),
             image: RwLock::new(image),

@@ -42,6 +42,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 /// Every API with a request schema, with the lowest and highest version its schema describes
@@ -163,7 +164,7 @@ mod tests {
     fn lookup() {
         assert_eq!(supported_range(ApiKey::Metadata as i16), Some((0, 12)));
         assert_eq!(supported_range(ApiKey::JoinGroup as i16), Some((0, 9)));
-        assert_eq!(supported_range(ApiKey::InitProducerId as i16), None);
+        assert_eq!(supported_range(ApiKey::EndTxn as i16), None);
         assert_eq!(
             range_in(SCHEMA_VERSIONS, ApiKey::JoinGroup as i16),
             Some((0, 9))

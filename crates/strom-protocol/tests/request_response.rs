@@ -41,7 +41,7 @@ fn prefix_needs_eight_bytes() {
 #[test]
 fn unknown_api_and_unsupported_version_keep_the_prefix() {
     let limits = DecodeLimits::default();
-    for (api_key, version) in [(ApiKey::InitProducerId as i16, 0), (9999, 0), (-1, 0)] {
+    for (api_key, version) in [(ApiKey::EndTxn as i16, 0), (9999, 0), (-1, 0)] {
         let error = decode_request(Bytes::from(prefix_bytes(api_key, version)), &limits);
         assert!(matches!(error, Err(RequestError::UnknownApi(p)) if p.api_key == api_key));
     }

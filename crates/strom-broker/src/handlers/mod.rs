@@ -8,6 +8,7 @@ mod groups;
 mod metadata;
 mod offsets;
 mod produce;
+mod producer_ids;
 mod topics;
 
 use bytes::Bytes;
@@ -125,6 +126,9 @@ pub async fn handle(
         }
         RequestKind::ConsumerGroupDescribe(r) => Some(ResponseKind::ConsumerGroupDescribe(
             groups::consumer_group_describe(state, r),
+        )),
+        RequestKind::InitProducerId(r) => Some(ResponseKind::InitProducerId(
+            producer_ids::init_producer_id(state, r),
         )),
         other => {
             // The version table and this match must agree; the decoder only lets through

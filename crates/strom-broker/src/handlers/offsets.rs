@@ -137,6 +137,10 @@ pub fn delete_records(state: &BrokerState, request: DeleteRecordsRequest) -> Del
             result.low_watermark = -1;
             match leader_partition(state, &topic.name, p.partition_index, -1) {
                 Err(code) => result.error_code = code,
+                Ok(partition) if !partition.rules.read().deletable => {
+                    let _ = partition;
+                    result.error_code = ResponseError::PolicyViolation.code();
+                }
                 Ok(partition) => {
                     let mut log = partition.log.lock();
                     // -1 means "up to the high watermark".

@@ -2,10 +2,13 @@
 //! answer with the base offset. On one node the high watermark follows the log end offset, so
 //! acks=all is satisfied as soon as the append returns.
 
+use bytes::{Buf, Bytes};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::records::RecordBatchDecoder;
 use strom_storage::batch::{validate_batches, TimestampType};
+use strom_storage::AppendOutcome;
 
 use super::str_bytes;
 use crate::errors::{batch_error_code, storage_error_code};
@@ -110,6 +113,9 @@ fn append(
     let now = now_ms();
     validate_batches(records, &rules.validation, now)
         .map_err(|e| (batch_error_code(&e), e.to_string()))?;
+    if rules.compacted {
+        require_keys(records)?;
+    }
     if acks == -1 && isr_len < rules.min_insync_replicas {
         return Err((
             ResponseError::NotEnoughReplicas.code(),
@@ -123,19 +129,50 @@ fn append(
         (rules.validation.timestamp_type == TimestampType::LogAppendTime).then_some(now);
     // The one copy: out of the request frame into a buffer whose headers we may rewrite.
     let mut batches = records.to_vec();
-    let (info, log_end_offset) = {
+    let (outcome, log_end_offset) = {
         let mut log = partition.log.lock();
-        let info = log
-            .append(&mut batches, leader_epoch, log_append_time_ms, now)
+        let outcome = log
+            .append_checked(&mut batches, leader_epoch, log_append_time_ms, now)
             .map_err(|e| (storage_error_code(&e), e.to_string()))?;
         let log_end_offset = log.log_end_offset();
         log.set_high_watermark(log_end_offset);
-        (info, log_end_offset)
+        (outcome, log_end_offset)
     };
-    partition.publish_log_end_offset(log_end_offset);
-    Ok(Appended {
-        base_offset: info.base_offset,
-        log_append_time_ms: log_append_time_ms.unwrap_or(-1),
-        log_start_offset: info.log_start_offset,
-    })
+    match outcome {
+        AppendOutcome::Appended(info) => {
+            partition.publish_log_end_offset(log_end_offset);
+            Ok(Appended {
+                base_offset: info.base_offset,
+                log_append_time_ms: log_append_time_ms.unwrap_or(-1),
+                log_start_offset: info.log_start_offset,
+            })
+        }
+        // A retried batch already in the log: answer with where it went, append nothing.
+        AppendOutcome::Duplicate {
+            base_offset,
+            log_start_offset,
+            ..
+        } => Ok(Appended {
+            base_offset,
+            log_append_time_ms: -1,
+            log_start_offset,
+        }),
+    }
+}
+
+/// Compacted topics keep the last record per key, so every record needs one (Kafka answers
+/// INVALID_RECORD otherwise). This decodes records, which only compacted topics pay for.
+fn require_keys(records: &[u8]) -> Result<(), (i16, String)> {
+    let mut cursor = Bytes::copy_from_slice(records);
+    while cursor.has_remaining() {
+        let set = RecordBatchDecoder::decode(&mut cursor)
+            .map_err(|e| (ResponseError::CorruptMessage.code(), format!("{e:#}")))?;
+        if set.records.iter().any(|r| r.key.is_none() && !r.control) {
+            return Err((
+                ResponseError::InvalidRecord.code(),
+                "compacted topics accept only records with a key".to_string(),
+            ));
+        }
+    }
+    Ok(())
 }
