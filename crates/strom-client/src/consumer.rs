@@ -62,6 +62,10 @@ struct PartitionState {
     seek: Option<OffsetSpec>,
     high_watermark: i64,
     log_start_offset: i64,
+    /// Bytes to ask for from this partition; grows (up to `fetch_max_bytes`) when a fetch
+    /// returned only part of a batch, so one batch larger than `max_partition_fetch_bytes`
+    /// cannot stall the consumer.
+    fetch_bytes: i32,
 }
 
 /// A consumer of explicitly assigned partitions.
@@ -112,6 +116,7 @@ impl Consumer {
                 seek: None,
                 high_watermark: -1,
                 log_start_offset: -1,
+                fetch_bytes: self.config.max_partition_fetch_bytes,
             });
             next.insert(tp, state);
         }
@@ -227,11 +232,11 @@ impl Consumer {
             return Ok(Vec::new());
         }
         self.resolve_positions().await?;
-        let mut by_leader: HashMap<i32, Vec<(TopicPartition, i64)>> = HashMap::new();
+        let mut by_leader: HashMap<i32, Vec<(TopicPartition, i64, i32)>> = HashMap::new();
         for (tp, state) in &self.partitions {
             let Some(position) = state.position else { continue };
             let leader = leader_of(&self.client, tp).await?;
-            by_leader.entry(leader).or_default().push((tp.clone(), position));
+            by_leader.entry(leader).or_default().push((tp.clone(), position, state.fetch_bytes));
         }
         let max_wait_ms = (timeout.as_millis() as u64).min(self.config.fetch_max_wait_ms);
         let fetches = by_leader
@@ -266,15 +271,15 @@ impl Consumer {
         Ok(records)
     }
 
-    async fn fetch_from(&self, leader: i32, partitions: Vec<(TopicPartition, i64)>, max_wait_ms: u64) -> Result<Vec<FetchedPartition>> {
+    async fn fetch_from(&self, leader: i32, partitions: Vec<(TopicPartition, i64, i32)>, max_wait_ms: u64) -> Result<Vec<FetchedPartition>> {
         let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
-        for (tp, position) in &partitions {
+        for (tp, position, fetch_bytes) in &partitions {
             let mut p = FetchPartition::default();
             p.partition = tp.partition;
             p.current_leader_epoch = -1;
             p.fetch_offset = *position;
             p.log_start_offset = -1;
-            p.partition_max_bytes = self.config.max_partition_fetch_bytes;
+            p.partition_max_bytes = *fetch_bytes;
             topics.entry(tp.topic.clone()).or_default().push(p);
         }
         let mut request = FetchRequest::default();
@@ -344,7 +349,14 @@ impl Consumer {
         }
         state.high_watermark = part.high_watermark;
         state.log_start_offset = part.log_start_offset;
+        let had_bytes = !part.records.is_empty();
         let next = decode_records(&part.tp, part.records, position, out)?;
+        if had_bytes && next <= position {
+            // Only part of a batch came back: ask for more next time.
+            state.fetch_bytes = state.fetch_bytes.saturating_mul(2).min(self.config.fetch_max_bytes.max(state.fetch_bytes));
+        } else {
+            state.fetch_bytes = self.config.max_partition_fetch_bytes;
+        }
         state.position = Some(next.max(position));
         Ok(false)
     }
@@ -411,4 +423,91 @@ pub fn decode_records(tp: &TopicPartition, mut bytes: Bytes, position: i64, out:
         }
     }
     Ok(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
+
+    fn batch(base_offset: i64, count: i64, compression: Compression, control: bool) -> Bytes {
+        let records: Vec<Record> = (0..count)
+            .map(|i| Record {
+                transactional: control,
+                control,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: base_offset + i,
+                sequence: (base_offset + i - 1) as i32,
+                timestamp: 1000 + i,
+                key: None,
+                value: Some(Bytes::from(format!("v{}", base_offset + i))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression }).unwrap();
+        buf.freeze()
+    }
+
+    fn values(out: &[ConsumerRecord]) -> Vec<String> {
+        out.iter().map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap()).collect()
+    }
+
+    #[test]
+    fn decodes_from_the_position_and_stops_at_a_partial_batch() {
+        let tp = TopicPartition::new("t", 0);
+        let mut bytes = BytesMut::new();
+        bytes.extend_from_slice(&batch(0, 3, Compression::Gzip, false));
+        bytes.extend_from_slice(&batch(3, 2, Compression::None, false));
+        let third = batch(5, 2, Compression::None, false);
+        bytes.extend_from_slice(&third[..third.len() - 1]);
+        let mut out = Vec::new();
+        let next = decode_records(&tp, bytes.freeze(), 1, &mut out).unwrap();
+        assert_eq!(next, 5);
+        assert_eq!(values(&out), ["v1", "v2", "v3", "v4"]);
+        assert_eq!(out[0].offset, 1);
+        assert_eq!(out[0].timestamp_ms, 1001);
+    }
+
+    #[test]
+    fn skips_control_batches_but_moves_past_them() {
+        let tp = TopicPartition::new("t", 0);
+        let mut bytes = BytesMut::new();
+        bytes.extend_from_slice(&batch(0, 1, Compression::None, true));
+        bytes.extend_from_slice(&batch(1, 1, Compression::None, false));
+        let mut out = Vec::new();
+        assert_eq!(decode_records(&tp, bytes.freeze(), 0, &mut out).unwrap(), 2);
+        assert_eq!(values(&out), ["v1"]);
+    }
+
+    #[test]
+    fn rejects_absurd_record_counts_and_old_formats() {
+        let tp = TopicPartition::new("t", 0);
+        let mut bad = BytesMut::from(&batch(0, 1, Compression::None, false)[..]);
+        bad[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+        let error = decode_records(&tp, bad.freeze(), 0, &mut Vec::new()).unwrap_err();
+        assert!(error.to_string().contains("claims"), "{error}");
+        let mut old = BytesMut::from(&batch(0, 1, Compression::None, false)[..]);
+        old[16] = 1;
+        let error = decode_records(&tp, old.freeze(), 0, &mut Vec::new()).unwrap_err();
+        assert!(error.to_string().contains("message format v1"), "{error}");
+        let mut negative = BytesMut::from(&batch(0, 1, Compression::None, false)[..]);
+        negative[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+        assert!(decode_records(&tp, negative.freeze(), 0, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn a_bit_flip_fails_the_crc() {
+        let tp = TopicPartition::new("t", 0);
+        let mut flipped = BytesMut::from(&batch(0, 2, Compression::None, false)[..]);
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        let error = decode_records(&tp, flipped.freeze(), 0, &mut Vec::new()).unwrap_err();
+        assert!(error.to_string().contains("cannot decode"), "{error}");
+    }
 }

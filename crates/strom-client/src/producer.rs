@@ -137,6 +137,18 @@ struct Inner {
 #[derive(Clone)]
 pub struct Producer {
     inner: Arc<Inner>,
+    _last_clone: Arc<CloseOnDrop>,
+}
+
+/// Dropped with the last clone of a [`Producer`]: the sender task sends what is queued and
+/// stops (nobody can await those deliveries any more, but the records still go out).
+struct CloseOnDrop(Arc<Inner>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.wake.notify_one();
+    }
 }
 
 impl Producer {
@@ -157,7 +169,7 @@ impl Producer {
             refreshing: AtomicBool::new(false),
         });
         tokio::spawn(sender_loop(inner.clone()));
-        Producer { inner }
+        Producer { _last_clone: Arc::new(CloseOnDrop(inner.clone())), inner }
     }
 
     /// The configuration.

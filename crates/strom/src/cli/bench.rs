@@ -3,7 +3,8 @@
 //! Latencies go into an HdrHistogram in microseconds: for `produce`, from `send` to the
 //! broker's acknowledgement; for `consume`, the round trip of each fetch (poll); for `e2e`,
 //! from `send` to the moment the consumer holds the record (the send time travels in the
-//! first 8 bytes of the value, so it needs `--size 8` at least).
+//! first 8 bytes of the value, so it needs `--size 8` at least). MB are 10^6 bytes, as in
+//! `wire-limit`, so the two compare directly.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -184,7 +185,7 @@ impl Progress {
                             let rate = (now - last) as f64;
                             eprintln!(
                                 "{label}: {now}/{total} msgs, {rate:.0} msgs/s, {:.1} MiB/s, {:.0}s",
-                                rate * size as f64 / 1_048_576.0,
+                                rate * size as f64 / 1e6,
                                 started.elapsed().as_secs_f64()
                             );
                             last = now;
@@ -390,7 +391,7 @@ fn ms(us: u64) -> f64 {
 fn print_report(format: Format, report: &Report, load: &LoadArgs) {
     let seconds = report.seconds.max(1e-9);
     let msgs_per_sec = report.messages as f64 / seconds;
-    let mb_per_sec = report.bytes as f64 / 1_048_576.0 / seconds;
+    let mb_per_sec = report.bytes as f64 / 1e6 / seconds;
     let h = &report.latency_us;
     let (p50, p99, p999, max) = if h.is_empty() {
         (0.0, 0.0, 0.0, 0.0)
@@ -415,7 +416,7 @@ fn print_report(format: Format, report: &Report, load: &LoadArgs) {
         return;
     }
     println!(
-        "{}: {} msgs, {} bytes in {:.2}s: {:.0} msgs/s, {:.2} MiB/s",
+        "{}: {} msgs, {} bytes in {:.2}s: {:.0} msgs/s, {:.2} MB/s",
         report.kind, report.messages, report.bytes, report.seconds, msgs_per_sec, mb_per_sec
     );
     println!("latency ms: p50 {p50:.3}  p99 {p99:.3}  p99.9 {p999:.3}  max {max:.3}");
