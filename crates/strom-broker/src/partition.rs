@@ -40,6 +40,8 @@ pub struct ProduceRules {
     pub compacted: bool,
     /// `cleanup.policy` includes `delete`: DeleteRecords is allowed.
     pub deletable: bool,
+    /// `compression.type` other than `producer`: batches in another codec are recompressed.
+    pub compression: Option<kafka_protocol::records::Compression>,
 }
 
 /// One hosted partition.
@@ -244,6 +246,15 @@ impl ReplicaManager {
             min_insync_replicas: number("min.insync.replicas", 1).max(1) as usize,
             compacted: false,
             deletable: true,
+            compression: None,
+        };
+        let compression = match value("compression.type").as_deref() {
+            Some("uncompressed") => Some(kafka_protocol::records::Compression::None),
+            Some("gzip") => Some(kafka_protocol::records::Compression::Gzip),
+            Some("snappy") => Some(kafka_protocol::records::Compression::Snappy),
+            Some("lz4") => Some(kafka_protocol::records::Compression::Lz4),
+            Some("zstd") => Some(kafka_protocol::records::Compression::Zstd),
+            _ => None,
         };
         let (compacted, deletable) = value("cleanup.policy")
             .and_then(|v| CompactionConfig::parse_cleanup_policy(&v))
@@ -251,6 +262,7 @@ impl ReplicaManager {
         let rules = ProduceRules {
             compacted,
             deletable,
+            compression,
             ..rules
         };
         (log_config, rules)

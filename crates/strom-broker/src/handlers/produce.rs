@@ -6,7 +6,8 @@ use bytes::{Buf, Bytes};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use kafka_protocol::records::RecordBatchDecoder;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use strom_storage::batch::batches as walk_batches;
 use strom_storage::batch::{validate_batches, TimestampType};
 use strom_storage::AppendOutcome;
 
@@ -127,8 +128,12 @@ fn append(
     }
     let log_append_time_ms =
         (rules.validation.timestamp_type == TimestampType::LogAppendTime).then_some(now);
-    // The one copy: out of the request frame into a buffer whose headers we may rewrite.
-    let mut batches = records.to_vec();
+    // The one copy: out of the request frame into a buffer whose headers we may rewrite
+    // (re-encoded instead when the topic's compression.type asks for another codec).
+    let mut batches = match rules.compression {
+        Some(codec) => recompress(records, codec)?,
+        None => records.to_vec(),
+    };
     let (outcome, log_end_offset) = {
         let mut log = partition.log.lock();
         let outcome = log
@@ -175,4 +180,78 @@ fn require_keys(records: &[u8]) -> Result<(), (i16, String)> {
         }
     }
     Ok(())
+}
+
+/// Re-codes the records section of every batch whose codec differs from the topic's
+/// `compression.type`. The 61-byte header is kept except for the codec bits, the length and the
+/// CRC, so producer id, epoch, sequences, timestamps and record bytes stay exactly as sent.
+fn recompress(records: &[u8], codec: Compression) -> Result<Vec<u8>, (i16, String)> {
+    use strom_storage::batch::{compute_crc, BATCH_HEADER_SIZE_BYTES};
+    let corrupt = |e: String| (ResponseError::CorruptMessage.code(), e);
+    let mut out = Vec::with_capacity(records.len());
+    for batch in walk_batches(records) {
+        let (header, bytes) = batch.map_err(|e| corrupt(e.to_string()))?;
+        if header.compression() == codec as u8 || header.is_control() {
+            out.extend_from_slice(bytes);
+            continue;
+        }
+        let section = Bytes::copy_from_slice(&bytes[BATCH_HEADER_SIZE_BYTES..]);
+        let raw = codec_decompress(header.compression(), section).map_err(corrupt)?;
+        let coded = codec_compress(codec, &raw)
+            .map_err(|e| (ResponseError::UnknownServerError.code(), e))?;
+        let start = out.len();
+        out.extend_from_slice(&bytes[..BATCH_HEADER_SIZE_BYTES]);
+        out.extend_from_slice(&coded);
+        let batch = &mut out[start..];
+        let batch_length = (batch.len() - 12) as i32;
+        batch[8..12].copy_from_slice(&batch_length.to_be_bytes());
+        let attributes = (header.attributes & !0x07) | codec as i16;
+        batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+        let crc = compute_crc(batch);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    }
+    Ok(out)
+}
+
+fn codec_decompress(codec: u8, mut data: Bytes) -> Result<Bytes, String> {
+    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+    let result = match codec {
+        0 => return Ok(data),
+        1 => Gzip::decompress(&mut data, |buf| Ok(buf.copy_to_bytes(buf.remaining()))),
+        2 => Snappy::decompress(&mut data, |buf| Ok(buf.copy_to_bytes(buf.remaining()))),
+        3 => Lz4::decompress(&mut data, |buf| Ok(buf.copy_to_bytes(buf.remaining()))),
+        4 => Zstd::decompress(&mut data, |buf| Ok(buf.copy_to_bytes(buf.remaining()))),
+        other => return Err(format!("unknown codec {other}")),
+    };
+    result.map_err(|e| format!("{e:#}"))
+}
+
+fn codec_compress(codec: Compression, raw: &[u8]) -> Result<bytes::BytesMut, String> {
+    use bytes::BufMut;
+    use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
+    let mut out = bytes::BytesMut::new();
+    let result = match codec {
+        Compression::None => {
+            out.put_slice(raw);
+            Ok(())
+        }
+        Compression::Gzip => Gzip::compress(&mut out, |buf| {
+            buf.put_slice(raw);
+            Ok(())
+        }),
+        Compression::Snappy => Snappy::compress(&mut out, |buf| {
+            buf.put_slice(raw);
+            Ok(())
+        }),
+        Compression::Lz4 => Lz4::compress(&mut out, |buf| {
+            buf.put_slice(raw);
+            Ok(())
+        }),
+        Compression::Zstd => Zstd::compress(&mut out, |buf| {
+            buf.put_slice(raw);
+            Ok(())
+        }),
+    };
+    result.map_err(|e| format!("{e:#}"))?;
+    Ok(out)
 }
