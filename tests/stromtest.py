@@ -94,7 +94,8 @@ def consumer(bootstrap: str, **conf) -> Consumer:
     base = {"bootstrap.servers": bootstrap, "group.id": "strom-tests-unused",
             "enable.auto.commit": False, "enable.auto.offset.store": False,
             "auto.offset.reset": "error", "socket.timeout.ms": 10000,
-            "fetch.wait.max.ms": 100, "enable.partition.eof": True}
+            "fetch.wait.max.ms": 100, "enable.partition.eof": True,
+            "check.crcs": True}  # verify the CRC of every batch the broker serves
     base.update(conf)
     return Consumer(base, logger=RDKAFKA_LOG)
 

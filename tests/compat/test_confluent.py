@@ -357,3 +357,140 @@ def test_consume_unknown_partition_and_topic(broker):
     assert (err, hw) == (kwire.OFFSET_OUT_OF_RANGE, 1)
     err, hw, _, recs = kwire.fetch_v4(broker.bootstrap, topic, 0, 1)
     assert (err, hw, recs or b"") == (0, 1, b"")
+
+
+# ---------------------------------------------------------------------------- more broker behaviour
+
+def test_fetch_returns_a_batch_larger_than_the_fetch_limits(broker):
+    """KIP-74: the first batch is returned even when it exceeds max.partition.fetch.bytes/fetch.max.bytes."""
+    topic = unique_topic("cf-fetchlimit")
+    create_topic(broker.bootstrap, topic, partitions=1)
+    big = os.urandom(300_000)
+    produce_sync(producer(broker.bootstrap, **{"compression.type": "none"}), topic,
+                 [dict(value=big, partition=0), dict(value=b"small", partition=0)])
+    got = consume_range(broker.bootstrap, topic, 0, 0, **{"max.partition.fetch.bytes": 1024, "message.max.bytes": 1000,
+                                                          "fetch.max.bytes": 1024})
+    assert [m.value() for m in got] == [big, b"small"]
+
+
+def test_long_poll_wakes_on_append(broker):
+    """A Fetch waiting for min_bytes returns when data arrives, well before max_wait_ms."""
+    import threading
+
+    import kwire
+    topic = unique_topic("cf-longpoll")
+    create_topic(broker.bootstrap, topic, partitions=1)
+
+    def later():
+        time.sleep(0.5)
+        produce_sync(producer(broker.bootstrap), topic, [dict(value=b"wake up", partition=0)])
+
+    t = threading.Thread(target=later)
+    with kwire.Conn.to(broker.bootstrap, timeout=30) as c:
+        start = time.monotonic()
+        c.send(kwire.fetch_v4_request(topic, 0, 0, 99, max_wait_ms=10_000))
+        t.start()
+        resp = kwire.parse_fetch_v4(c.recv_frame())
+        waited = time.monotonic() - start
+    t.join()
+    err, hw, _, recs = resp[(topic, 0)]
+    assert err == 0 and hw == 1 and recs and b"wake up" in recs
+    assert 0.4 < waited < 8, f"fetch returned after {waited:.2f}s (max_wait 10s, data after 0.5s)"
+
+
+@pytest.mark.parametrize("codec", ["none", "zstd"])
+def test_log_append_time(broker, codec):
+    """message.timestamp.type=LogAppendTime: the broker stamps batches (and keeps their CRC valid)."""
+    topic = unique_topic(f"cf-lat-{codec}")
+    create_topic(broker.bootstrap, topic, partitions=1, config={"message.timestamp.type": "LogAppendTime"})
+    before = int(time.time() * 1000)
+    acks = produce_sync(producer(broker.bootstrap, **{"compression.type": codec}), topic,
+                        [dict(value=f"v{i}".encode(), timestamp=T0 + i, partition=0) for i in range(10)])
+    after = int(time.time() * 1000)
+    got = consume_range(broker.bootstrap, topic, 0, 0, **{"check.crcs": True})
+    assert [m.value() for m in got] == [f"v{i}".encode() for i in range(10)]
+    for m in got:
+        ttype, ts = m.timestamp()
+        assert ttype == 2, m.timestamp()  # TIMESTAMP_LOG_APPEND_TIME
+        assert before - 1000 <= ts <= after + 1000
+    # The produce response carries the append time too.
+    assert all(a[2][0] == 2 and before - 1000 <= a[2][1] <= after + 1000 for a in acks), acks
+
+
+def test_read_across_segments_and_seek_anywhere(broker):
+    topic = unique_topic("cf-segments")
+    create_topic(broker.bootstrap, topic, partitions=1, config={"segment.bytes": 16384})
+    p = producer(broker.bootstrap, **{"linger.ms": 0, "batch.num.messages": 7, "compression.type": "lz4"})
+    msgs = [dict(value=f"{i:05d}".encode() + os.urandom(300), timestamp=T0 + i, partition=0) for i in range(600)]
+    produce_sync(p, topic, msgs)
+    segs = sorted(broker.partition_dir(topic, 0).glob("*.log"))
+    assert len(segs) > 5, f"expected several segments, got {len(segs)}"
+    got = consume_range(broker.bootstrap, topic, 0, 0, **{"check.crcs": True})
+    assert [m.value() for m in got] == [m["value"] for m in msgs]
+    # Seek to every segment's base offset, the offset before it, and some offsets inside batches.
+    bases = [int(s.stem) for s in segs]
+    for start in sorted({0, 1, 3, 599} | set(bases) | {b - 1 for b in bases if b > 0} | {b + 5 for b in bases}):
+        if start >= 600:
+            continue
+        [first] = consume_range(broker.bootstrap, topic, 0, start, count=1)
+        assert (first.offset(), first.value()) == (start, msgs[start]["value"])
+    c = consumer(broker.bootstrap)
+    try:
+        for i in (0, 17, 250, 599):
+            q = c.offsets_for_times([TopicPartition(topic, 0, T0 + i)], timeout=10)
+            assert q[0].offset == i
+    finally:
+        c.close()
+
+
+def test_delete_and_recreate_topic_starts_fresh(broker):
+    topic = unique_topic("cf-recreate")
+    create_topic(broker.bootstrap, topic, partitions=2)
+    produce_sync(producer(broker.bootstrap), topic, [dict(value=b"old", partition=p) for p in (0, 1, 1)])
+    a = admin(broker.bootstrap)
+    a.delete_topics([topic], request_timeout=15)[topic].result(15)
+    wait_until(lambda: topic not in a.list_topics(timeout=5).topics, what="topic deleted")
+    create_topic(broker.bootstrap, topic, partitions=1)
+    assert watermarks(broker.bootstrap, topic) == (0, 0)
+    [(_, off, _)] = produce_sync(producer(broker.bootstrap), topic, [dict(value=b"new", partition=0)])
+    assert off == 0
+    assert [m.value() for m in consume_range(broker.bootstrap, topic, 0, 0)] == [b"new"]
+    broker.restart()
+    assert [m.value() for m in consume_range(broker.bootstrap, topic, 0, 0)] == [b"new"]
+    assert len(admin(broker.bootstrap).list_topics(topic, timeout=5).topics[topic].partitions) == 1
+
+
+def test_new_partitions_are_usable_and_persist(broker):
+    topic = unique_topic("cf-newparts")
+    create_topic(broker.bootstrap, topic, partitions=1)
+    a = admin(broker.bootstrap)
+    a.create_partitions([NewPartitions(topic, 3)], request_timeout=15)[topic].result(15)
+    wait_until(lambda: len(a.list_topics(topic, timeout=5).topics[topic].partitions) == 3, what="3 partitions")
+    acks = produce_sync(producer(broker.bootstrap), topic, [dict(value=f"p{p}".encode(), partition=p) for p in range(3)])
+    assert [(a_[0], a_[1]) for a_ in acks] == [(0, 0), (1, 0), (2, 0)]
+    broker.restart()
+    for p in range(3):
+        assert [m.value() for m in consume_range(broker.bootstrap, topic, p, 0)] == [f"p{p}".encode()]
+
+
+def test_replication_factor_larger_than_cluster(broker):
+    a = admin(broker.bootstrap)
+    t = unique_topic("cf-rf")
+    fs = a.create_topics([NewTopic(t, num_partitions=1, replication_factor=3)], request_timeout=15)
+    with pytest.raises(KafkaException) as ei:
+        fs[t].result(15)
+    assert ei.value.args[0].code() == KafkaError.INVALID_REPLICATION_FACTOR
+
+
+def test_auto_create_disabled(broker_factory):
+    b = broker_factory(config={"auto_create_topics_enable": False})
+    topic = unique_topic("cf-noauto")
+    md = admin(b.bootstrap).list_topics(topic, timeout=10)
+    assert md.topics[topic].error is not None
+    assert md.topics[topic].error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    p = producer(b.bootstrap, **{"message.timeout.ms": 3000})
+    errs = []
+    p.produce(topic, value=b"x", on_delivery=lambda err, msg: errs.append(err))
+    p.flush(10)
+    assert len(errs) == 1 and errs[0] is not None, errs
+    assert topic not in admin(b.bootstrap).list_topics(timeout=5).topics

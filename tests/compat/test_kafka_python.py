@@ -84,7 +84,7 @@ def test_produce_consume_assign_seek(broker, codec):
     a.create_topics([NewTopic(topic, 2, 1)])
     a.close()
 
-    # Idempotence off: Strom has no InitProducerId yet (see test_default_producer_is_idempotent).
+    # Idempotence off here: plain produce path (test_default_producer_is_idempotent covers it on).
     p = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", compression_type=codec,
                       linger_ms=10, request_timeout_ms=15000, enable_idempotence=False)
     sent = {0: [], 1: []}
@@ -138,16 +138,18 @@ def test_api_version_negotiation(broker):
         a.close()
 
 
-@pytest.mark.xfail(strict=True, reason="Strom has no InitProducerId (idempotent producer) yet; kafka-python 3.x "
-                   "enables idempotence by default, so a KafkaProducer with default settings fails to send")
 def test_default_producer_is_idempotent(broker):
+    """kafka-python 3.x turns idempotence on by default (InitProducerId, sequence numbers)."""
     topic = unique_topic("kp-idem")
     p = KafkaProducer(bootstrap_servers=broker.bootstrap, request_timeout_ms=10000, max_block_ms=10000)
     try:
-        md = p.send(topic, b"v").get(timeout=15)
-        assert md.offset == 0
+        futs = [p.send(topic, f"v{i}".encode()) for i in range(200)]
+        p.flush(30)
+        assert [f.get(timeout=15).offset for f in futs] == list(range(200))
     finally:
         p.close(timeout=5)
+    got = read_all(broker.bootstrap, topic, 0, 0, 200)
+    assert [r.value for r in got] == [f"v{i}".encode() for i in range(200)]
 
 
 def test_describe_log_dirs(broker):
