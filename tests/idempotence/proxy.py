@@ -177,17 +177,17 @@ class CuttingProxy:
 
     def decide_cut(self, pipe: Pipe, corr: int):
         """Called before a Produce request is forwarded; returns what to run after forwarding."""
-        if not self.cutting:
-            return None
         with self.lock:
+            if not self.cutting:
+                return None
             r = self.rng.random()
             delay = self.rng.uniform(0, self.max_delay_s)
-        if r < self.p_on_response:
-            pipe.cut_corr.add(corr)
-            if self.one_shot:
-                self.one_shot = False
-                self.cutting = False
-            return None
+            if r < self.p_on_response:
+                pipe.cut_corr.add(corr)
+                if self.one_shot:
+                    self.one_shot = False
+                    self.cutting = False
+                return None
         if r < self.p_on_response + self.p_after_delay:
             def later():
                 def cut():

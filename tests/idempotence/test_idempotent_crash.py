@@ -24,7 +24,16 @@ ROUNDS = 3
 
 
 @pytest.mark.timeout(180)
-def test_sigkill_during_idempotent_load(broker):
+@pytest.mark.parametrize("when", ["random", "after-lost-response"])
+def test_sigkill_during_idempotent_load(request, when):
+    """`random`: SIGKILL at random moments of the load, producer connected straight to the broker.
+    `after-lost-response`: through the cutting proxy; each SIGKILL comes right after the proxy
+    dropped the broker's response to a Produce request, so the batch is surely in the log, unacked,
+    and librdkafka retries it against the restarted broker."""
+    if when == "random":
+        broker, proxy = request.getfixturevalue("broker"), None
+    else:
+        broker, proxy = request.getfixturevalue("proxied_broker")
     topic = unique_topic("idem-crash")
     # Small segments: rolls (and so producer state snapshots) happen during the load, so recovery
     # uses a snapshot plus a log tail rather than a scan from offset 0.
@@ -67,6 +76,12 @@ def test_sigkill_during_idempotent_load(broker):
     kills = []
     for r in range(ROUNDS):
         produce_for(rng.uniform(1.0, 2.0))
+        if proxy is not None:
+            cut = proxy.cut_next_produce_response()
+            deadline = time.monotonic() + 10
+            while not cut.is_set() and time.monotonic() < deadline:
+                produce_for(0.01)
+            assert cut.is_set(), f"no Produce response dropped: {proxy.counters}"
         acked_before = len(acked)
         broker.kill()
         kills.append((n, acked_before))
@@ -74,8 +89,10 @@ def test_sigkill_during_idempotent_load(broker):
         broker.start()
     produce_for(1.0)
     remaining = p.flush(90)
-    print(f"produced {n}, acked {len(acked)}, (produced, acked) at each kill {kills}, errors {len(errors)}")
+    print(f"{when}: produced {n}, acked {len(acked)}, (produced, acked) at each kill {kills}, errors {len(errors)}")
     assert remaining == 0 and not errors, f"{remaining} undelivered, errors {errors[:5]}"
     assert all(a > 100 for _, a in kills), f"load too light before a kill: {kills}"
     assert all(a < prod for prod, a in kills), f"nothing was in flight at a kill: {kills}"
+    if proxy is not None:
+        assert proxy.counters.get("cuts_on_response") == ROUNDS, proxy.counters
     check_exactly_once(read_log(broker.bootstrap, topic, PARTITIONS), "crash", n, acked)
