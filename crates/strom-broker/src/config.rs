@@ -39,6 +39,8 @@ pub struct BrokerConfig {
     pub inflight_requests_per_connection_max: usize,
     /// Open client connections at most (`max.connections`).
     pub connections_max: usize,
+    /// A connection that sends no request for this long is closed (`connections.max.idle.ms`).
+    pub connections_max_idle_ms: u64,
     /// Largest fetch response the broker builds, whatever the client asks for.
     pub fetch_response_bytes_max: usize,
     /// How often retention and segment.ms rolls run (`log.retention.check.interval.ms`).
@@ -91,6 +93,7 @@ impl Default for BrokerConfig {
             queued_request_bytes_max: 512 * 1024 * 1024,
             inflight_requests_per_connection_max: 100,
             connections_max: 10_000,
+            connections_max_idle_ms: 600_000,
             fetch_response_bytes_max: 64 * 1024 * 1024,
             log_retention_check_interval_ms: 60_000,
             log_cleaner_backoff_ms: 15_000,

@@ -73,12 +73,14 @@ async fn read_requests(
     work: &mpsc::Sender<Work>,
 ) -> Result<(), String> {
     let max_bytes = state.config.socket_request_max_bytes;
+    let idle = std::time::Duration::from_millis(state.config.connections_max_idle_ms.max(1));
     loop {
         let mut prefix = [0u8; 4];
-        match reader.read_exact(&mut prefix).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(format!("read failed: {e}")),
+        match tokio::time::timeout(idle, reader.read_exact(&mut prefix)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(format!("read failed: {e}")),
+            Err(_) => return Err(format!("idle for {} ms", idle.as_millis())),
         }
         let size_bytes = strom_protocol::frame::frame_size(prefix, max_bytes)
             .map_err(|e| format!("bad frame: {e}"))?;
