@@ -59,6 +59,16 @@ pub enum Error {
     /// A response could not be decoded or made no sense.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A record could not be delivered within the producer's `delivery_timeout_ms`.
+    #[error("records for {tp} not delivered within {timeout_ms} ms{}", last_error.as_deref().map(|e| format!(": {e}")).unwrap_or_default())]
+    DeliveryTimeout {
+        /// `topic-partition`.
+        tp: String,
+        /// The delivery timeout.
+        timeout_ms: u64,
+        /// The last error seen while retrying, if any.
+        last_error: Option<String>,
+    },
     /// A topic is not known to the cluster.
     #[error("unknown topic {0:?}")]
     UnknownTopic(String),
@@ -106,6 +116,9 @@ impl Error {
             Error::UnknownPartition { topic, partition } => Error::UnknownPartition { topic: topic.clone(), partition: *partition },
             Error::Invalid(m) => Error::Invalid(m.clone()),
             Error::Closed => Error::Closed,
+            Error::DeliveryTimeout { tp, timeout_ms, last_error } => {
+                Error::DeliveryTimeout { tp: tp.clone(), timeout_ms: *timeout_ms, last_error: last_error.clone() }
+            }
         }
     }
 

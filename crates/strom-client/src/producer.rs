@@ -40,7 +40,8 @@ pub struct ProducerConfig {
     pub linger_ms: u64,
     /// `compression.type`.
     pub compression: Compression,
-    /// How many times a batch that failed with a retriable error is sent again.
+    /// How many times a batch that failed with a retriable error is sent again (within
+    /// `delivery_timeout_ms`, which is the bound that usually ends retrying).
     pub retries: u32,
     /// `retry.backoff.ms`.
     pub retry_backoff_ms: u64,
@@ -54,6 +55,9 @@ pub struct ProducerConfig {
     pub max_request_size_bytes: usize,
     /// How records with neither key nor partition are spread.
     pub null_key_partitioning: NullKeyPartitioning,
+    /// `delivery.timeout.ms`: a record not acknowledged this long after its batch was
+    /// created fails with [`Error::DeliveryTimeout`], whatever retries remain.
+    pub delivery_timeout_ms: u64,
 }
 
 impl Default for ProducerConfig {
@@ -63,13 +67,14 @@ impl Default for ProducerConfig {
             batch_size_bytes: 16 * 1024,
             linger_ms: 5,
             compression: Compression::None,
-            retries: 10,
+            retries: u32::MAX,
             retry_backoff_ms: 100,
             request_timeout_ms: 30_000,
             buffer_memory_bytes: 32 * 1024 * 1024,
             max_in_flight_requests_per_connection: 5,
             max_request_size_bytes: 1024 * 1024,
             null_key_partitioning: NullKeyPartitioning::Sticky,
+            delivery_timeout_ms: 120_000,
         }
     }
 }
@@ -97,6 +102,7 @@ struct Batch {
     created: Instant,
     attempts: u32,
     retry_at: Option<Instant>,
+    last_error: Option<String>,
     _memory: Option<OwnedSemaphorePermit>,
 }
 
@@ -215,6 +221,7 @@ impl Producer {
                 created: Instant::now(),
                 attempts: 0,
                 retry_at: None,
+                last_error: None,
                 _memory: None,
             });
         }
@@ -366,8 +373,14 @@ fn drain_ready(inner: &Arc<Inner>) -> (Vec<Request>, Option<Instant>, bool) {
     let mut blocked: Vec<i32> = Vec::new();
     let mut next_deadline: Option<Instant> = None;
     let mut missing_leader = false;
+    let delivery_timeout = Duration::from_millis(config.delivery_timeout_ms);
     let mut accumulator = inner.accumulator.lock();
     for (tp, queue) in accumulator.queues.iter_mut() {
+        while queue.front().is_some_and(|b| now >= b.created + delivery_timeout) {
+            let batch = queue.pop_front().expect("front exists");
+            let error = delivery_timeout_error(inner, &batch);
+            complete(inner, batch, Err(error));
+        }
         let Some(front) = queue.front() else { continue };
         if let Some(retry_at) = front.retry_at.filter(|&t| t > now) {
             next_deadline = Some(next_deadline.map_or(retry_at, |d| d.min(retry_at)));
@@ -523,11 +536,20 @@ async fn finish_request(inner: Arc<Inner>, started: Started) {
     };
     let mut retry = Vec::new();
     let mut refresh = false;
+    let delivery_timeout = Duration::from_millis(inner.config.delivery_timeout_ms);
     for (mut batch, error) in failed {
+        let expired = Instant::now() >= batch.created + delivery_timeout;
+        if expired && error.is_retriable() {
+            batch.last_error = Some(error.to_string());
+            let error = delivery_timeout_error(&inner, &batch);
+            complete(&inner, batch, Err(error));
+            continue;
+        }
         if error.is_retriable() && batch.attempts < inner.config.retries && !inner.closed.load(Ordering::Acquire) {
             tracing::debug!(%error, tp = %batch.tp, attempt = batch.attempts + 1, "produce failed; will retry");
             refresh |= error.needs_metadata_refresh();
             batch.attempts += 1;
+            batch.last_error = Some(error.to_string());
             batch.retry_at = Some(Instant::now() + Duration::from_millis(inner.config.retry_backoff_ms));
             retry.push(batch);
         } else {
@@ -573,6 +595,14 @@ fn apply_response(inner: &Inner, response: kafka_protocol::messages::ProduceResp
         }
     }
     failed
+}
+
+fn delivery_timeout_error(inner: &Inner, batch: &Batch) -> Error {
+    Error::DeliveryTimeout {
+        tp: batch.tp.to_string(),
+        timeout_ms: inner.config.delivery_timeout_ms,
+        last_error: batch.last_error.clone(),
+    }
 }
 
 fn complete(inner: &Inner, batch: Batch, result: Result<(i64, i64)>) {

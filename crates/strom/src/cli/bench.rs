@@ -184,7 +184,7 @@ impl Progress {
                         None => {
                             let rate = (now - last) as f64;
                             eprintln!(
-                                "{label}: {now}/{total} msgs, {rate:.0} msgs/s, {:.1} MiB/s, {:.0}s",
+                                "{label}: {now}/{total} msgs, {rate:.0} msgs/s, {:.1} MB/s, {:.0}s",
                                 rate * size as f64 / 1e6,
                                 started.elapsed().as_secs_f64()
                             );
@@ -214,6 +214,7 @@ fn producer_config(load: &LoadArgs) -> ProducerConfig {
         compression: load.compression,
         buffer_memory_bytes: 64 * 1024 * 1024,
         max_request_size_bytes: (load.batch_size * 16).max(1024 * 1024),
+        delivery_timeout_ms: 30_000,
         ..ProducerConfig::default()
     }
 }
@@ -235,8 +236,10 @@ async fn run_producers(
         let topic = load.topic.clone();
         let value = Bytes::from(payload(load.size, index + 1));
         let progress = progress.clone();
+        let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         tasks.push(tokio::spawn(async move {
             let (sender, mut receiver) = mpsc::channel::<(Instant, strom_client::DeliveryFuture)>(DELIVERIES_QUEUED_MAX);
+            let collector_failed = failed.clone();
             let collector = tokio::spawn(async move {
                 let mut histogram = new_histogram();
                 let mut first_error = None;
@@ -248,6 +251,7 @@ async fn run_producers(
                             progress.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(error) => {
+                            collector_failed.store(true, Ordering::Relaxed);
                             first_error.get_or_insert(error);
                         }
                     }
@@ -255,6 +259,9 @@ async fn run_producers(
                 (histogram, first_error)
             });
             for _ in 0..count {
+                if failed.load(Ordering::Relaxed) {
+                    break;
+                }
                 let now = Instant::now();
                 let value = if stamp {
                     let mut v = BytesMut::from(&value[..]);

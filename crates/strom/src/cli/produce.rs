@@ -14,6 +14,9 @@ use super::{parse_key_value, print_json, Format, GlobalArgs};
 /// Deliveries awaited in the background at most; reading stdin waits beyond it.
 const PENDING_DELIVERIES_MAX: usize = 100_000;
 
+/// How long a record may take to be acknowledged before `strom produce` gives up on it.
+const DELIVERY_TIMEOUT_MS: u64 = 30_000;
+
 /// `strom produce`.
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
@@ -60,6 +63,7 @@ pub async fn run(global: &GlobalArgs, args: ProduceArgs) -> anyhow::Result<()> {
         compression: args.compression,
         linger_ms: args.linger_ms,
         batch_size_bytes: args.batch_size,
+        delivery_timeout_ms: DELIVERY_TIMEOUT_MS,
         ..ProducerConfig::default()
     };
     let producer = Producer::new(client, config);
