@@ -196,13 +196,13 @@ def run_kip848(b, assignor):
     print(f"{assignor}: moved {sorted(moved)}, final {final_owned}, {len(samples)} client samples, "
           f"{len(described)} ConsumerGroupDescribe samples, {len(produced)} messages")
     # (2) Client snapshots.
-    assert len(samples) > 20, len(samples)
+    assert len(samples) > 10, len(samples)
     for snap in samples:
         allp = [p for ps in snap.values() for p in ps]
         assert len(allp) == len(set(allp)), f"partition owned twice in client snapshot {snap}"
     # (3) Broker snapshots.
     assert not sampler_errors, sampler_errors[:5]
-    assert len(described) > 20, len(described)
+    assert len(described) > 10, len(described)
     for (typ, state, asg, view) in described:
         allp = [p for ps in view.values() for p in ps]
         assert len(allp) == len(set(allp)), f"partition owned twice in ConsumerGroupDescribe {view}"
@@ -214,7 +214,7 @@ def run_kip848(b, assignor):
     got = Counter(m for c in cs for m in c.msgs)
     assert got == Counter(produced), (sorted(set(got) - set(produced))[:5], sorted(set(produced) - set(got))[:5],
                                       [m for m, n in got.items() if n > 1][:5])
-    assert len(produced) > 200, len(produced)
+    assert len(produced) > 100, len(produced)
     return cs
 
 
