@@ -133,10 +133,6 @@ def test_admin_list_describe_offsets_delete(gbroker):
     assert offsets(a, g_active) == {}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "broker bug: ConsumerGroupDescribe of an empty classic group answers an empty KIP-848 group "
-    "(assignor 'uniform') instead of GROUP_ID_NOT_FOUND (GroupCoordinator::describe_consumer_group, "
-    "`None if group.members.is_empty()`), so librdkafka reports type CONSUMER, assignor 'uniform'"))
 def test_describe_empty_classic_group(gbroker):
     """A classic group whose members all left is still a classic group (ListGroups says so). Kafka answers
     ConsumerGroupDescribe for it with GROUP_ID_NOT_FOUND ("not a consumer group"), so librdkafka falls

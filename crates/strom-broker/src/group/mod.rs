@@ -823,11 +823,12 @@ impl GroupCoordinator {
         let group = groups
             .get(group_id)
             .ok_or(ResponseError::GroupIdNotFound.code())?;
-        match &group.consumer {
-            Some(consumer) => Ok(consumer.clone()),
-            None if group.members.is_empty() => Ok(consumer::ConsumerGroupState::default()),
-            None => Err(ResponseError::GroupIdNotFound.code()),
-        }
+        // Kafka answers GROUP_ID_NOT_FOUND for a classic group, empty or not; clients then
+        // fall back to DescribeGroups.
+        group
+            .consumer
+            .clone()
+            .ok_or(ResponseError::GroupIdNotFound.code())
     }
 
     fn check_group(&self, state: &BrokerState, group_id: &str) -> Result<(), i16> {
