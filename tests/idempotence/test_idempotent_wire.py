@@ -4,6 +4,8 @@ bumps, and the producer state surviving a SIGKILL and a clean restart."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import idemwire as w
@@ -85,6 +87,17 @@ def test_idempotent_produce_protocol(broker):
         assert c.init_producer_id(pid, 1) == (w.NONE, pid, 2)
         assert high_watermark(broker.bootstrap, topic, 0) == 18
 
+        # Only the last five batches are remembered: a replay of an older one is out of sequence
+        # (as in Kafka), a replay of the fifth-last is still a duplicate.
+        recent = []
+        for i in range(6):
+            b = idempotent_batch(pid, 2, i * 2, 2, "e2")
+            assert_ok(c.produce(topic, 0, b), 18 + 2 * i, f"epoch 2 batch {i}")
+            recent.append(b)
+        assert_err(c.produce(topic, 0, recent[0]), w.OUT_OF_ORDER_SEQUENCE_NUMBER, "replay of the sixth-last batch")
+        assert_ok(c.produce(topic, 0, recent[1]), 20, "replay of the fifth-last batch")
+        assert high_watermark(broker.bootstrap, topic, 0) == 30
+
     # The log holds exactly the accepted batches, in order, byte for byte as sent (only the base
     # offset and the partition leader epoch are the broker's).
     batches = stored_batches(broker.bootstrap, topic)
@@ -92,7 +105,7 @@ def test_idempotent_produce_protocol(broker):
     assert [(h["base_offset"], h["producer_id"], h["producer_epoch"], h["base_sequence"], h["record_count"])
             for h in heads] == [
         (0, -1, -1, -1, 3), (3, pid, 0, 0, 5), (8, pid, 0, 5, 4), (12, pid2, 0, 0, 2),
-        (14, pid, 1, 0, 3), (17, pid, 1, 3, 1)]
+        (14, pid, 1, 0, 3), (17, pid, 1, 3, 1)] + [(18 + 2 * i, pid, 2, 2 * i, 2) for i in range(6)]
     for sent, stored, base in [(b0, batches[1], 3), (b1, batches[2], 8), (e1, batches[4], 14)]:
         assert stored[:8] == base.to_bytes(8, "big") and stored[8:12] == sent[8:12] and stored[16:] == sent[16:], \
             f"batch at {base} differs from what was sent"
@@ -104,6 +117,9 @@ def test_producer_id_mismatches_and_transactional_id(broker):
     with Client(broker.bootstrap) as c:
         err, pid, epoch = c.init_producer_id()
         assert err == w.NONE
+        # Transactions are not implemented: a transactional id is refused, no id handed out.
+        terr, tpid, tepoch = c.init_producer_id(transactional_id="txn-1")
+        assert terr != w.NONE and (tpid, tepoch) == (-1, -1), (terr, tpid, tepoch)
         # A negative base sequence from a producer id is not a valid idempotent batch.
         bad = record_batch([(b"k", b"v")], pid, 0, -1)
         assert_err(c.produce(topic, 0, bad), w.INVALID_RECORD, "producer id with base sequence -1")
@@ -186,3 +202,67 @@ def test_producer_state_survives_restart(broker, how):
         assert_err(c.produce(topic, 0, idempotent_batch(pid, 0, 122, 1, "r")), w.INVALID_PRODUCER_EPOCH,
                    "epoch 0 after epoch 1, after another SIGKILL")
         assert_ok(c.produce(topic, 0, idempotent_batch(pid, 1, 0, 1, "r")), offset + 3, "epoch 1 replay")
+
+
+def test_expired_producer_state_gives_unknown_producer_id(broker_factory):
+    """Producer state expires `producer.id.expiration.ms` (24 h) after the producer's last batch
+    timestamp, as in Kafka. A batch stamped 25 h ago makes it expire at the next check (every
+    200 ms here); the producer continuing its sequence then gets UNKNOWN_PRODUCER_ID."""
+    broker = broker_factory(config={"log_retention_check_interval_ms": 200})
+    topic = unique_topic("idem-expire")
+    create_topic(broker.bootstrap, topic, partitions=1)
+    long_ago = int(time.time() * 1000) - 25 * 3600 * 1000
+    with Client(broker.bootstrap) as c:
+        _, pid, _ = c.init_producer_id()
+        _, fresh, _ = c.init_producer_id()
+        old = idempotent_batch(pid, 0, 0, 2, "old", base_timestamp=long_ago)
+        assert_ok(c.produce(topic, 0, old), 0, "batch stamped 25 h ago")
+        assert_ok(c.produce(topic, 0, idempotent_batch(fresh, 0, 0, 2, "fresh")), 2, "fresh producer")
+        time.sleep(1.0)  # a few expiry checks
+        assert_err(c.produce(topic, 0, idempotent_batch(pid, 0, 2, 1, "old")), w.UNKNOWN_PRODUCER_ID,
+                   "sequence 2 after the producer's state expired")
+        # A producer with recent batches is kept.
+        assert_ok(c.produce(topic, 0, idempotent_batch(fresh, 0, 2, 1, "fresh")), 4, "recent producer continues")
+    # The expiry holds across a restart too (the state rebuilt from the log expires again).
+    broker.kill()
+    broker.start()
+    time.sleep(1.0)
+    with Client(broker.bootstrap) as c:
+        assert_err(c.produce(topic, 0, idempotent_batch(pid, 0, 2, 1, "old")), w.UNKNOWN_PRODUCER_ID,
+                   "sequence 2 after expiry and a restart")
+        assert_ok(c.produce(topic, 0, idempotent_batch(fresh, 0, 3, 1, "fresh")), 5, "recent producer after restart")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "broker bug: InitProducerId without a transactional id bumps the epoch of any (id, epoch) it is "
+    "given, without checking the id was ever handed out, and the allocator later hands the same id to a "
+    "new producer; two producers sharing id and epoch make the broker answer one's batches as duplicates "
+    "of the other's and drop them (repro in the docstring)"))
+def test_epoch_bump_never_makes_two_producers_share_an_id(broker):
+    """KIP-360 bump for idempotent producers: whatever InitProducerId answers to (id, epoch), two
+    producers must never end up with the same producer id. (Kafka ignores the id of a
+    non-transactional InitProducerId and always allocates a new one.) Here a client presents an id
+    the broker has not handed out yet, as a client that kept its id across a broker whose data
+    directory was replaced would; then a new producer asks for an id.
+
+    Why it matters (raw repro on a fresh broker): B: InitProducerId() -> (0, 0); A: InitProducerId(1, 0)
+    -> (1, 1); C: InitProducerId() -> (1, 0); C bumps: InitProducerId(1, 0) -> (1, 1). A produces
+    pid 1 / epoch 1 / sequences 0..4 -> offset 0; C produces its own five records with pid 1 / epoch 1 /
+    sequences 0..4 -> error 0, base offset 0, and nothing is appended (log end stays 5): C's records
+    are acknowledged and lost."""
+    topic = unique_topic("idem-bump-unissued")
+    create_topic(broker.bootstrap, topic, partitions=1)
+    with Client(broker.bootstrap) as c:
+        err, first, _ = c.init_producer_id()
+        assert err == w.NONE
+        presented = first + 1  # the id the allocator hands out next
+        err, bumped_pid, bumped_epoch = c.init_producer_id(presented, 0)
+        assert err != w.NONE or bumped_pid >= 0
+        err, newcomer, epoch = c.init_producer_id()
+        assert (err, epoch) == (w.NONE, 0)
+        holders = {first: "first producer"}
+        if bumped_pid >= 0:
+            holders.setdefault(bumped_pid, "bumped client")
+        assert newcomer not in holders, (
+            f"InitProducerId(id={presented}, epoch=0) answered ({bumped_pid}, {bumped_epoch}); a new producer "
+            f"then got id {newcomer}, already held by the {holders.get(newcomer)}")
