@@ -150,21 +150,30 @@ impl FileSinkConfig {
             buffer_bytes_max: defaults.buffer_bytes_max.max(self.roll_bytes.unwrap_or(0)),
         };
         if roll.records_max == 0 || roll.bytes_max == 0 || roll.age_max.is_zero() {
-            return Err(Error::Config("roll_records, roll_bytes and roll_secs must be above 0".to_string()));
+            return Err(Error::Config(
+                "roll_records, roll_bytes and roll_secs must be above 0".to_string(),
+            ));
         }
         Ok(roll)
     }
 
     /// The declared JSON schema, if any.
     pub fn declared_schema(&self) -> Result<Option<JsonSchema>> {
-        let Some(columns) = &self.schema else { return Ok(None) };
+        let Some(columns) = &self.schema else {
+            return Ok(None);
+        };
         let mut schema = Vec::with_capacity(columns.len());
         for column in columns {
-            let (name, kind) = column
-                .split_once(':')
-                .ok_or_else(|| Error::Config(format!("schema column {column:?}: write name:type")))?;
-            let kind: ColumnType = serde_json::from_value(serde_json::Value::String(kind.trim().to_string()))
-                .map_err(|_| Error::Config(format!("schema column {column:?}: type must be bool, long, double or string")))?;
+            let (name, kind) = column.split_once(':').ok_or_else(|| {
+                Error::Config(format!("schema column {column:?}: write name:type"))
+            })?;
+            let kind: ColumnType =
+                serde_json::from_value(serde_json::Value::String(kind.trim().to_string()))
+                    .map_err(|_| {
+                        Error::Config(format!(
+                            "schema column {column:?}: type must be bool, long, double or string"
+                        ))
+                    })?;
             schema.push((name.trim().to_string(), kind));
         }
         Ok(Some(schema))
@@ -174,7 +183,8 @@ impl FileSinkConfig {
 impl PipelineConfig {
     /// Parses and checks a pipeline file's text.
     pub fn from_toml(text: &str) -> Result<PipelineConfig> {
-        let config: PipelineConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        let config: PipelineConfig =
+            toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -185,13 +195,17 @@ impl PipelineConfig {
         let kafka_source = matches!(self.source, SourceConfig::Kafka { .. });
         if let SourceConfig::Kafka { topics, group, .. } = &self.source {
             if topics.is_empty() || group.is_empty() {
-                return Err(Error::Config("a kafka source needs topics and a group".to_string()));
+                return Err(Error::Config(
+                    "a kafka source needs topics and a group".to_string(),
+                ));
             }
         }
         match &self.sink {
             SinkConfig::Parquet(file) | SinkConfig::Jsonl(file) => {
                 if !kafka_source {
-                    return Err(Error::Config("file sinks take a kafka source (ingest to a topic first)".to_string()));
+                    return Err(Error::Config(
+                        "file sinks take a kafka source (ingest to a topic first)".to_string(),
+                    ));
                 }
                 file.roll()?;
                 file.declared_schema()?;
@@ -240,16 +254,23 @@ mod tests {
             "#,
         )
         .unwrap();
-        let SinkConfig::Parquet(file) = &config.sink else { panic!() };
+        let SinkConfig::Parquet(file) = &config.sink else {
+            panic!()
+        };
         assert_eq!(file.roll().unwrap().records_max, 10);
-        assert_eq!(file.declared_schema().unwrap().unwrap()[0], ("a".to_string(), ColumnType::Long));
+        assert_eq!(
+            file.declared_schema().unwrap().unwrap()[0],
+            ("a".to_string(), ColumnType::Long)
+        );
     }
 
     #[test]
     fn wrong_combinations_and_typos_are_refused() {
-        let taildir_to_parquet = "[source]\ntype = \"stdin\"\n[sink]\ntype = \"parquet\"\nroot = \"/tmp/x\"\n";
+        let taildir_to_parquet =
+            "[source]\ntype = \"stdin\"\n[sink]\ntype = \"parquet\"\nroot = \"/tmp/x\"\n";
         assert!(PipelineConfig::from_toml(taildir_to_parquet).is_err());
-        let typo = "[source]\ntype = \"stdin\"\n[sink]\ntype = \"kafka\"\ntopic = \"t\"\ntopik = \"x\"\n";
+        let typo =
+            "[source]\ntype = \"stdin\"\n[sink]\ntype = \"kafka\"\ntopic = \"t\"\ntopik = \"x\"\n";
         assert!(PipelineConfig::from_toml(typo).is_err());
         let zero = "[source]\ntype = \"kafka\"\ntopics = [\"t\"]\ngroup = \"g\"\n[sink]\ntype = \"jsonl\"\nroot = \"/x\"\nroll_records = 0\n";
         assert!(PipelineConfig::from_toml(zero).is_err());

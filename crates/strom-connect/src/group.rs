@@ -10,10 +10,13 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
-use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
-    ConsumerGroupHeartbeatRequest, FindCoordinatorRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+    ConsumerGroupHeartbeatRequest, FindCoordinatorRequest, GroupId, OffsetCommitRequest,
+    OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use strom_client::{Client, Error as ClientError, TopicPartition};
@@ -39,16 +42,26 @@ pub async fn find_coordinator(client: &Client, group: &str) -> Result<i32> {
     request.coordinator_keys = vec![StrBytes::from_string(group.to_string())];
     let (version, response) = client.send_any(&request).await?;
     if version >= 4 {
-        let c = response.coordinators.first().ok_or_else(|| ClientError::Protocol("FindCoordinator: no answer".into()))?;
+        let c = response
+            .coordinators
+            .first()
+            .ok_or_else(|| ClientError::Protocol("FindCoordinator: no answer".into()))?;
         check(c.error_code, format!("find coordinator of group {group}"))?;
         return Ok(c.node_id.0);
     }
-    check(response.error_code, format!("find coordinator of group {group}"))?;
+    check(
+        response.error_code,
+        format!("find coordinator of group {group}"),
+    )?;
     Ok(response.node_id.0)
 }
 
 /// The committed offsets of `group` for `partitions` (absent where none is committed).
-pub async fn fetch_offsets(client: &Client, group: &str, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, i64>> {
+pub async fn fetch_offsets(
+    client: &Client,
+    group: &str,
+    partitions: &[TopicPartition],
+) -> Result<BTreeMap<TopicPartition, i64>> {
     let coordinator = find_coordinator(client, group).await?;
     let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for tp in partitions {
@@ -68,13 +81,22 @@ pub async fn fetch_offsets(client: &Client, group: &str, partitions: &[TopicPart
             .collect(),
     );
     let (_, response) = client.send_to(coordinator, &request).await?;
-    check(response.error_code, format!("fetch offsets of group {group}"))?;
+    check(
+        response.error_code,
+        format!("fetch offsets of group {group}"),
+    )?;
     let mut out = BTreeMap::new();
     for topic in response.topics {
         for p in topic.partitions {
-            check(p.error_code, format!("fetch offset of {}-{}", topic.name.0, p.partition_index))?;
+            check(
+                p.error_code,
+                format!("fetch offset of {}-{}", topic.name.0, p.partition_index),
+            )?;
             if p.committed_offset >= 0 {
-                out.insert(TopicPartition::new(topic.name.0.to_string(), p.partition_index), p.committed_offset);
+                out.insert(
+                    TopicPartition::new(topic.name.0.to_string(), p.partition_index),
+                    p.committed_offset,
+                );
             }
         }
     }
@@ -119,7 +141,13 @@ pub async fn commit_offsets(
     let (_, response) = client.send_to(coordinator, &request).await?;
     for topic in response.topics {
         for p in topic.partitions {
-            check(p.error_code, format!("commit offset of {}-{} for group {group}", topic.name.0, p.partition_index))?;
+            check(
+                p.error_code,
+                format!(
+                    "commit offset of {}-{} for group {group}",
+                    topic.name.0, p.partition_index
+                ),
+            )?;
         }
     }
     Ok(())
@@ -183,14 +211,21 @@ impl GroupMember {
         self.apply(response).await
     }
 
-    async fn send_heartbeat(&self, epoch: i32) -> Result<kafka_protocol::messages::ConsumerGroupHeartbeatResponse> {
+    async fn send_heartbeat(
+        &self,
+        epoch: i32,
+    ) -> Result<kafka_protocol::messages::ConsumerGroupHeartbeatResponse> {
         let mut request = ConsumerGroupHeartbeatRequest::default();
         request.group_id = GroupId(StrBytes::from_string(self.group.clone()));
         request.member_id = StrBytes::from_string(self.member_id.clone());
         request.member_epoch = epoch;
         request.rebalance_timeout_ms = 30_000;
-        request.subscribed_topic_names =
-            Some(self.topics.iter().map(|t| TopicName(StrBytes::from_string(t.clone()))).collect());
+        request.subscribed_topic_names = Some(
+            self.topics
+                .iter()
+                .map(|t| TopicName(StrBytes::from_string(t.clone())))
+                .collect(),
+        );
         let metadata = self.client.metadata();
         let mut owned: BTreeMap<[u8; 16], Vec<i32>> = BTreeMap::new();
         for tp in &self.owned {
@@ -210,29 +245,50 @@ impl GroupMember {
                 .collect(),
         );
         let connection = self.client.connection(self.coordinator).await?;
-        connection.send_versioned(&request, HEARTBEAT_VERSION, self.client.config().request_timeout_ms).await
+        connection
+            .send_versioned(
+                &request,
+                HEARTBEAT_VERSION,
+                self.client.config().request_timeout_ms,
+            )
+            .await
     }
 
-    async fn apply(&mut self, response: kafka_protocol::messages::ConsumerGroupHeartbeatResponse) -> Result<Option<Vec<TopicPartition>>> {
-        check(response.error_code, format!("heartbeat of group {}", self.group))?;
+    async fn apply(
+        &mut self,
+        response: kafka_protocol::messages::ConsumerGroupHeartbeatResponse,
+    ) -> Result<Option<Vec<TopicPartition>>> {
+        check(
+            response.error_code,
+            format!("heartbeat of group {}", self.group),
+        )?;
         if let Some(id) = response.member_id {
             self.member_id = id.to_string();
         }
         self.member_epoch = response.member_epoch;
         self.heartbeat_interval_ms = response.heartbeat_interval_ms.max(100);
-        let Some(assignment) = response.assignment else { return Ok(None) };
+        let Some(assignment) = response.assignment else {
+            return Ok(None);
+        };
         let mut metadata = self.client.metadata();
         let mut next = Vec::new();
         for t in assignment.topic_partitions {
             let id = *t.topic_id.as_bytes();
             if !metadata.topics.values().any(|i| i.topic_id == id) {
-                metadata = self.client.refresh_metadata(Some(&self.topics), false).await?;
+                metadata = self
+                    .client
+                    .refresh_metadata(Some(&self.topics), false)
+                    .await?;
             }
             let Some(info) = metadata.topics.values().find(|i| i.topic_id == id) else {
                 tracing::warn!(group = %self.group, "assigned a topic id not in the metadata");
                 continue;
             };
-            next.extend(t.partitions.iter().map(|p| TopicPartition::new(info.name.clone(), *p)));
+            next.extend(
+                t.partitions
+                    .iter()
+                    .map(|p| TopicPartition::new(info.name.clone(), *p)),
+            );
         }
         next.sort();
         self.owned = next.clone();
@@ -249,6 +305,12 @@ impl GroupMember {
 
     /// Commits `offsets` as this member.
     pub async fn commit(&self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
-        commit_offsets(&self.client, &self.group, Some((&self.member_id, self.member_epoch)), offsets).await
+        commit_offsets(
+            &self.client,
+            &self.group,
+            Some((&self.member_id, self.member_epoch)),
+            offsets,
+        )
+        .await
     }
 }

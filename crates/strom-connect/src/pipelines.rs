@@ -48,7 +48,11 @@ impl Pipelines {
                 }
             }));
         }
-        Pipelines { statuses, stop, tasks }
+        Pipelines {
+            statuses,
+            stop,
+            tasks,
+        }
     }
 
     /// Progress of every pipeline (what `GET /connect` serves).
@@ -106,13 +110,22 @@ impl Statuses {
     /// A router serving `GET /connect` with [`Statuses::json`], to merge into an HTTP server.
     pub fn router(&self) -> axum::Router {
         let statuses = self.clone();
-        axum::Router::new().route("/connect", axum::routing::get(move || async move { axum::Json(statuses.json()) }))
+        axum::Router::new().route(
+            "/connect",
+            axum::routing::get(move || async move { axum::Json(statuses.json()) }),
+        )
     }
 }
 
 /// Serves `GET /connect` on `addr` until `shutdown` (for `strom connect run --http-addr`).
-pub async fn serve_status(addr: &str, statuses: Statuses, mut shutdown: watch::Receiver<bool>) -> crate::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| crate::Error::io(format!("bind {addr}"), e))?;
+pub async fn serve_status(
+    addr: &str,
+    statuses: Statuses,
+    mut shutdown: watch::Receiver<bool>,
+) -> crate::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| crate::Error::io(format!("bind {addr}"), e))?;
     tracing::info!(addr = %listener.local_addr().map_err(|e| crate::Error::io("local address", e))?, "GET /connect served");
     axum::serve(listener, statuses.router())
         .with_graceful_shutdown(async move {

@@ -42,7 +42,11 @@ impl Record {
     pub fn size_bytes(&self) -> usize {
         self.key.as_ref().map_or(0, Bytes::len)
             + self.value.as_ref().map_or(0, Bytes::len)
-            + self.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len)).sum::<usize>()
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len))
+                .sum::<usize>()
     }
 
     /// The record to produce (partition left to the partitioner).

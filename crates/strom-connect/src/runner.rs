@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strom_client::{
-    AutoOffsetReset, Client, ClientConfig, Consumer, ConsumerConfig, DeliveryFuture, OffsetSpec, Producer, ProducerConfig,
-    TopicPartition,
+    AutoOffsetReset, Client, ClientConfig, Consumer, ConsumerConfig, DeliveryFuture, OffsetSpec,
+    Producer, ProducerConfig, TopicPartition,
 };
 use tokio::sync::watch;
 
@@ -35,37 +35,108 @@ pub type Shutdown = watch::Receiver<bool>;
 
 /// Runs `config` against `brokers` until `shutdown` or, for stdin, end of input. Open files
 /// are finished and offsets committed before it returns.
-pub async fn run(config: PipelineConfig, brokers: &str, status: Arc<Status>, shutdown: Shutdown) -> Result<()> {
+pub async fn run(
+    config: PipelineConfig,
+    brokers: &str,
+    status: Arc<Status>,
+    shutdown: Shutdown,
+) -> Result<()> {
     config.validate()?;
-    let client_config = ClientConfig { client_id: format!("strom-connect-{}", config.display_name()), ..ClientConfig::new(brokers) };
+    let client_config = ClientConfig {
+        client_id: format!("strom-connect-{}", config.display_name()),
+        ..ClientConfig::new(brokers)
+    };
     let client = Client::connect(client_config).await?;
     let chain = Chain::new(&config.transform)?;
     let result = match (&config.source, &config.sink) {
-        (SourceConfig::Kafka { topics, group, start }, SinkConfig::Parquet(file) | SinkConfig::Jsonl(file)) => {
+        (
+            SourceConfig::Kafka {
+                topics,
+                group,
+                start,
+            },
+            SinkConfig::Parquet(file) | SinkConfig::Jsonl(file),
+        ) => {
             let format = match &config.sink {
-                SinkConfig::Parquet(_) => Format::Parquet(parse_compression(file.compression.as_deref().unwrap_or("snappy"))?),
+                SinkConfig::Parquet(_) => Format::Parquet(parse_compression(
+                    file.compression.as_deref().unwrap_or("snappy"),
+                )?),
                 _ => Format::Jsonl,
             };
             let store = Store::open(&file.root, &file.s3.clone().unwrap_or_default())?;
-            let sink = FileSink::new(store, format, file.mode, file.roll()?, file.declared_schema()?);
-            let source = KafkaSource { client: client.clone(), topics: topics.clone(), group: group.clone(), start: *start };
+            let sink = FileSink::new(
+                store,
+                format,
+                file.mode,
+                file.roll()?,
+                file.declared_schema()?,
+            );
+            let source = KafkaSource {
+                client: client.clone(),
+                topics: topics.clone(),
+                group: group.clone(),
+                start: *start,
+            };
             kafka_to_files(source, chain, sink, &status, shutdown).await
         }
-        (SourceConfig::Kafka { topics, group, start }, SinkConfig::Kafka { topic, acks, compression }) => {
+        (
+            SourceConfig::Kafka {
+                topics,
+                group,
+                start,
+            },
+            SinkConfig::Kafka {
+                topic,
+                acks,
+                compression,
+            },
+        ) => {
             let producer = producer(&client, acks.as_deref(), compression.as_deref())?;
-            let source = KafkaSource { client: client.clone(), topics: topics.clone(), group: group.clone(), start: *start };
+            let source = KafkaSource {
+                client: client.clone(),
+                topics: topics.clone(),
+                group: group.clone(),
+                start: *start,
+            };
             kafka_to_kafka(source, chain, producer, topic, &status, shutdown).await
         }
-        (ingest, SinkConfig::Kafka { topic, acks, compression }) => {
+        (
+            ingest,
+            SinkConfig::Kafka {
+                topic,
+                acks,
+                compression,
+            },
+        ) => {
             let producer = producer(&client, acks.as_deref(), compression.as_deref())?;
-            let output = Output { producer, chain, topic: topic.clone(), status: status.clone() };
+            let output = Output {
+                producer,
+                chain,
+                topic: topic.clone(),
+                status: status.clone(),
+            };
             status.set_state("running");
             let result = match ingest {
-                SourceConfig::Taildir { files, positions, poll_ms } => {
-                    source::taildir::run(files, positions, Duration::from_millis(poll_ms.unwrap_or(200)), &output, shutdown).await
+                SourceConfig::Taildir {
+                    files,
+                    positions,
+                    poll_ms,
+                } => {
+                    source::taildir::run(
+                        files,
+                        positions,
+                        Duration::from_millis(poll_ms.unwrap_or(200)),
+                        &output,
+                        shutdown,
+                    )
+                    .await
                 }
-                SourceConfig::Http { addr, key_field } => source::http::run(addr, key_field.clone(), output.clone(), shutdown).await,
-                SourceConfig::Stdin { key_separator } => source::stdin::run(key_separator.as_deref(), &output, shutdown).await,
+                SourceConfig::Http { addr, key_field } => {
+                    source::http::run(addr, key_field.clone(), output.clone(), shutdown).await
+                }
+                SourceConfig::Stdin { key_separator } => {
+                    source::stdin::run(key_separator.as_deref(), &output, shutdown).await
+                }
                 SourceConfig::Kafka { .. } => unreachable!("matched above"),
             };
             output.producer.close().await;
@@ -105,7 +176,11 @@ impl Output {
     /// Transforms and sends a batch of values (with optional keys); returns once every record
     /// is acknowledged, with how many were sent (the rest were filtered).
     /// `topic` overrides the sink's topic.
-    pub async fn send_all(&self, topic: Option<String>, batch: Vec<(Option<bytes::Bytes>, bytes::Bytes)>) -> Result<usize> {
+    pub async fn send_all(
+        &self,
+        topic: Option<String>,
+        batch: Vec<(Option<bytes::Bytes>, bytes::Bytes)>,
+    ) -> Result<usize> {
         let topic = topic.unwrap_or_else(|| self.topic.clone());
         let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(batch.len());
         let mut bytes = 0;
@@ -150,7 +225,13 @@ impl KafkaSource {
             Start::Earliest => AutoOffsetReset::Earliest,
             Start::Latest => AutoOffsetReset::Latest,
         };
-        let mut consumer = Consumer::new(self.client.clone(), ConsumerConfig { auto_offset_reset: reset, ..ConsumerConfig::default() });
+        let mut consumer = Consumer::new(
+            self.client.clone(),
+            ConsumerConfig {
+                auto_offset_reset: reset,
+                ..ConsumerConfig::default()
+            },
+        );
         for topic in &self.topics {
             consumer.assign_topic(topic).await?;
         }
@@ -167,7 +248,9 @@ impl KafkaSource {
     }
 
     async fn commit(&self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
-        group::commit_offsets(&self.client, &self.group, None, offsets).await.map_err(Error::from)
+        group::commit_offsets(&self.client, &self.group, None, offsets)
+            .await
+            .map_err(Error::from)
     }
 }
 
@@ -176,16 +259,25 @@ fn lag(consumer: &Consumer) -> i64 {
         .assignment()
         .iter()
         .map(|tp| match consumer.position(tp) {
-            Some(position) if consumer.high_watermark(tp) >= 0 => (consumer.high_watermark(tp) - position).max(0),
+            Some(position) if consumer.high_watermark(tp) >= 0 => {
+                (consumer.high_watermark(tp) - position).max(0)
+            }
             _ => 0,
         })
         .sum()
 }
 
 /// Commits what changed since the last commit; returns whether it committed.
-async fn commit_changes(source: &KafkaSource, durable: &BTreeMap<TopicPartition, i64>, committed: &mut BTreeMap<TopicPartition, i64>) -> Result<()> {
-    let changed: BTreeMap<TopicPartition, i64> =
-        durable.iter().filter(|(tp, o)| committed.get(*tp) != Some(*o)).map(|(tp, o)| (tp.clone(), *o)).collect();
+async fn commit_changes(
+    source: &KafkaSource,
+    durable: &BTreeMap<TopicPartition, i64>,
+    committed: &mut BTreeMap<TopicPartition, i64>,
+) -> Result<()> {
+    let changed: BTreeMap<TopicPartition, i64> = durable
+        .iter()
+        .filter(|(tp, o)| committed.get(*tp) != Some(*o))
+        .map(|(tp, o)| (tp.clone(), *o))
+        .collect();
     if changed.is_empty() {
         return Ok(());
     }
@@ -194,7 +286,13 @@ async fn commit_changes(source: &KafkaSource, durable: &BTreeMap<TopicPartition,
     Ok(())
 }
 
-async fn kafka_to_files(source: KafkaSource, chain: Chain, mut sink: FileSink, status: &Status, mut shutdown: Shutdown) -> Result<()> {
+async fn kafka_to_files(
+    source: KafkaSource,
+    chain: Chain,
+    mut sink: FileSink,
+    status: &Status,
+    mut shutdown: Shutdown,
+) -> Result<()> {
     let on_disk = sink.recover(&source.topics).await?;
     let mut consumer = source.consumer(&on_disk).await?;
     tracing::info!(pipeline = %status.name, root = %sink.describe(), topics = ?source.topics, group = %source.group, "file sink running (interim: simple-group commits, all partitions assigned)");
@@ -222,9 +320,15 @@ async fn kafka_to_files(source: KafkaSource, chain: Chain, mut sink: FileSink, s
         }
         sink.finish_due(false).await?;
         let counts = sink.counts();
-        status.files.store(counts.files, std::sync::atomic::Ordering::Relaxed);
-        status.records_out.store(counts.rows, std::sync::atomic::Ordering::Relaxed);
-        status.lag.store(lag(&consumer), std::sync::atomic::Ordering::Relaxed);
+        status
+            .files
+            .store(counts.files, std::sync::atomic::Ordering::Relaxed);
+        status
+            .records_out
+            .store(counts.rows, std::sync::atomic::Ordering::Relaxed);
+        status
+            .lag
+            .store(lag(&consumer), std::sync::atomic::Ordering::Relaxed);
         if counts.files != files_before || last_commit.elapsed() >= COMMIT_INTERVAL {
             files_before = counts.files;
             commit_changes(&source, &durable(&sink, &consumed), &mut committed).await?;
@@ -240,17 +344,34 @@ async fn kafka_to_files(source: KafkaSource, chain: Chain, mut sink: FileSink, s
     }
     sink.finish_due(true).await?;
     let counts = sink.counts();
-    status.files.store(counts.files, std::sync::atomic::Ordering::Relaxed);
-    status.records_out.store(counts.rows, std::sync::atomic::Ordering::Relaxed);
+    status
+        .files
+        .store(counts.files, std::sync::atomic::Ordering::Relaxed);
+    status
+        .records_out
+        .store(counts.rows, std::sync::atomic::Ordering::Relaxed);
     commit_changes(&source, &durable(&sink, &consumed), &mut committed).await
 }
 
 /// Per partition, the offset below which everything is in finished files (or was filtered).
-fn durable(sink: &FileSink, consumed: &BTreeMap<TopicPartition, i64>) -> BTreeMap<TopicPartition, i64> {
-    consumed.iter().map(|(tp, next)| (tp.clone(), sink.open_first_offset(tp).unwrap_or(*next))).collect()
+fn durable(
+    sink: &FileSink,
+    consumed: &BTreeMap<TopicPartition, i64>,
+) -> BTreeMap<TopicPartition, i64> {
+    consumed
+        .iter()
+        .map(|(tp, next)| (tp.clone(), sink.open_first_offset(tp).unwrap_or(*next)))
+        .collect()
 }
 
-async fn kafka_to_kafka(source: KafkaSource, chain: Chain, producer: Producer, topic: &str, status: &Status, mut shutdown: Shutdown) -> Result<()> {
+async fn kafka_to_kafka(
+    source: KafkaSource,
+    chain: Chain,
+    producer: Producer,
+    topic: &str,
+    status: &Status,
+    mut shutdown: Shutdown,
+) -> Result<()> {
     let mut consumer = source.consumer(&BTreeMap::new()).await?;
     status.set_state("running");
     let mut committed = BTreeMap::new();
@@ -264,7 +385,10 @@ async fn kafka_to_kafka(source: KafkaSource, chain: Chain, producer: Producer, t
         let mut consumed = BTreeMap::new();
         let mut deliveries = Vec::with_capacity(records.len());
         for record in records {
-            consumed.insert(TopicPartition::new(record.topic.clone(), record.partition), record.offset + 1);
+            consumed.insert(
+                TopicPartition::new(record.topic.clone(), record.partition),
+                record.offset + 1,
+            );
             let mut record = Record::from(record);
             record.topic = topic.to_string();
             let Some(out) = chain.apply(record) else {
@@ -280,7 +404,9 @@ async fn kafka_to_kafka(source: KafkaSource, chain: Chain, producer: Producer, t
         }
         Status::add(&status.records_out, sent);
         commit_changes(&source, &consumed, &mut committed).await?;
-        status.lag.store(lag(&consumer), std::sync::atomic::Ordering::Relaxed);
+        status
+            .lag
+            .store(lag(&consumer), std::sync::atomic::Ordering::Relaxed);
         if last_progress.elapsed() >= PROGRESS_INTERVAL {
             status.log_progress();
             last_progress = Instant::now();

@@ -53,7 +53,11 @@ pub struct StatusSnapshot {
 impl Status {
     /// A status in state `starting`.
     pub fn new(name: impl Into<String>) -> Arc<Status> {
-        let status = Status { name: name.into(), lag: AtomicI64::new(-1), ..Status::default() };
+        let status = Status {
+            name: name.into(),
+            lag: AtomicI64::new(-1),
+            ..Status::default()
+        };
         *status.state.lock() = "starting".to_string();
         Arc::new(status)
     }

@@ -108,10 +108,15 @@ struct Path(Vec<String>);
 
 impl Path {
     fn parse(text: &str) -> Result<Path> {
-        let rest = text.strip_prefix("$.").or_else(|| text.strip_prefix('$')).unwrap_or(text);
+        let rest = text
+            .strip_prefix("$.")
+            .or_else(|| text.strip_prefix('$'))
+            .unwrap_or(text);
         let keys: Vec<String> = rest.split('.').map(str::to_string).collect();
         if keys.iter().any(String::is_empty) {
-            return Err(Error::Config(format!("bad field path {text:?}: use $.name or $.outer.inner")));
+            return Err(Error::Config(format!(
+                "bad field path {text:?}: use $.name or $.outer.inner"
+            )));
         }
         Ok(Path(keys))
     }
@@ -127,7 +132,10 @@ impl Path {
     fn remove(&self, value: &mut Value) -> bool {
         let (last, parents) = self.0.split_last().expect("paths are non-empty");
         let parent = parents.iter().try_fold(value, |v, k| v.get_mut(k));
-        parent.and_then(Value::as_object_mut).and_then(|o| o.remove(last)).is_some()
+        parent
+            .and_then(Value::as_object_mut)
+            .and_then(|o| o.remove(last))
+            .is_some()
     }
 }
 
@@ -161,12 +169,18 @@ impl Chain {
         if self.steps.is_empty() {
             return Some(record);
         }
-        let mut json: Option<Value> = record.value.as_deref().and_then(|v| serde_json::from_slice(v).ok());
+        let mut json: Option<Value> = record
+            .value
+            .as_deref()
+            .and_then(|v| serde_json::from_slice(v).ok());
         let mut changed = false;
         for step in &self.steps {
             match step {
                 Step::Filter(path, predicate) => {
-                    if !json.as_ref().is_some_and(|j| matches(predicate, path.get(j))) {
+                    if !json
+                        .as_ref()
+                        .is_some_and(|j| matches(predicate, path.get(j)))
+                    {
                         return None;
                     }
                 }
@@ -193,7 +207,10 @@ impl Chain {
                     }
                 }
                 Step::Route(path, topics, default) => {
-                    let target = json.as_ref().and_then(|j| path.get(j)).and_then(|v| topics.get(&text_of(v)));
+                    let target = json
+                        .as_ref()
+                        .and_then(|j| path.get(j))
+                        .and_then(|v| topics.get(&text_of(v)));
                     if let Some(topic) = target.or(default.as_ref()) {
                         record.topic = topic.clone();
                     }
@@ -201,7 +218,9 @@ impl Chain {
                 Step::Header(name, value) => {
                     let value = match value {
                         HeaderValue::Fixed(text) => Some(text.clone()),
-                        HeaderValue::Field(path) => json.as_ref().and_then(|j| path.get(j)).map(text_of),
+                        HeaderValue::Field(path) => {
+                            json.as_ref().and_then(|j| path.get(j)).map(text_of)
+                        }
                     };
                     record.headers.push((name.clone(), value.map(Bytes::from)));
                 }
@@ -227,14 +246,24 @@ fn matches(predicate: &Predicate, field: Option<&Value>) -> bool {
 
 fn paths(fields: &[String]) -> Result<Vec<Path>> {
     if fields.is_empty() {
-        return Err(Error::Config("a transform's fields list is empty".to_string()));
+        return Err(Error::Config(
+            "a transform's fields list is empty".to_string(),
+        ));
     }
     fields.iter().map(|f| Path::parse(f)).collect()
 }
 
 fn compile(config: &TransformConfig) -> Result<Step> {
     Ok(match config {
-        TransformConfig::Filter { field, equals, not_equals, one_of, exists, gt, lt } => {
+        TransformConfig::Filter {
+            field,
+            equals,
+            not_equals,
+            one_of,
+            exists,
+            gt,
+            lt,
+        } => {
             let mut predicates = Vec::new();
             predicates.extend(equals.clone().map(Predicate::Equals));
             predicates.extend(not_equals.clone().map(Predicate::NotEquals));
@@ -249,14 +278,29 @@ fn compile(config: &TransformConfig) -> Result<Step> {
             }
             Step::Filter(Path::parse(field)?, predicates.remove(0))
         }
-        TransformConfig::Mask { fields, with } => Step::Mask(paths(fields)?, with.clone().unwrap_or_else(|| "***".to_string())),
+        TransformConfig::Mask { fields, with } => Step::Mask(
+            paths(fields)?,
+            with.clone().unwrap_or_else(|| "***".to_string()),
+        ),
         TransformConfig::Hash { fields } => Step::Hash(paths(fields)?),
         TransformConfig::Drop { fields } => Step::Drop(paths(fields)?),
-        TransformConfig::Route { field, topics, default } => Step::Route(Path::parse(field)?, topics.clone(), default.clone()),
-        TransformConfig::Header { name, value, from_field } => match (value, from_field) {
+        TransformConfig::Route {
+            field,
+            topics,
+            default,
+        } => Step::Route(Path::parse(field)?, topics.clone(), default.clone()),
+        TransformConfig::Header {
+            name,
+            value,
+            from_field,
+        } => match (value, from_field) {
             (Some(v), None) => Step::Header(name.clone(), HeaderValue::Fixed(v.clone())),
             (None, Some(f)) => Step::Header(name.clone(), HeaderValue::Field(Path::parse(f)?)),
-            _ => return Err(Error::Config(format!("header {name:?} needs exactly one of value, from_field"))),
+            _ => {
+                return Err(Error::Config(format!(
+                    "header {name:?} needs exactly one of value, from_field"
+                )))
+            }
         },
     })
 }
@@ -307,14 +351,23 @@ mod tests {
         );
         let login = Record::new("t", r#"{"type":"login","ip":"1.2.3.4"}"#);
         assert!(c.apply(login).is_none());
-        let trade = Record::new("t", r#"{"type":"trade","ip":"1.2.3.4","card":{"number":"4111"},"debug":1,"region":"eu","player_id":7}"#);
+        let trade = Record::new(
+            "t",
+            r#"{"type":"trade","ip":"1.2.3.4","card":{"number":"4111"},"debug":1,"region":"eu","player_id":7}"#,
+        );
         let out = c.apply(trade).unwrap();
         let v = value(&out);
-        assert_eq!(v["ip"], "6694f83c9f476da31f5df6bcc520034e7e57d421d247b9d34f49edbfc84a764c");
+        assert_eq!(
+            v["ip"],
+            "6694f83c9f476da31f5df6bcc520034e7e57d421d247b9d34f49edbfc84a764c"
+        );
         assert_eq!(v["card"]["number"], "***");
         assert!(v.get("debug").is_none());
         assert_eq!(out.topic, "trades-eu");
-        assert_eq!(out.headers, vec![("player".to_string(), Some(Bytes::from("7")))]);
+        assert_eq!(
+            out.headers,
+            vec![("player".to_string(), Some(Bytes::from("7")))]
+        );
         assert!(c.apply(Record::new("t", "not json")).is_none());
     }
 
@@ -323,7 +376,9 @@ mod tests {
         let big = chain("[[transform]]\ntype = \"filter\"\nfield = \"$.amount\"\ngt = 100\n");
         assert!(big.apply(Record::new("t", r#"{"amount":101}"#)).is_some());
         assert!(big.apply(Record::new("t", r#"{"amount":100}"#)).is_none());
-        assert!(big.apply(Record::new("t", r#"{"amount":"lots"}"#)).is_none());
+        assert!(big
+            .apply(Record::new("t", r#"{"amount":"lots"}"#))
+            .is_none());
         let some = chain("[[transform]]\ntype = \"filter\"\nfield = \"$.k\"\nin = [1, \"a\"]\n");
         assert!(some.apply(Record::new("t", r#"{"k":"a"}"#)).is_some());
         assert!(some.apply(Record::new("t", r#"{"k":2}"#)).is_none());
@@ -334,9 +389,20 @@ mod tests {
         let c = chain("[[transform]]\ntype = \"mask\"\nfields = [\"$.absent\"]\n");
         let record = Record::new("t", "{ \"spaced\" : 1 }");
         assert_eq!(c.apply(record.clone()).unwrap().value, record.value);
-        let two = TransformConfig::Filter { field: "$.a".into(), equals: Some(1.into()), not_equals: None, one_of: None, exists: Some(true), gt: None, lt: None };
+        let two = TransformConfig::Filter {
+            field: "$.a".into(),
+            equals: Some(1.into()),
+            not_equals: None,
+            one_of: None,
+            exists: Some(true),
+            gt: None,
+            lt: None,
+        };
         assert!(Chain::new(&[two]).is_err());
-        assert!(Chain::new(&[TransformConfig::Drop { fields: vec!["$.".into()] }]).is_err());
+        assert!(Chain::new(&[TransformConfig::Drop {
+            fields: vec!["$.".into()]
+        }])
+        .is_err());
         assert!(Chain::new(&[TransformConfig::Hash { fields: vec![] }]).is_err());
     }
 }

@@ -70,6 +70,15 @@ enum Command {
     ///   strom bench consume --messages 1000000
     ///   strom bench e2e --size 1000 --acks all --format json
     Bench(cli::bench::BenchArgs),
+    /// Data pipelines without code: sources, transforms and sinks (Parquet, JSON lines, topics).
+    ///
+    /// Examples:
+    ///   strom connect run lake.toml
+    ///   strom connect sink parquet --topics game-events,alerts --group lake --root /data/lake --roll-secs 60
+    ///   strom connect sink jsonl --topics events --group archive --root s3://bucket/events --mode json
+    ///   strom connect source taildir --files '/var/log/game/*.log*' --positions game.pos --topic logs
+    ///   strom connect source http --addr 127.0.0.1:8088 --topic events --key-field player_id
+    Connect(cli::connect::ConnectArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -82,6 +91,7 @@ fn main() -> std::process::ExitCode {
         Command::Consume(args) => cli::block_on(cli::consume::run(&cli.global, args)),
         Command::Cluster(args) => cli::block_on(cli::cluster::run(&cli.global, args)),
         Command::Bench(args) => cli::block_on(cli::bench::run(&cli.global, args)),
+        Command::Connect(args) => cli::block_on(cli::connect::run(&cli.global, args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

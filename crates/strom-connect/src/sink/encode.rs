@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
-    TimestampMillisecondBuilder,
+    BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
+    StringBuilder, StructBuilder, TimestampMillisecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Fields, Schema};
@@ -64,7 +64,11 @@ pub fn infer_schema(records: &[Record]) -> JsonSchema {
     let mut order: Vec<String> = Vec::new();
     let mut seen: BTreeMap<String, (bool, bool, bool, bool)> = BTreeMap::new(); // bool, int, float, other
     for record in records {
-        let Some(Value::Object(object)) = record.value.as_deref().and_then(|v| serde_json::from_slice(v).ok()) else {
+        let Some(Value::Object(object)) = record
+            .value
+            .as_deref()
+            .and_then(|v| serde_json::from_slice(v).ok())
+        else {
             continue;
         };
         for (name, value) in object {
@@ -101,12 +105,19 @@ pub fn parse_compression(name: &str) -> Result<Compression> {
         "none" | "uncompressed" => Ok(Compression::UNCOMPRESSED),
         "snappy" => Ok(Compression::SNAPPY),
         "zstd" => Ok(Compression::ZSTD(ZstdLevel::default())),
-        _ => Err(Error::Config(format!("parquet compression must be none, snappy or zstd, not {name:?}"))),
+        _ => Err(Error::Config(format!(
+            "parquet compression must be none, snappy or zstd, not {name:?}"
+        ))),
     }
 }
 
 /// Encodes `records` as one Parquet file.
-pub fn parquet_file(records: &[Record], mode: Mode, schema: &JsonSchema, compression: Compression) -> Result<Vec<u8>> {
+pub fn parquet_file(
+    records: &[Record],
+    mode: Mode,
+    schema: &JsonSchema,
+    compression: Compression,
+) -> Result<Vec<u8>> {
     let columns = match mode {
         Mode::Raw => raw_columns(records),
         Mode::Json => json_columns(records, schema),
@@ -117,11 +128,17 @@ pub fn parquet_file(records: &[Record], mode: Mode, schema: &JsonSchema, compres
         .collect();
     let arrow_schema = Arc::new(Schema::new(fields));
     let arrays: Vec<ArrayRef> = columns.into_iter().map(|(_, a)| a).collect();
-    let batch = RecordBatch::try_new(arrow_schema.clone(), arrays).map_err(|e| Error::Parquet(e.to_string()))?;
-    let properties = WriterProperties::builder().set_compression(compression).build();
+    let batch = RecordBatch::try_new(arrow_schema.clone(), arrays)
+        .map_err(|e| Error::Parquet(e.to_string()))?;
+    let properties = WriterProperties::builder()
+        .set_compression(compression)
+        .build();
     let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, arrow_schema, Some(properties)).map_err(|e| Error::Parquet(e.to_string()))?;
-    writer.write(&batch).map_err(|e| Error::Parquet(e.to_string()))?;
+    let mut writer = ArrowWriter::try_new(&mut out, arrow_schema, Some(properties))
+        .map_err(|e| Error::Parquet(e.to_string()))?;
+    writer
+        .write(&batch)
+        .map_err(|e| Error::Parquet(e.to_string()))?;
     writer.close().map_err(|e| Error::Parquet(e.to_string()))?;
     Ok(out)
 }
@@ -138,12 +155,22 @@ fn raw_columns(records: &[Record]) -> Vec<(String, ArrayRef)> {
     let mut offset = Int64Builder::new();
     let mut key = BinaryBuilder::new();
     let mut value = BinaryBuilder::new();
-    let header_fields = Fields::from(vec![Field::new("key", DataType::Utf8, false), Field::new("value", DataType::Binary, true)]);
+    let header_fields = Fields::from(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("value", DataType::Binary, true),
+    ]);
     let mut headers = ListBuilder::new(StructBuilder::new(
         header_fields.clone(),
-        vec![Box::new(StringBuilder::new()), Box::new(BinaryBuilder::new())],
+        vec![
+            Box::new(StringBuilder::new()),
+            Box::new(BinaryBuilder::new()),
+        ],
     ))
-    .with_field(Arc::new(Field::new("item", DataType::Struct(header_fields), true)));
+    .with_field(Arc::new(Field::new(
+        "item",
+        DataType::Struct(header_fields),
+        true,
+    )));
     for r in records {
         topic.append_value(&r.topic);
         partition.append_value(r.partition);
@@ -152,8 +179,14 @@ fn raw_columns(records: &[Record]) -> Vec<(String, ArrayRef)> {
         value.append_option(r.value.as_deref());
         let entries = headers.values();
         for (k, v) in &r.headers {
-            entries.field_builder::<StringBuilder>(0).expect("key builder").append_value(k);
-            entries.field_builder::<BinaryBuilder>(1).expect("value builder").append_option(v.as_deref());
+            entries
+                .field_builder::<StringBuilder>(0)
+                .expect("key builder")
+                .append_value(k);
+            entries
+                .field_builder::<BinaryBuilder>(1)
+                .expect("value builder")
+                .append_option(v.as_deref());
             entries.append(true);
         }
         headers.append(true);
@@ -172,9 +205,15 @@ fn raw_columns(records: &[Record]) -> Vec<(String, ArrayRef)> {
 fn json_objects(records: &[Record]) -> Vec<Map<String, Value>> {
     records
         .iter()
-        .map(|r| match r.value.as_deref().and_then(|v| serde_json::from_slice(v).ok()) {
-            Some(Value::Object(object)) => object,
-            _ => Map::new(),
+        .map(|r| {
+            match r
+                .value
+                .as_deref()
+                .and_then(|v| serde_json::from_slice(v).ok())
+            {
+                Some(Value::Object(object)) => object,
+                _ => Map::new(),
+            }
         })
         .collect()
 }
@@ -233,7 +272,10 @@ fn json_columns(records: &[Record], schema: &JsonSchema) -> Vec<(String, ArrayRe
 /// UTF-8 text, lossy), in JSON mode the value's object with `_partition`, `_offset`,
 /// `_timestamp` and `_key` added.
 pub fn jsonl_file(records: &[Record], mode: Mode) -> Vec<u8> {
-    let text = |b: &Option<bytes::Bytes>| b.as_deref().map(|b| Value::String(String::from_utf8_lossy(b).into_owned()));
+    let text = |b: &Option<bytes::Bytes>| {
+        b.as_deref()
+            .map(|b| Value::String(String::from_utf8_lossy(b).into_owned()))
+    };
     let mut out = Vec::new();
     for (r, object) in records.iter().zip(json_objects(records)) {
         let line = match mode {
@@ -263,12 +305,21 @@ mod tests {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     fn rec(offset: i64, value: &str) -> Record {
-        Record { partition: 2, offset, timestamp_ms: 1_000 + offset, ..Record::new("t", value.to_string()) }
+        Record {
+            partition: 2,
+            offset,
+            timestamp_ms: 1_000 + offset,
+            ..Record::new("t", value.to_string())
+        }
     }
 
     #[test]
     fn inference_widens_ints_to_doubles_and_conflicts_to_strings() {
-        let records = [rec(0, r#"{"a":1,"b":1,"c":true,"d":"x"}"#), rec(1, r#"{"a":2,"b":1.5,"c":false,"d":3}"#), rec(2, "not json")];
+        let records = [
+            rec(0, r#"{"a":1,"b":1,"c":true,"d":"x"}"#),
+            rec(1, r#"{"a":2,"b":1.5,"c":false,"d":3}"#),
+            rec(2, "not json"),
+        ];
         let schema = infer_schema(&records);
         assert_eq!(
             schema,
@@ -284,18 +335,42 @@ mod tests {
     #[test]
     fn parquet_round_trips_rows_in_both_modes() {
         let mut records = vec![rec(5, r#"{"a":1,"d":"x"}"#), rec(6, r#"{"a":"oops"}"#)];
-        records[0].headers.push(("h".to_string(), Some(bytes::Bytes::from_static(b"v"))));
+        records[0]
+            .headers
+            .push(("h".to_string(), Some(bytes::Bytes::from_static(b"v"))));
         records[1].key = Some(bytes::Bytes::from_static(b"k"));
         for mode in [Mode::Raw, Mode::Json] {
             let schema = infer_schema(&records[..1]);
             let bytes = parquet_file(&records, mode, &schema, Compression::SNAPPY).unwrap();
-            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap().build().unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+                .unwrap()
+                .build()
+                .unwrap();
             let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
             assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
-            let names: Vec<String> = batches[0].schema().fields().iter().map(|f| f.name().clone()).collect();
+            let names: Vec<String> = batches[0]
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
             match mode {
-                Mode::Raw => assert_eq!(names, ["topic", "partition", "offset", "timestamp", "key", "value", "headers"]),
-                Mode::Json => assert_eq!(names, ["a", "d", "_partition", "_offset", "_timestamp", "_key"]),
+                Mode::Raw => assert_eq!(
+                    names,
+                    [
+                        "topic",
+                        "partition",
+                        "offset",
+                        "timestamp",
+                        "key",
+                        "value",
+                        "headers"
+                    ]
+                ),
+                Mode::Json => assert_eq!(
+                    names,
+                    ["a", "d", "_partition", "_offset", "_timestamp", "_key"]
+                ),
             }
         }
     }

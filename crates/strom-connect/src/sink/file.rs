@@ -98,7 +98,13 @@ const SCHEMA_FILE: &str = "_strom_schema.json";
 
 impl FileSink {
     /// A sink writing `format` files under `store`.
-    pub fn new(store: Store, format: Format, mode: Mode, roll: RollPolicy, declared_schema: Option<JsonSchema>) -> FileSink {
+    pub fn new(
+        store: Store,
+        format: Format,
+        mode: Mode,
+        roll: RollPolicy,
+        declared_schema: Option<JsonSchema>,
+    ) -> FileSink {
         FileSink {
             store,
             format,
@@ -156,10 +162,15 @@ impl FileSink {
 
     async fn load_schema(&self, topic: &str) -> Result<Option<JsonSchema>> {
         let relative = format!("{topic}/{SCHEMA_FILE}");
-        let Some(bytes) = self.store.read(&relative).await? else { return Ok(None) };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::Config(format!("{relative} under {} is not a schema: {e}", self.store.describe())))
+        let Some(bytes) = self.store.read(&relative).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::Config(format!(
+                "{relative} under {} is not a schema: {e}",
+                self.store.describe()
+            ))
+        })
     }
 
     /// The offset from which `tp` is not yet in a finished file, if a file is open for it.
@@ -170,7 +181,12 @@ impl FileSink {
     /// Adds `record` (read at `record.offset` of `tp`) to its partition's open file; `None`
     /// means the offset was consumed but its record dropped by a transform. Finishes files
     /// that are due (a new hour bucket, a full file, the memory bound).
-    pub async fn write(&mut self, tp: &TopicPartition, offset: i64, record: Option<Record>) -> Result<()> {
+    pub async fn write(
+        &mut self,
+        tp: &TopicPartition,
+        offset: i64,
+        record: Option<Record>,
+    ) -> Result<()> {
         let Some(record) = record else {
             if let Some(file) = self.open.get_mut(tp) {
                 debug_assert!(offset > file.last_offset);
@@ -191,7 +207,9 @@ impl FileSink {
             bytes: 0,
             opened: Instant::now(),
         });
-        debug_assert!(offset >= file.first_offset && (file.records.is_empty() || offset > file.last_offset));
+        debug_assert!(
+            offset >= file.first_offset && (file.records.is_empty() || offset > file.last_offset)
+        );
         file.last_offset = offset;
         file.bytes += size;
         file.records.push(record);
@@ -200,7 +218,11 @@ impl FileSink {
             self.finish(tp).await?;
         }
         while self.buffered_bytes > self.roll.buffer_bytes_max {
-            let largest = self.open.iter().max_by_key(|(_, f)| f.bytes).map(|(tp, _)| tp.clone());
+            let largest = self
+                .open
+                .iter()
+                .max_by_key(|(_, f)| f.bytes)
+                .map(|(tp, _)| tp.clone());
             let Some(largest) = largest else { break };
             self.finish(&largest).await?;
         }
@@ -230,17 +252,32 @@ impl FileSink {
         }
         let schema = encode::infer_schema(records);
         let text = serde_json::to_vec_pretty(&schema).map_err(|e| Error::Parquet(e.to_string()))?;
-        self.store.put_atomic(&format!("{topic}/{SCHEMA_FILE}"), text).await?;
-        tracing::info!(topic, ?schema, "inferred the JSON schema from the first file");
+        self.store
+            .put_atomic(&format!("{topic}/{SCHEMA_FILE}"), text)
+            .await?;
+        tracing::info!(
+            topic,
+            ?schema,
+            "inferred the JSON schema from the first file"
+        );
         let schema = Arc::new(schema);
         self.schemas.insert(topic.to_string(), schema.clone());
         Ok(schema)
     }
 
     async fn finish(&mut self, tp: &TopicPartition) -> Result<()> {
-        let Some(file) = self.open.remove(tp) else { return Ok(()) };
+        let Some(file) = self.open.remove(tp) else {
+            return Ok(());
+        };
         self.buffered_bytes -= file.bytes;
-        let relative = layout::file_path(&tp.topic, file.bucket, tp.partition, file.first_offset, file.last_offset, self.format.ext());
+        let relative = layout::file_path(
+            &tp.topic,
+            file.bucket,
+            tp.partition,
+            file.first_offset,
+            file.last_offset,
+            self.format.ext(),
+        );
         let rows = file.records.len();
         let bytes = match self.format {
             Format::Jsonl => encode::jsonl_file(&file.records, self.mode),
@@ -250,9 +287,11 @@ impl FileSink {
                     Mode::Raw => Arc::new(Vec::new()),
                 };
                 let mode = self.mode;
-                tokio::task::spawn_blocking(move || encode::parquet_file(&file.records, mode, &schema, compression))
-                    .await
-                    .map_err(|e| Error::Parquet(e.to_string()))??
+                tokio::task::spawn_blocking(move || {
+                    encode::parquet_file(&file.records, mode, &schema, compression)
+                })
+                .await
+                .map_err(|e| Error::Parquet(e.to_string()))??
             }
         };
         let size = bytes.len();

@@ -33,13 +33,27 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// The file name of a partition's offset range.
 pub fn file_name(partition: i32, first_offset: i64, last_offset: i64, ext: &str) -> String {
-    debug_assert!(first_offset <= last_offset, "{first_offset} > {last_offset}");
+    debug_assert!(
+        first_offset <= last_offset,
+        "{first_offset} > {last_offset}"
+    );
     format!("{partition}-{first_offset}-{last_offset}.{ext}")
 }
 
 /// The path of a finished file under the root.
-pub fn file_path(topic: &str, bucket: i64, partition: i32, first_offset: i64, last_offset: i64, ext: &str) -> String {
-    format!("{topic}/{}/{}", hour_dir(bucket), file_name(partition, first_offset, last_offset, ext))
+pub fn file_path(
+    topic: &str,
+    bucket: i64,
+    partition: i32,
+    first_offset: i64,
+    last_offset: i64,
+    ext: &str,
+) -> String {
+    format!(
+        "{topic}/{}/{}",
+        hour_dir(bucket),
+        file_name(partition, first_offset, last_offset, ext)
+    )
 }
 
 /// Parses `<partition>-<first>-<last>.<ext>` back; `None` for any other name (temporary
@@ -61,15 +75,27 @@ mod tests {
     fn hour_dirs_follow_utc_calendar() {
         assert_eq!(hour_dir(hour_bucket(0)), "dt=1970-01-01/hour=00");
         // 2024-02-29T23:59:59.999Z and the next millisecond.
-        assert_eq!(hour_dir(hour_bucket(1_709_251_199_999)), "dt=2024-02-29/hour=23");
-        assert_eq!(hour_dir(hour_bucket(1_709_251_200_000)), "dt=2024-03-01/hour=00");
+        assert_eq!(
+            hour_dir(hour_bucket(1_709_251_199_999)),
+            "dt=2024-02-29/hour=23"
+        );
+        assert_eq!(
+            hour_dir(hour_bucket(1_709_251_200_000)),
+            "dt=2024-03-01/hour=00"
+        );
         assert_eq!(hour_dir(hour_bucket(-1)), "dt=1969-12-31/hour=23");
     }
 
     #[test]
     fn names_round_trip_and_strangers_are_refused() {
-        assert_eq!(file_path("t", 0, 3, 10, 19, "parquet"), "t/dt=1970-01-01/hour=00/3-10-19.parquet");
-        assert_eq!(parse_file_name("3-10-19.parquet", "parquet"), Some((3, 10, 19)));
+        assert_eq!(
+            file_path("t", 0, 3, 10, 19, "parquet"),
+            "t/dt=1970-01-01/hour=00/3-10-19.parquet"
+        );
+        assert_eq!(
+            parse_file_name("3-10-19.parquet", "parquet"),
+            Some((3, 10, 19))
+        );
         assert_eq!(parse_file_name(".3-10-19.parquet.tmp", "parquet"), None);
         assert_eq!(parse_file_name("3-19-10.parquet", "parquet"), None);
         assert_eq!(parse_file_name("3-10-19.jsonl", "parquet"), None);

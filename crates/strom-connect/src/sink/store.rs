@@ -74,10 +74,16 @@ impl Store {
                 builder = builder.with_secret_access_key(secret);
             }
             let store = builder.build()?;
-            return Ok(Store::Object { store: Arc::new(store), prefix: prefix.trim_matches('/').to_string(), url: root.to_string() });
+            return Ok(Store::Object {
+                store: Arc::new(store),
+                prefix: prefix.trim_matches('/').to_string(),
+                url: root.to_string(),
+            });
         }
         if root.contains("://") && !root.starts_with("file://") {
-            return Err(Error::Config(format!("root {root:?}: use a directory, file://DIR or s3://BUCKET/PREFIX")));
+            return Err(Error::Config(format!(
+                "root {root:?}: use a directory, file://DIR or s3://BUCKET/PREFIX"
+            )));
         }
         let path = root.strip_prefix("file://").unwrap_or(root);
         if path.is_empty() {
@@ -112,7 +118,9 @@ impl Store {
                     .map_err(|e| Error::io("write task", std::io::Error::other(e)))?
             }
             Store::Object { store, prefix, .. } => {
-                store.put(&Self::key(prefix, relative), PutPayload::from(bytes)).await?;
+                store
+                    .put(&Self::key(prefix, relative), PutPayload::from(bytes))
+                    .await?;
                 Ok(())
             }
         }
@@ -126,11 +134,13 @@ impl Store {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(Error::io(format!("read {relative}"), e)),
             },
-            Store::Object { store, prefix, .. } => match store.get(&Self::key(prefix, relative)).await {
-                Ok(got) => Ok(Some(got.bytes().await?.to_vec())),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e.into()),
-            },
+            Store::Object { store, prefix, .. } => {
+                match store.get(&Self::key(prefix, relative)).await {
+                    Ok(got) => Ok(Some(got.bytes().await?.to_vec())),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            }
         }
     }
 
@@ -151,7 +161,11 @@ impl Store {
             Store::Object { store, prefix, .. } => {
                 let base = Self::key(prefix, topic);
                 let metas: Vec<_> = store.list(Some(&base)).try_collect().await?;
-                let strip = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+                let strip = if prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!("{prefix}/")
+                };
                 Ok(metas
                     .into_iter()
                     .filter_map(|m| {
@@ -167,12 +181,15 @@ impl Store {
     /// Deletes temporary files a crashed sink left under `<root>/<topic>/` (local only: object
     /// stores never show partial objects). Returns how many.
     pub async fn remove_temporaries(&self, topic: &str) -> Result<usize> {
-        let Store::Local(dir) = self else { return Ok(0) };
+        let Store::Local(dir) = self else {
+            return Ok(0);
+        };
         let mut removed = 0;
         for (relative, name) in self.list(topic).await? {
             if name.starts_with('.') && name.ends_with(".tmp") {
                 let path = dir.join(&relative);
-                std::fs::remove_file(&path).map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
+                std::fs::remove_file(&path)
+                    .map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
                 tracing::info!(file = %path.display(), "removed a partial file left by an earlier run");
                 removed += 1;
             }
@@ -191,7 +208,9 @@ fn walk_local(dir: &Path, relative: &str, out: &mut Vec<(String, String)>) -> Re
         let entry = entry.map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
         let name = entry.file_name().to_string_lossy().to_string();
         let child = format!("{relative}/{name}");
-        let kind = entry.file_type().map_err(|e| Error::io(format!("stat {}", entry.path().display()), e))?;
+        let kind = entry
+            .file_type()
+            .map_err(|e| Error::io(format!("stat {}", entry.path().display()), e))?;
         if kind.is_dir() {
             walk_local(&entry.path(), &child, out)?;
         } else {
@@ -204,17 +223,29 @@ fn walk_local(dir: &Path, relative: &str, out: &mut Vec<(String, String)>) -> Re
 /// Temporary name, fsync, rename, fsync of the directory.
 fn write_local_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = target.parent().ok_or_else(|| Error::Config(format!("{} has no parent", target.display())))?;
+    let dir = target
+        .parent()
+        .ok_or_else(|| Error::Config(format!("{} has no parent", target.display())))?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-    let name = target.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let temporary = dir.join(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&temporary).map_err(|e| Error::io(format!("create {}", temporary.display()), e))?;
-    file.write_all(bytes).map_err(|e| Error::io(format!("write {}", temporary.display()), e))?;
-    file.sync_all().map_err(|e| Error::io(format!("fsync {}", temporary.display()), e))?;
+    let mut file = std::fs::File::create(&temporary)
+        .map_err(|e| Error::io(format!("create {}", temporary.display()), e))?;
+    file.write_all(bytes)
+        .map_err(|e| Error::io(format!("write {}", temporary.display()), e))?;
+    file.sync_all()
+        .map_err(|e| Error::io(format!("fsync {}", temporary.display()), e))?;
     drop(file);
-    std::fs::rename(&temporary, target).map_err(|e| Error::io(format!("rename to {}", target.display()), e))?;
-    let dir_handle = std::fs::File::open(dir).map_err(|e| Error::io(format!("open {}", dir.display()), e))?;
-    dir_handle.sync_all().map_err(|e| Error::io(format!("fsync {}", dir.display()), e))?;
+    std::fs::rename(&temporary, target)
+        .map_err(|e| Error::io(format!("rename to {}", target.display()), e))?;
+    let dir_handle =
+        std::fs::File::open(dir).map_err(|e| Error::io(format!("open {}", dir.display()), e))?;
+    dir_handle
+        .sync_all()
+        .map_err(|e| Error::io(format!("fsync {}", dir.display()), e))?;
     Ok(())
 }
 
@@ -225,10 +256,28 @@ mod tests {
     #[tokio::test]
     async fn local_put_lists_and_temporaries_are_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("file://{}", dir.path().display()), &S3Options::default()).unwrap();
-        store.put_atomic("t/dt=1970-01-01/hour=00/0-0-9.parquet", b"abc".to_vec()).await.unwrap();
-        std::fs::write(dir.path().join("t/dt=1970-01-01/hour=00/.0-10-19.parquet.tmp"), b"partial").unwrap();
-        let mut names: Vec<String> = store.list("t").await.unwrap().into_iter().map(|(_, n)| n).collect();
+        let store = Store::open(
+            &format!("file://{}", dir.path().display()),
+            &S3Options::default(),
+        )
+        .unwrap();
+        store
+            .put_atomic("t/dt=1970-01-01/hour=00/0-0-9.parquet", b"abc".to_vec())
+            .await
+            .unwrap();
+        std::fs::write(
+            dir.path()
+                .join("t/dt=1970-01-01/hour=00/.0-10-19.parquet.tmp"),
+            b"partial",
+        )
+        .unwrap();
+        let mut names: Vec<String> = store
+            .list("t")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
         names.sort();
         assert_eq!(names, [".0-10-19.parquet.tmp", "0-0-9.parquet"]);
         assert_eq!(store.remove_temporaries("t").await.unwrap(), 1);
@@ -238,7 +287,10 @@ mod tests {
 
     #[test]
     fn roots_are_checked() {
-        assert!(matches!(Store::open("/tmp/x", &S3Options::default()), Ok(Store::Local(_))));
+        assert!(matches!(
+            Store::open("/tmp/x", &S3Options::default()),
+            Ok(Store::Local(_))
+        ));
         assert!(Store::open("hdfs://x/y", &S3Options::default()).is_err());
         assert!(Store::open("s3:///x", &S3Options::default()).is_err());
         assert!(Store::open("", &S3Options::default()).is_err());

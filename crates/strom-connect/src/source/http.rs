@@ -27,9 +27,18 @@ struct Ingest {
 }
 
 /// Serves until `shutdown`.
-pub async fn run(addr: &str, key_field: Option<String>, output: Output, mut shutdown: Shutdown) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::io(format!("bind {addr}"), e))?;
-    let local = listener.local_addr().map_err(|e| Error::io("local address", e))?;
+pub async fn run(
+    addr: &str,
+    key_field: Option<String>,
+    output: Output,
+    mut shutdown: Shutdown,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::io(format!("bind {addr}"), e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io("local address", e))?;
     tracing::info!(addr = %local, "HTTP ingest listening");
     let app = Router::new()
         .route("/", post(ingest_default))
@@ -44,30 +53,58 @@ pub async fn run(addr: &str, key_field: Option<String>, output: Output, mut shut
         .map_err(|e| Error::io("serve HTTP ingest", e))
 }
 
-async fn ingest_default(State(ingest): State<Ingest>, uri: Uri, headers: HeaderMap, body: Body) -> (StatusCode, Json<Value>) {
+async fn ingest_default(
+    State(ingest): State<Ingest>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> (StatusCode, Json<Value>) {
     handle(&ingest, None, &uri, &headers, body).await
 }
 
-async fn ingest_topic(State(ingest): State<Ingest>, Path(topic): Path<String>, uri: Uri, headers: HeaderMap, body: Body) -> (StatusCode, Json<Value>) {
+async fn ingest_topic(
+    State(ingest): State<Ingest>,
+    Path(topic): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> (StatusCode, Json<Value>) {
     handle(&ingest, Some(topic), &uri, &headers, body).await
 }
 
 fn query_key(uri: &Uri) -> Option<String> {
-    uri.query()?.split('&').find_map(|pair| pair.strip_prefix("key=")).map(|k| k.replace("%20", " "))
+    uri.query()?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("key="))
+        .map(|k| k.replace("%20", " "))
 }
 
-async fn handle(ingest: &Ingest, topic: Option<String>, uri: &Uri, headers: &HeaderMap, body: Body) -> (StatusCode, Json<Value>) {
+async fn handle(
+    ingest: &Ingest,
+    topic: Option<String>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> (StatusCode, Json<Value>) {
     let json_body = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let batch = match parse(&body, json_body, query_key(uri), ingest.key_field.as_deref()) {
+    let batch = match parse(
+        &body,
+        json_body,
+        query_key(uri),
+        ingest.key_field.as_deref(),
+    ) {
         Ok(batch) => batch,
         Err(message) => return (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))),
     };
     match ingest.output.send_all(topic, batch).await {
         Ok(sent) => (StatusCode::OK, Json(json!({ "records": sent }))),
-        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": error.to_string() }))),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": error.to_string() })),
+        ),
     }
 }
 
@@ -84,14 +121,23 @@ fn key_of(value: &Value, key: &Option<String>, key_field: Option<&str>) -> Optio
     }))
 }
 
-fn parse(body: &[u8], json_body: bool, key: Option<String>, key_field: Option<&str>) -> std::result::Result<Batch, String> {
+fn parse(
+    body: &[u8],
+    json_body: bool,
+    key: Option<String>,
+    key_field: Option<&str>,
+) -> std::result::Result<Batch, String> {
     if json_body {
-        let value: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
         let items = match value {
             Value::Array(items) => items,
             other => vec![other],
         };
-        return Ok(items.into_iter().map(|v| (key_of(&v, &key, key_field), Bytes::from(v.to_string()))).collect());
+        return Ok(items
+            .into_iter()
+            .map(|v| (key_of(&v, &key, key_field), Bytes::from(v.to_string())))
+            .collect());
     }
     let text = std::str::from_utf8(body).map_err(|_| "body is not UTF-8 text".to_string())?;
     Ok(text
@@ -99,7 +145,10 @@ fn parse(body: &[u8], json_body: bool, key: Option<String>, key_field: Option<&s
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
             let parsed: Option<Value> = serde_json::from_str(line).ok();
-            let k = parsed.as_ref().and_then(|v| key_of(v, &key, key_field)).or_else(|| key.clone().map(Bytes::from));
+            let k = parsed
+                .as_ref()
+                .and_then(|v| key_of(v, &key, key_field))
+                .or_else(|| key.clone().map(Bytes::from));
             (k, Bytes::from(line.to_string()))
         })
         .collect())

@@ -14,7 +14,11 @@ const BATCH_LINES_MAX: usize = 1000;
 const LINGER: Duration = Duration::from_millis(100);
 
 /// Reads stdin until its end or `shutdown`.
-pub async fn run(key_separator: Option<&str>, output: &Output, mut shutdown: Shutdown) -> Result<()> {
+pub async fn run(
+    key_separator: Option<&str>,
+    output: &Output,
+    mut shutdown: Shutdown,
+) -> Result<()> {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut batch = Vec::new();
     loop {
@@ -43,7 +47,10 @@ pub async fn run(key_separator: Option<&str>, output: &Output, mut shutdown: Shu
 
 fn split(line: &str, separator: Option<&str>) -> (Option<Bytes>, Bytes) {
     match separator.and_then(|s| line.split_once(s)) {
-        Some((key, value)) => (Some(Bytes::from(key.to_string())), Bytes::from(value.to_string())),
+        Some((key, value)) => (
+            Some(Bytes::from(key.to_string())),
+            Bytes::from(value.to_string()),
+        ),
         None => (None, Bytes::from(line.to_string())),
     }
 }

@@ -48,12 +48,23 @@ impl Glob {
     /// Parses `DIR/PATTERN`.
     pub fn parse(text: &str) -> Result<Glob> {
         let path = Path::new(text);
-        let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::Config(format!("files {text:?} has no file name")))?;
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::Config(format!("files {text:?} has no file name")))?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         if dir.to_string_lossy().contains(['*', '?']) {
-            return Err(Error::Config(format!("files {text:?}: wildcards go in the file name only")));
+            return Err(Error::Config(format!(
+                "files {text:?}: wildcards go in the file name only"
+            )));
         }
-        Ok(Glob { dir: dir.to_path_buf(), pattern: name.chars().collect() })
+        Ok(Glob {
+            dir: dir.to_path_buf(),
+            pattern: name.chars().collect(),
+        })
     }
 
     /// Whether a file name matches.
@@ -73,7 +84,8 @@ impl Glob {
 
     /// Matching files with inode and modification time, oldest first.
     fn list(&self) -> Result<Vec<(u64, PathBuf)>> {
-        let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io(format!("list {}", self.dir.display()), e))?;
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| Error::io(format!("list {}", self.dir.display()), e))?;
         let mut files = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
@@ -86,14 +98,18 @@ impl Glob {
             }
         }
         files.sort();
-        Ok(files.into_iter().map(|(_, ino, path)| (ino, path)).collect())
+        Ok(files
+            .into_iter()
+            .map(|(_, ino, path)| (ino, path))
+            .collect())
     }
 }
 
 /// Loads positions (empty when the file does not exist).
 pub fn load_positions(path: &Path) -> Result<Positions> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Config(format!("positions file {}: {e}", path.display()))),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Config(format!("positions file {}: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Positions::new()),
         Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
     }
@@ -102,19 +118,28 @@ pub fn load_positions(path: &Path) -> Result<Positions> {
 fn save_positions(path: &Path, positions: &Positions) -> Result<()> {
     let temporary = path.with_extension("tmp");
     let text = serde_json::to_vec_pretty(positions).map_err(|e| Error::Config(e.to_string()))?;
-    std::fs::write(&temporary, text).map_err(|e| Error::io(format!("write {}", temporary.display()), e))?;
-    std::fs::rename(&temporary, path).map_err(|e| Error::io(format!("rename to {}", path.display()), e))
+    std::fs::write(&temporary, text)
+        .map_err(|e| Error::io(format!("write {}", temporary.display()), e))?;
+    std::fs::rename(&temporary, path)
+        .map_err(|e| Error::io(format!("rename to {}", path.display()), e))
 }
 
 /// Complete lines from `offset` (at most [`READ_BYTES_MAX`] bytes): the lines and the bytes
 /// they take, newlines included. A file shorter than `offset` was truncated: read from 0.
 fn read_lines(path: &Path, offset: u64) -> Result<(u64, Vec<Bytes>, u64)> {
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-    let len = file.metadata().map_err(|e| Error::io(format!("stat {}", path.display()), e))?.len();
+    let mut file =
+        std::fs::File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+        .len();
     let start = if len < offset { 0 } else { offset };
-    file.seek(SeekFrom::Start(start)).map_err(|e| Error::io(format!("seek {}", path.display()), e))?;
+    file.seek(SeekFrom::Start(start))
+        .map_err(|e| Error::io(format!("seek {}", path.display()), e))?;
     let mut buf = Vec::new();
-    file.take(READ_BYTES_MAX).read_to_end(&mut buf).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    file.take(READ_BYTES_MAX)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
     let mut lines = Vec::new();
     let mut used = 0usize;
     while let Some(end) = buf[used..].iter().position(|b| *b == b'\n') {
@@ -135,7 +160,13 @@ fn read_lines(path: &Path, offset: u64) -> Result<(u64, Vec<Bytes>, u64)> {
 }
 
 /// Tails until `shutdown`.
-pub async fn run(files: &str, positions_path: &Path, poll: Duration, output: &Output, mut shutdown: Shutdown) -> Result<()> {
+pub async fn run(
+    files: &str,
+    positions_path: &Path,
+    poll: Duration,
+    output: &Output,
+    mut shutdown: Shutdown,
+) -> Result<()> {
     let glob = Glob::parse(files)?;
     let mut positions = load_positions(positions_path)?;
     tracing::info!(files, positions = %positions_path.display(), known = positions.len(), "taildir source running");
@@ -150,12 +181,24 @@ pub async fn run(files: &str, positions_path: &Path, poll: Duration, output: &Ou
                 tracing::warn!(file = %path.display(), offset, "file is shorter than its position: truncated, reading from 0");
             }
             if used == 0 {
-                positions.insert(ino, Position { path, offset: start });
+                positions.insert(
+                    ino,
+                    Position {
+                        path,
+                        offset: start,
+                    },
+                );
                 continue;
             }
             let batch: Vec<(Option<Bytes>, Bytes)> = lines.into_iter().map(|l| (None, l)).collect();
             output.send_all(None, batch).await?;
-            positions.insert(ino, Position { path, offset: start + used });
+            positions.insert(
+                ino,
+                Position {
+                    path,
+                    offset: start + used,
+                },
+            );
             save_positions(positions_path, &positions)?;
             sent_any = true;
         }

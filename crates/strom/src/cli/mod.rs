@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod connect;
 pub mod consume;
 pub mod produce;
 pub mod topic;
