@@ -36,11 +36,20 @@ fn check(code: i16, what: impl Into<String>) -> Result<()> {
 
 /// The node id of `group`'s coordinator.
 pub async fn find_coordinator(client: &Client, group: &str) -> Result<i32> {
+    let connection = client.any_connection().await?;
+    let version = connection
+        .version(kafka_protocol::messages::ApiKey::FindCoordinator)
+        .unwrap_or(0);
     let mut request = FindCoordinatorRequest::default();
-    request.key = StrBytes::from_string(group.to_string());
     request.key_type = 0;
-    request.coordinator_keys = vec![StrBytes::from_string(group.to_string())];
-    let (version, response) = client.send_any(&request).await?;
+    if version >= 4 {
+        request.coordinator_keys = vec![StrBytes::from_string(group.to_string())];
+    } else {
+        request.key = StrBytes::from_string(group.to_string());
+    }
+    let response = connection
+        .send_versioned(&request, version, client.config().request_timeout_ms)
+        .await?;
     if version >= 4 {
         let c = response
             .coordinators

@@ -37,8 +37,8 @@ enum ConnectCommand {
     /// Land topics as files: `strom connect sink parquet --topics T --group G --root DIR`.
     Sink {
         /// `parquet` or `jsonl`.
-        #[arg(value_parser = ["parquet", "jsonl"])]
-        format: String,
+        #[arg(value_name = "FORMAT", value_parser = ["parquet", "jsonl"])]
+        file_format: String,
         #[command(flatten)]
         sink: SinkArgs,
     },
@@ -117,7 +117,10 @@ fn load(files: &[PathBuf]) -> anyhow::Result<Vec<PipelineConfig>> {
 
 fn one_liner(command: ConnectCommand) -> anyhow::Result<PipelineConfig> {
     let config = match command {
-        ConnectCommand::Sink { format, sink } => {
+        ConnectCommand::Sink {
+            file_format: format,
+            sink,
+        } => {
             let file = FileSinkConfig {
                 root: sink.root,
                 mode: sink.mode,
