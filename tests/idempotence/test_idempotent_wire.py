@@ -233,11 +233,6 @@ def test_expired_producer_state_gives_unknown_producer_id(broker_factory):
         assert_ok(c.produce(topic, 0, idempotent_batch(fresh, 0, 3, 1, "fresh")), 5, "recent producer after restart")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "broker bug: InitProducerId without a transactional id bumps the epoch of any (id, epoch) it is "
-    "given, without checking the id was ever handed out, and the allocator later hands the same id to a "
-    "new producer; two producers sharing id and epoch make the broker answer one's batches as duplicates "
-    "of the other's and drop them (repro in the docstring)"))
 def test_epoch_bump_never_makes_two_producers_share_an_id(broker):
     """KIP-360 bump for idempotent producers: whatever InitProducerId answers to (id, epoch), two
     producers must never end up with the same producer id. (Kafka ignores the id of a

@@ -112,8 +112,18 @@ fn append(
     }
     let rules = partition.rules.read().clone();
     let now = now_ms();
-    validate_batches(records, &rules.validation, now)
+    let validated = validate_batches(records, &rules.validation, now)
         .map_err(|e| (batch_error_code(&e), e.to_string()))?;
+    if validated.batch_count != 1 {
+        // Kafka: Produce v3+ carries exactly one batch per partition.
+        return Err((
+            ResponseError::InvalidRecord.code(),
+            format!(
+                "a produce request must carry exactly one record batch per partition, not {}",
+                validated.batch_count
+            ),
+        ));
+    }
     if rules.compacted {
         require_keys(records)?;
     }

@@ -21,11 +21,24 @@ pub fn init_producer_id(
         );
         return response;
     }
-    let bump = request.producer_id.0 >= 0 && request.producer_epoch >= 0;
-    if bump && request.producer_epoch < i16::MAX - 1 {
-        response.producer_id = request.producer_id;
-        response.producer_epoch = request.producer_epoch + 1;
-        return response;
+    if request.producer_id.0 >= 0 && request.producer_epoch >= 0 {
+        match state
+            .producer_ids
+            .bump(request.producer_id.0, request.producer_epoch)
+        {
+            Ok(Some(epoch)) => {
+                response.producer_id = request.producer_id;
+                response.producer_epoch = epoch;
+                return response;
+            }
+            // Not an id we issued, or its epochs are used up: a fresh id below.
+            Ok(None) => {}
+            Err(error) => {
+                tracing::info!(%error, "refusing an epoch bump");
+                response.error_code = ResponseError::InvalidProducerEpoch.code();
+                return response;
+            }
+        }
     }
     match state.producer_ids.allocate() {
         Ok(id) => {
