@@ -25,9 +25,17 @@ if [[ "${SKIP_CARGO_TEST:-0}" != "1" ]]; then
     cargo test --workspace
 fi
 
-echo "== pytest tests (STROM_BIN=$STROM_BIN)" >&2
+# Test paths given as arguments replace the default (all of tests/).
+args=("$@")
+has_path=0
+for a in "$@"; do
+    if [[ $a != -* && -e $a ]]; then has_path=1; fi
+done
+if [[ $has_path -eq 0 ]]; then args=("$ROOT/tests" "${args[@]}"); fi
+
+echo "== pytest ${args[*]} (STROM_BIN=$STROM_BIN)" >&2
 set +e
-"$ROOT/.venv/bin/pytest" "$ROOT/tests" -q --timeout=120 "$@"
+"$ROOT/.venv/bin/pytest" -q --timeout=120 "${args[@]}"
 rc=$?
 set -e
 if [[ $rc -eq 5 ]]; then
