@@ -1,4 +1,5 @@
-//! The consumer by assignment: positions, seeks, the fetch loop and record decoding.
+//! The consumer: by assignment or by subscription to a classic consumer group; positions,
+//! seeks, commits, the fetch loop and record decoding.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -9,8 +10,10 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
 
+use crate::assignor::Assignor;
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::group::{self, Membership, MembershipConfig};
 use crate::offsets::{leader_of, list_offsets, OffsetSpec};
 use crate::types::{ConsumerRecord, TopicPartition};
 
@@ -41,6 +44,27 @@ pub struct ConsumerConfig {
     pub auto_offset_reset: AutoOffsetReset,
     /// Read only committed transactional records (`isolation.level=read_committed`).
     pub read_committed: bool,
+    /// `group.id`: needed by [`Consumer::subscribe`] and the commit methods.
+    pub group_id: Option<String>,
+    /// `group.instance.id`: a static member keeps its assignment across restarts within the
+    /// session timeout and does not leave the group on close.
+    pub group_instance_id: Option<String>,
+    /// `session.timeout.ms`: the coordinator removes a member it has not heard from this long.
+    pub session_timeout_ms: i32,
+    /// `max.poll.interval.ms`, sent as the rebalance timeout: how long members may take to
+    /// rejoin, i.e. the longest gap between two `poll` calls during a rebalance.
+    pub rebalance_timeout_ms: i32,
+    /// `heartbeat.interval.ms`.
+    pub heartbeat_interval_ms: u64,
+    /// `partition.assignment.strategy`, in order of preference. The default is the Java
+    /// client's (`range`, then `cooperative-sticky`, which runs the eager protocol); list only
+    /// `cooperative-sticky` for incremental cooperative rebalancing.
+    pub assignors: Vec<Assignor>,
+    /// `enable.auto.commit`: commit positions every `auto_commit_interval_ms` from `poll`,
+    /// before partitions are revoked, and on [`Consumer::close`].
+    pub enable_auto_commit: bool,
+    /// `auto.commit.interval.ms`.
+    pub auto_commit_interval_ms: u64,
 }
 
 impl Default for ConsumerConfig {
@@ -52,7 +76,22 @@ impl Default for ConsumerConfig {
             max_partition_fetch_bytes: 1024 * 1024,
             auto_offset_reset: AutoOffsetReset::Latest,
             read_committed: false,
+            group_id: None,
+            group_instance_id: None,
+            session_timeout_ms: 45_000,
+            rebalance_timeout_ms: 300_000,
+            heartbeat_interval_ms: 3_000,
+            assignors: vec![Assignor::Range, Assignor::CooperativeSticky],
+            enable_auto_commit: true,
+            auto_commit_interval_ms: 5_000,
         }
+    }
+}
+
+impl ConsumerConfig {
+    /// The defaults with `group.id` set.
+    pub fn with_group(group_id: impl Into<String>) -> ConsumerConfig {
+        ConsumerConfig { group_id: Some(group_id.into()), ..ConsumerConfig::default() }
     }
 }
 
@@ -68,7 +107,10 @@ struct PartitionState {
     fetch_bytes: i32,
 }
 
-/// A consumer of explicitly assigned partitions.
+/// A consumer of explicitly assigned partitions ([`Consumer::assign`]) or, with a `group_id`,
+/// of the partitions a consumer group gives it ([`Consumer::subscribe`]).
+///
+/// By assignment:
 ///
 /// ```no_run
 /// # async fn example() -> strom_client::Result<()> {
@@ -83,10 +125,37 @@ struct PartitionState {
 /// }
 /// # Ok(()) }
 /// ```
+///
+/// In a group (members share the partitions; positions resume from committed offsets, else
+/// `auto_offset_reset`; positions are committed every `auto_commit_interval_ms`):
+///
+/// ```no_run
+/// # async fn example() -> strom_client::Result<()> {
+/// use std::time::Duration;
+/// use strom_client::{AutoOffsetReset, Client, ClientConfig, Consumer, ConsumerConfig};
+/// let client = Client::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+/// let config = ConsumerConfig { auto_offset_reset: AutoOffsetReset::Earliest, ..ConsumerConfig::with_group("billing") };
+/// let mut consumer = Consumer::new(client, config);
+/// consumer.subscribe(&["events"])?;
+/// for _ in 0..10 {
+///     for record in consumer.poll(Duration::from_secs(1)).await? {
+///         println!("{}-{}@{}", record.topic, record.partition, record.offset);
+///     }
+///     consumer.commit().await?;
+/// }
+/// consumer.close().await?; // commits and leaves the group, handing its partitions over
+/// # Ok(()) }
+/// ```
 pub struct Consumer {
     client: Client,
     config: ConsumerConfig,
     partitions: BTreeMap<TopicPartition, PartitionState>,
+    /// Topics subscribed to (empty: consuming by assignment).
+    subscription: Vec<String>,
+    membership: Option<Membership>,
+    /// Offsets last committed per partition, so auto-commit skips unchanged ones.
+    last_committed: BTreeMap<TopicPartition, i64>,
+    last_auto_commit: tokio::time::Instant,
 }
 
 /// Records of a compressed batch may number this many at most (a guard against a broker
@@ -98,7 +167,20 @@ const RECORD_BYTES_MIN: i64 = 7;
 impl Consumer {
     /// A consumer with nothing assigned.
     pub fn new(client: Client, config: ConsumerConfig) -> Consumer {
-        Consumer { client, config, partitions: BTreeMap::new() }
+        Consumer {
+            client,
+            config,
+            partitions: BTreeMap::new(),
+            subscription: Vec::new(),
+            membership: None,
+            last_committed: BTreeMap::new(),
+            last_auto_commit: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.config
     }
 
     /// The client underneath.
@@ -226,7 +308,13 @@ impl Consumer {
 
     /// Fetches once from every leader of the assignment and returns the records, in offset
     /// order per partition. Waits at most about `timeout` when nothing is there.
+    ///
+    /// A subscribed consumer also joins or rejoins its group here (a rebalance), and commits
+    /// positions when auto-commit is due.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        if self.membership.is_some() {
+            self.maintain_group().await?;
+        }
         if self.partitions.is_empty() {
             tokio::time::sleep(timeout).await;
             return Ok(Vec::new());
@@ -359,6 +447,215 @@ impl Consumer {
         }
         state.position = Some(next.max(position));
         Ok(false)
+    }
+}
+
+/// Group membership and commits.
+impl Consumer {
+    /// Subscribes to `topics` as a member of the consumer group `group_id`. The group is
+    /// joined on the next [`Consumer::poll`], which from then on keeps the assignment current.
+    /// Replaces any earlier subscription or assignment.
+    pub fn subscribe<S: AsRef<str>>(&mut self, topics: &[S]) -> Result<()> {
+        let Some(group_id) = self.config.group_id.clone() else {
+            return Err(Error::Invalid("subscribe needs a group_id in the ConsumerConfig".into()));
+        };
+        if topics.is_empty() {
+            return Err(Error::Invalid("subscribe needs at least one topic".into()));
+        }
+        if self.config.assignors.is_empty() {
+            return Err(Error::Invalid("subscribe needs at least one assignor".into()));
+        }
+        let mut topics: Vec<String> = topics.iter().map(|t| t.as_ref().to_string()).collect();
+        topics.sort();
+        topics.dedup();
+        self.subscription = topics;
+        match &self.membership {
+            Some(membership) => membership.request_rejoin(),
+            None => {
+                self.assign(Vec::new());
+                self.membership = Some(Membership::new(
+                    self.client.clone(),
+                    MembershipConfig {
+                        group_id,
+                        group_instance_id: self.config.group_instance_id.clone(),
+                        session_timeout_ms: self.config.session_timeout_ms,
+                        rebalance_timeout_ms: self.config.rebalance_timeout_ms,
+                        heartbeat_interval_ms: self.config.heartbeat_interval_ms,
+                        assignors: self.config.assignors.clone(),
+                    },
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// The subscribed topics (empty when consuming by assignment).
+    pub fn subscription(&self) -> &[String] {
+        &self.subscription
+    }
+
+    /// This member's id and generation once it has joined its group.
+    pub fn group_member(&self) -> Option<(String, i32)> {
+        self.membership.as_ref().and_then(Membership::identity)
+    }
+
+    /// Joins the group now (rather than on the next poll) if a rebalance is due; returns the
+    /// assignment.
+    pub async fn join_group(&mut self) -> Result<Vec<TopicPartition>> {
+        self.maintain_group().await?;
+        Ok(self.assignment())
+    }
+
+    async fn maintain_group(&mut self) -> Result<()> {
+        // A cooperative rebalance that revoked partitions needs a second one at once.
+        for _ in 0..3 {
+            let Some(membership) = &self.membership else { return Ok(()) };
+            if !membership.needs_rejoin() {
+                break;
+            }
+            self.rebalance().await?;
+        }
+        if self.config.enable_auto_commit
+            && self.last_auto_commit.elapsed() >= Duration::from_millis(self.config.auto_commit_interval_ms)
+        {
+            self.last_auto_commit = tokio::time::Instant::now();
+            if let Err(error) = self.commit_positions(None).await {
+                tracing::warn!(%error, "auto-commit failed");
+            }
+        }
+        Ok(())
+    }
+
+    async fn rebalance(&mut self) -> Result<()> {
+        let membership = self.membership.as_ref().expect("called with a membership");
+        let cooperative = membership.cooperative();
+        let lost = membership.take_lost();
+        let owned = self.assignment();
+        if lost {
+            // Another member may own these now: drop them without committing.
+            self.assign(Vec::new());
+        } else if !cooperative && !owned.is_empty() {
+            // Eager protocol: commit and revoke everything before joining.
+            if self.config.enable_auto_commit {
+                if let Err(error) = self.commit_positions(None).await {
+                    tracing::warn!(%error, "commit before revoking failed");
+                }
+            }
+            self.assign(Vec::new());
+        }
+        let owned = self.assignment();
+        let topics = self.subscription.clone();
+        let membership = self.membership.as_mut().expect("called with a membership");
+        let joined = membership.join(&topics, &owned).await?;
+        let revoked: Vec<TopicPartition> = owned.iter().filter(|tp| !joined.assigned.contains(tp)).cloned().collect();
+        let added: Vec<TopicPartition> = joined.assigned.iter().filter(|tp| !owned.contains(tp)).cloned().collect();
+        tracing::info!(group = %membership.group_id(), generation = joined.generation, assigned = joined.assigned.len(),
+            added = added.len(), revoked = revoked.len(), "joined group");
+        if !revoked.is_empty() {
+            if self.config.enable_auto_commit {
+                if let Err(error) = self.commit_positions(Some(&revoked)).await {
+                    tracing::warn!(%error, "commit of revoked partitions failed");
+                }
+            }
+            // Cooperative: the partitions go to their new owners in the next rebalance.
+            self.membership.as_ref().expect("still there").request_rejoin();
+        }
+        self.assign(joined.assigned.clone());
+        self.last_committed.retain(|tp, _| joined.assigned.contains(tp));
+        self.seek_to_committed(&added).await
+    }
+
+    /// Moves `partitions` to their committed offsets; those without one start per
+    /// `auto_offset_reset`.
+    async fn seek_to_committed(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let committed = self.committed(partitions).await?;
+        for (tp, offset) in committed {
+            if let Some(offset) = offset {
+                self.seek(&tp, OffsetSpec::Offset(offset))?;
+                self.last_committed.insert(tp, offset);
+            }
+        }
+        Ok(())
+    }
+
+    fn group_id(&self) -> Result<&str> {
+        self.config
+            .group_id
+            .as_deref()
+            .ok_or_else(|| Error::Invalid("committing offsets needs a group_id in the ConsumerConfig".into()))
+    }
+
+    /// Commits the current position of every assigned partition (synchronously).
+    pub async fn commit(&mut self) -> Result<()> {
+        self.commit_positions(None).await
+    }
+
+    async fn commit_positions(&mut self, only: Option<&[TopicPartition]>) -> Result<()> {
+        let offsets: BTreeMap<TopicPartition, i64> = self
+            .partitions
+            .iter()
+            .filter(|(tp, _)| only.is_none_or(|only| only.contains(tp)))
+            .filter_map(|(tp, state)| state.position.map(|p| (tp.clone(), p)))
+            .filter(|(tp, p)| self.last_committed.get(tp) != Some(p))
+            .collect();
+        self.commit_offsets(&offsets).await
+    }
+
+    /// Commits `offsets` (per partition, the offset of the next record to read) for the
+    /// group: as this member while it is in a generation, else as a group without members.
+    pub async fn commit_offsets(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let group_id = self.group_id()?.to_string();
+        let identity = self.membership.as_ref().and_then(Membership::identity);
+        let instance = self.membership.as_ref().and_then(|m| m.instance_id().map(String::from));
+        let member = identity.as_ref().map(|(id, generation)| (id.as_str(), *generation, instance.as_deref()));
+        match group::commit_offsets(&self.client, &group_id, member, offsets).await {
+            Ok(()) => {
+                self.last_committed.extend(offsets.iter().map(|(tp, o)| (tp.clone(), *o)));
+                Ok(())
+            }
+            Err(error) => {
+                if let Some(membership) = &self.membership {
+                    membership.on_commit_error(&error);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The group's committed offsets of `partitions` (`None` where nothing is committed).
+    pub async fn committed(&self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, Option<i64>>> {
+        let group_id = self.group_id()?;
+        let fetched = group::fetch_committed(&self.client, group_id, Some(partitions)).await?;
+        Ok(partitions
+            .iter()
+            .map(|tp| (tp.clone(), fetched.get(tp).copied().filter(|o| *o >= 0)))
+            .collect())
+    }
+
+    /// Commits (with auto-commit on) and leaves the group, so its partitions go to the other
+    /// members at once rather than after the session timeout. A consumer by assignment only
+    /// commits. The consumer can subscribe again afterwards.
+    pub async fn close(&mut self) -> Result<()> {
+        let mut first_error = None;
+        if self.config.enable_auto_commit && self.config.group_id.is_some() {
+            if let Err(error) = self.commit_positions(None).await {
+                first_error.get_or_insert(error);
+            }
+        }
+        if let Some(mut membership) = self.membership.take() {
+            if let Err(error) = membership.leave().await {
+                first_error.get_or_insert(error);
+            }
+            self.subscription.clear();
+            self.assign(Vec::new());
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
 

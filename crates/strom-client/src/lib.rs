@@ -31,10 +31,13 @@
 #![deny(missing_docs)]
 
 mod admin;
+mod admin_groups;
+pub mod assignor;
 mod client;
 pub mod connection;
 mod consumer;
 mod error;
+pub mod group;
 mod offsets;
 mod partitioner;
 mod producer;
@@ -43,6 +46,8 @@ mod types;
 pub use admin::{
     format_uuid, Admin, ClusterInfo, ConfigChange, ConfigEntry, ConfigSource, NewTopic, PartitionDescription, TopicDescription,
 };
+pub use admin_groups::{GroupDescription, GroupListing, GroupMemberDescription, GroupPartitionOffsets, OffsetReset};
+pub use assignor::Assignor;
 pub use client::{BrokerInfo, Client, ClientConfig, Metadata, PartitionInfo, TopicInfo};
 pub use consumer::{decode_records, AutoOffsetReset, Consumer, ConsumerConfig};
 pub use error::{Error, Result};

@@ -56,7 +56,17 @@ enum Command {
     ///   strom consume events -o end
     ///   strom consume events -p 0,2 -o 100 -n 10 -f '%p/%o %k=%v\n'
     ///   strom consume events -o @1700000000000 -e --format json
+    ///   strom consume events clicks -g billing        (a group member; commits what it prints)
     Consume(cli::consume::ConsumeArgs),
+    /// Consumer groups: list, describe (members, offsets, lag), reset offsets, delete.
+    ///
+    /// Examples:
+    ///   strom group list
+    ///   strom group describe billing --format json
+    ///   strom group reset-offsets billing --topic events --to earliest            (dry run)
+    ///   strom group reset-offsets billing --topic events --to @1700000000000 --execute
+    ///   strom group delete billing
+    Group(cli::group::GroupArgs),
     /// Show the cluster: id, brokers, controller, topic and partition counts.
     ///
     /// Examples:
@@ -89,6 +99,7 @@ fn main() -> std::process::ExitCode {
         Command::Topic(args) => cli::block_on(cli::topic::run(&cli.global, args)),
         Command::Produce(args) => cli::block_on(cli::produce::run(&cli.global, args)),
         Command::Consume(args) => cli::block_on(cli::consume::run(&cli.global, args)),
+        Command::Group(args) => cli::block_on(cli::group::run(&cli.global, args)),
         Command::Cluster(args) => cli::block_on(cli::cluster::run(&cli.global, args)),
         Command::Bench(args) => cli::block_on(cli::bench::run(&cli.global, args)),
         Command::Connect(args) => cli::block_on(cli::connect::run(&cli.global, args)),

@@ -1,12 +1,14 @@
-//! `strom consume TOPIC...`: print records with a kcat-like format string or as JSON lines.
+//! `strom consume TOPIC...`: print records with a kcat-like format string or as JSON lines,
+//! from assigned partitions or as a member of a consumer group (`-g`).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
 use serde_json::json;
-use strom_client::{Consumer, ConsumerConfig, ConsumerRecord, OffsetSpec, TopicPartition};
+use strom_client::{Assignor, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, OffsetSpec, TopicPartition};
 
 use super::{Format, GlobalArgs};
 
@@ -20,8 +22,18 @@ pub struct ConsumeArgs {
     #[arg(required = true)]
     topics: Vec<String>,
     /// Where to start: start, end, an OFFSET, or @TIMESTAMP_MS (first record at or after it).
+    /// With -g, where partitions without a committed offset start (start or end).
     #[arg(short = 'o', long, default_value = "start")]
     offset: OffsetSpec,
+    /// Consume as a member of this consumer group: partitions are shared with the group's
+    /// other members (any Kafka client), reading resumes from the group's committed offsets,
+    /// and what is printed is committed.
+    #[arg(short = 'g', long)]
+    group: Option<String>,
+    /// Assignors offered to the group with -g, in order of preference (range,
+    /// cooperative-sticky); only cooperative-sticky gives incremental rebalancing.
+    #[arg(long, value_delimiter = ',', default_value = "range,cooperative-sticky")]
+    assignor: Vec<Assignor>,
     /// Stop after NUM records.
     #[arg(short = 'n', long = "num")]
     count: Option<u64>,
@@ -40,6 +52,9 @@ pub struct ConsumeArgs {
 
 /// Runs `strom consume`.
 pub async fn run(global: &GlobalArgs, args: ConsumeArgs) -> anyhow::Result<()> {
+    if args.group.is_some() {
+        return run_group(global, args).await;
+    }
     let client = global.connect().await?;
     let mut consumer = Consumer::new(client.clone(), ConsumerConfig::default());
     let mut assignment = Vec::new();
@@ -94,6 +109,85 @@ pub async fn run(global: &GlobalArgs, args: ConsumeArgs) -> anyhow::Result<()> {
     }
     let _ = stdout.flush();
     Ok(())
+}
+
+/// Runs `strom consume -g GROUP`: subscribe, print, commit what was printed, leave on exit.
+async fn run_group(global: &GlobalArgs, args: ConsumeArgs) -> anyhow::Result<()> {
+    let group = args.group.clone().expect("called with a group");
+    let auto_offset_reset = match args.offset {
+        OffsetSpec::Earliest => AutoOffsetReset::Earliest,
+        OffsetSpec::Latest => AutoOffsetReset::Latest,
+        _ => bail!("with -g, -o can only be start or end (where partitions without a committed offset begin); \
+                    to start a group elsewhere, use `strom group reset-offsets {group} --topic TOPIC --to OFFSET --execute`"),
+    };
+    if !args.partitions.is_empty() {
+        bail!("-p cannot be used with -g: the group assigns the partitions (drop -g to read chosen partitions)");
+    }
+    let client = global.connect().await?;
+    for topic in &args.topics {
+        let metadata = client.refresh_metadata(Some(std::slice::from_ref(topic)), false).await?;
+        if !metadata.topics.contains_key(topic) {
+            bail!("unknown topic {topic:?}; `strom topic list` shows the topics");
+        }
+    }
+    let config = ConsumerConfig {
+        auto_offset_reset,
+        assignors: args.assignor.clone(),
+        // What is printed is committed explicitly below, so a count (-n) never commits
+        // records it did not print.
+        enable_auto_commit: false,
+        ..ConsumerConfig::with_group(group)
+    };
+    let mut consumer = Consumer::new(client, config);
+    consumer.subscribe(&args.topics)?;
+    let result = group_loop(global, &args, &mut consumer).await;
+    let closed = consumer.close().await;
+    result.and(closed.map_err(Into::into))
+}
+
+async fn group_loop(global: &GlobalArgs, args: &ConsumeArgs, consumer: &mut Consumer) -> anyhow::Result<()> {
+    let format = parse_format(&args.fmt);
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut printed: u64 = 0;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        if args.count.is_some_and(|n| printed >= n) {
+            return Ok(());
+        }
+        let assignment = consumer.assignment();
+        if args.exit_at_end && !assignment.is_empty() && assignment.iter().all(|tp| consumer.at_end(tp)) {
+            return Ok(());
+        }
+        let records = tokio::select! {
+            records = consumer.poll(Duration::from_millis(POLL_WAIT_MS)) => records?,
+            _ = &mut ctrl_c => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
+        };
+        let mut next: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        for record in records {
+            if args.count.is_some_and(|n| printed >= n) {
+                break;
+            }
+            let written = match global.format {
+                Format::Json => writeln!(stdout, "{}", record_json(&record)),
+                Format::Text => stdout.write_all(&render(&format, &record)),
+            };
+            if let Err(error) = written.and_then(|_| stdout.flush()) {
+                if error.kind() == std::io::ErrorKind::BrokenPipe {
+                    break;
+                }
+                return Err(error.into());
+            }
+            next.insert(TopicPartition::new(record.topic.clone(), record.partition), record.offset + 1);
+            printed += 1;
+        }
+        if let Err(error) = consumer.commit_offsets(&next).await {
+            // A rebalance began: the next poll rejoins; another member may re-read these.
+            tracing::warn!(%error, "commit failed");
+        }
+    }
 }
 
 /// One piece of a format string.

@@ -1,4 +1,4 @@
-//! The command-line tools: `topic`, `produce`, `consume`, `cluster`, `bench`.
+//! The command-line tools: `topic`, `produce`, `consume`, `group`, `cluster`, `bench`.
 //!
 //! Every command talks to the cluster through `strom-client` only, so each works against any
 //! Kafka broker. Read commands print human tables by default and JSON with `--format json`.
@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cluster;
 pub mod connect;
 pub mod consume;
+pub mod group;
 pub mod produce;
 pub mod topic;
 
