@@ -49,6 +49,15 @@ pub struct Broker {
 impl Broker {
     /// Opens the data directory (recovering every log), binds the listeners and starts serving.
     pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        Broker::start_with_routes(config, axum::Router::new()).await
+    }
+
+    /// Like [`Broker::start`], with more routes served on the HTTP side (for example the
+    /// connectors' `GET /connect` when pipelines run inside the server).
+    pub async fn start_with_routes(
+        config: BrokerConfig,
+        extra_routes: axum::Router,
+    ) -> Result<Broker, BrokerError> {
         config.validate().map_err(BrokerError::Config)?;
         let data_dir_error = |reason: String| BrokerError::DataDir {
             dir: config.data_dir.display().to_string(),
@@ -102,7 +111,7 @@ impl Broker {
                 let bound = http
                     .local_addr()
                     .map_err(|source| BrokerError::Bind { addr, source })?;
-                let router = crate::http::router(state.clone());
+                let router = crate::http::router(state.clone()).merge(extra_routes);
                 let mut stop = shutdown_receiver.clone();
                 tasks.push(tokio::spawn(async move {
                     let serve = axum::serve(http, router).with_graceful_shutdown(async move {

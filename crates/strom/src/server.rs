@@ -3,9 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::sync::{Arc, RwLock};
+
 use anyhow::Context;
 use clap::Args;
 use strom_broker::{Broker, BrokerConfig};
+use strom_connect::{PipelineConfig, Pipelines, Statuses};
 
 /// Flags of `strom server`; each also reads a `STROM_*` environment variable.
 #[derive(Debug, Args)]
@@ -42,33 +45,83 @@ pub struct ServerArgs {
     socket_request_max_bytes: Option<usize>,
 }
 
-/// Builds the configuration (defaults < file < environment < flags) and runs the broker until
-/// SIGINT or SIGTERM.
+/// Builds the configuration (defaults < file < environment < flags) and runs the broker, and
+/// the connector pipelines declared under `[[connect.pipeline]]`, until SIGINT or SIGTERM.
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
-    let config = build_config(args)?;
+    let (config, pipelines) = build_config(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strom")
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let broker = Broker::start(config).await?;
+        let statuses: Arc<RwLock<Statuses>> = Arc::default();
+        let served = statuses.clone();
+        let connect_route = axum::Router::new().route(
+            "/connect",
+            axum::routing::get(move || {
+                let statuses = served.read().map(|s| s.clone()).unwrap_or_default();
+                async move { axum::Json(statuses.json()) }
+            }),
+        );
+        let broker = Broker::start_with_routes(config, connect_route).await?;
+        let running = if pipelines.is_empty() {
+            None
+        } else {
+            let address = broker.kafka_addr().to_string();
+            tracing::info!(
+                count = pipelines.len(),
+                "starting embedded connector pipelines"
+            );
+            let running = Pipelines::start(&address, pipelines);
+            if let Ok(mut slot) = statuses.write() {
+                *slot = running.statuses();
+            }
+            Some(running)
+        };
         wait_for_signal().await?;
         tracing::info!("shutting down");
+        if let Some(running) = running {
+            // Pipelines finish their files and commit while the broker still serves them.
+            running.stop().await;
+        }
         broker.shutdown().await;
         Ok(())
     })
 }
 
-fn build_config(args: ServerArgs) -> anyhow::Result<BrokerConfig> {
-    let mut config = match &args.config {
+/// The `[connect]` table of strom.toml: pipelines the server runs itself.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectSection {
+    #[serde(default)]
+    pipeline: Vec<PipelineConfig>,
+}
+
+fn build_config(args: ServerArgs) -> anyhow::Result<(BrokerConfig, Vec<PipelineConfig>)> {
+    let (mut config, pipelines) = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read config file {}", path.display()))?;
-            toml::from_str::<BrokerConfig>(&text)
-                .with_context(|| format!("invalid config file {}", path.display()))?
+            let mut table: toml::Table = toml::from_str(&text)
+                .with_context(|| format!("invalid config file {}", path.display()))?;
+            let connect: ConnectSection = match table.remove("connect") {
+                Some(value) => value
+                    .try_into()
+                    .with_context(|| format!("invalid [connect] section in {}", path.display()))?,
+                None => ConnectSection::default(),
+            };
+            let config: BrokerConfig = toml::Value::Table(table)
+                .try_into()
+                .with_context(|| format!("invalid config file {}", path.display()))?;
+            for pipeline in &connect.pipeline {
+                pipeline
+                    .validate()
+                    .with_context(|| format!("invalid pipeline in {}", path.display()))?;
+            }
+            (config, connect.pipeline)
         }
-        None => BrokerConfig::default(),
+        None => (BrokerConfig::default(), Vec::new()),
     };
     if let Some(v) = args.node_id {
         config.node_id = v;
@@ -105,7 +158,7 @@ fn build_config(args: ServerArgs) -> anyhow::Result<BrokerConfig> {
         config.socket_request_max_bytes = v;
     }
     config.validate().map_err(anyhow::Error::msg)?;
-    Ok(config)
+    Ok((config, pipelines))
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
