@@ -2,9 +2,11 @@
 //!
 //! Owns: connections to brokers (framing, correlation ids, pipelining, API version
 //! negotiation, per-request timeouts), bootstrap and the metadata cache, a batching
-//! [`Producer`] with compression, acks and retries and a partitioner identical to the Java
-//! client's, a [`Consumer`] of assigned partitions, and an [`Admin`] for topics, configs,
-//! partitions, records and the cluster.
+//! [`Producer`] with compression, acks, retries, optional idempotence and a partitioner
+//! identical to the Java client's, a [`Consumer`] of assigned partitions or of a classic
+//! consumer group ([`Consumer::subscribe`]: the `range` and `cooperative-sticky` assignors in
+//! [`assignor`], membership and commits in [`group`]), and an [`Admin`] for topics, configs,
+//! partitions, records, groups and the cluster.
 //!
 //! Never: imports the Strom broker (it must work against any Kafka broker), panics on what a
 //! broker sends, or buffers without a bound (`buffer_memory_bytes`, response frame size).

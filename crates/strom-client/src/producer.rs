@@ -5,6 +5,13 @@
 //! one Produce request per broker, and keeps at most `max_in_flight_requests_per_connection`
 //! requests in flight per broker. With `linger_ms = 0` batches still fill up while requests are
 //! in flight, as in the Java client.
+//!
+//! With `enable_idempotence`, the producer gets a producer id (InitProducerId) and gives each
+//! batch a per-partition sequence number when it is first sent; a retried batch keeps its
+//! sequence (so the broker drops a duplicate) and goes out alone and in order. When sequences
+//! can no longer line up (the broker forgot the producer, or a sequenced batch failed for
+//! good), the producer waits for its in-flight requests, bumps its epoch (KIP-360) and numbers
+//! the queued batches afresh.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -17,7 +24,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use parking_lot::Mutex;
@@ -58,6 +65,9 @@ pub struct ProducerConfig {
     /// `delivery.timeout.ms`: a record not acknowledged this long after its batch was
     /// created fails with [`Error::DeliveryTimeout`], whatever retries remain.
     pub delivery_timeout_ms: u64,
+    /// `enable.idempotence`: retries never write a record twice or out of order. Needs
+    /// `acks = all` (the producer uses it whatever `acks` says).
+    pub enable_idempotence: bool,
 }
 
 impl Default for ProducerConfig {
@@ -75,6 +85,7 @@ impl Default for ProducerConfig {
             max_request_size_bytes: 1024 * 1024,
             null_key_partitioning: NullKeyPartitioning::Sticky,
             delivery_timeout_ms: 120_000,
+            enable_idempotence: false,
         }
     }
 }
@@ -103,6 +114,8 @@ struct Batch {
     attempts: u32,
     retry_at: Option<Instant>,
     last_error: Option<String>,
+    /// Idempotence: the first record's sequence and the producer epoch, once first sent.
+    sequence: Option<(i32, i16)>,
     _memory: Option<OwnedSemaphorePermit>,
 }
 
@@ -125,6 +138,24 @@ struct Inner {
     flushes: AtomicUsize,
     closed: AtomicBool,
     refreshing: AtomicBool,
+    /// Producer id, epoch and sequences; `None` without idempotence.
+    idempotence: Option<Mutex<IdempotenceState>>,
+}
+
+/// The idempotent producer's state.
+#[derive(Debug, Default)]
+struct IdempotenceState {
+    /// Producer id, -1 until InitProducerId answered.
+    producer_id: i64,
+    epoch: i16,
+    /// Sequence of the next new batch per partition.
+    next_sequence: HashMap<TopicPartition, i32>,
+    /// Sequence the broker expects next per partition (end of the last acknowledged batch).
+    acked_sequence: HashMap<TopicPartition, i32>,
+    /// Batches in flight per partition.
+    in_flight: HashMap<TopicPartition, usize>,
+    /// Sequences no longer line up: bump the epoch once nothing is in flight.
+    bump_needed: bool,
 }
 
 /// An asynchronous, batching producer. Cheap to clone; all clones share one sender task.
@@ -159,7 +190,14 @@ impl Drop for CloseOnDrop {
 
 impl Producer {
     /// Starts a producer (and its sender task) on `client`. Needs a tokio runtime.
-    pub fn new(client: Client, config: ProducerConfig) -> Producer {
+    pub fn new(client: Client, mut config: ProducerConfig) -> Producer {
+        if config.enable_idempotence && config.acks != Acks::All {
+            tracing::warn!(acks = ?config.acks, "enable_idempotence needs acks=all; using acks=all");
+            config.acks = Acks::All;
+        }
+        let idempotence = config
+            .enable_idempotence
+            .then(|| Mutex::new(IdempotenceState { producer_id: -1, epoch: -1, ..IdempotenceState::default() }));
         let memory_permits = config.buffer_memory_bytes.clamp(1, Semaphore::MAX_PERMITS);
         let inner = Arc::new(Inner {
             client,
@@ -173,6 +211,7 @@ impl Producer {
             flushes: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             refreshing: AtomicBool::new(false),
+            idempotence,
         });
         tokio::spawn(sender_loop(inner.clone()));
         Producer { _last_clone: Arc::new(CloseOnDrop(inner.clone())), inner }
@@ -222,6 +261,7 @@ impl Producer {
                 attempts: 0,
                 retry_at: None,
                 last_error: None,
+                sequence: None,
                 _memory: None,
             });
         }
@@ -339,7 +379,12 @@ async fn sender_loop(inner: Arc<Inner>) {
         let notified = inner.wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (requests, next_deadline, empty) = drain_ready(&inner);
+        let may_send = prepare_idempotence(&inner).await;
+        let (requests, mut next_deadline, empty) = drain_ready(&inner, may_send);
+        if !may_send {
+            let backoff = Instant::now() + Duration::from_millis(inner.config.retry_backoff_ms);
+            next_deadline = Some(next_deadline.map_or(backoff, |d| d.min(backoff)));
+        }
         for request in requests {
             // Written in order here (so batches of one partition stay in order on the
             // connection); their responses are awaited concurrently.
@@ -364,7 +409,7 @@ async fn sender_loop(inner: Arc<Inner>) {
 /// Takes the batches that are ready and whose leader has a free in-flight slot, grouped into
 /// requests; returns them with the next time something becomes ready and whether the
 /// accumulator is empty.
-fn drain_ready(inner: &Arc<Inner>) -> (Vec<Request>, Option<Instant>, bool) {
+fn drain_ready(inner: &Arc<Inner>, may_send: bool) -> (Vec<Request>, Option<Instant>, bool) {
     let config = &inner.config;
     let now = Instant::now();
     let linger = Duration::from_millis(config.linger_ms);
@@ -379,9 +424,13 @@ fn drain_ready(inner: &Arc<Inner>) -> (Vec<Request>, Option<Instant>, bool) {
         while queue.front().is_some_and(|b| now >= b.created + delivery_timeout) {
             let batch = queue.pop_front().expect("front exists");
             let error = delivery_timeout_error(inner, &batch);
+            sequence_lost(inner, &batch);
             complete(inner, batch, Err(error));
         }
         let Some(front) = queue.front() else { continue };
+        if !may_send || retry_must_wait(inner, front) {
+            continue;
+        }
         if let Some(retry_at) = front.retry_at.filter(|&t| t > now) {
             next_deadline = Some(next_deadline.map_or(retry_at, |d| d.min(retry_at)));
             continue;
@@ -421,7 +470,9 @@ fn drain_ready(inner: &Arc<Inner>) -> (Vec<Request>, Option<Instant>, bool) {
         if !request.batches.is_empty() && request_bytes + front.size_bytes > config.max_request_size_bytes {
             continue;
         }
-        request.batches.push(queue.pop_front().expect("front exists"));
+        let mut batch = queue.pop_front().expect("front exists");
+        stamp_sequence(inner, &mut batch);
+        request.batches.push(batch);
     }
     accumulator.queues.retain(|_, q| !q.is_empty());
     let empty = accumulator.queues.is_empty();
@@ -454,6 +505,130 @@ fn refresh_metadata_in_background(inner: &Arc<Inner>) {
         inner.refreshing.store(false, Ordering::Release);
         inner.wake.notify_one();
     });
+}
+
+/// Idempotence: gets a producer id, or bumps the epoch once nothing is in flight when
+/// sequences no longer line up. Returns whether batches may be sent now.
+async fn prepare_idempotence(inner: &Arc<Inner>) -> bool {
+    let Some(state) = &inner.idempotence else { return true };
+    let current = {
+        let state = state.lock();
+        if state.producer_id >= 0 && !state.bump_needed {
+            return true;
+        }
+        if state.in_flight.values().any(|n| *n > 0) {
+            return false;
+        }
+        (state.producer_id >= 0).then_some((state.producer_id, state.epoch))
+    };
+    match init_producer_id(inner, current).await {
+        Ok((producer_id, epoch)) => {
+            tracing::debug!(producer_id, epoch, bumped = current.is_some(), "producer id");
+            let mut state = state.lock();
+            *state = IdempotenceState { producer_id, epoch, ..IdempotenceState::default() };
+            drop(state);
+            // Queued batches are numbered afresh under the new epoch.
+            for queue in inner.accumulator.lock().queues.values_mut() {
+                for batch in queue.iter_mut() {
+                    batch.sequence = None;
+                }
+            }
+            true
+        }
+        Err(error) => {
+            tracing::warn!(%error, "InitProducerId failed; will retry");
+            false
+        }
+    }
+}
+
+/// InitProducerId without a transactional id: a new producer id, or (KIP-360, v3+) the same
+/// id with a bumped epoch.
+async fn init_producer_id(inner: &Inner, current: Option<(i64, i16)>) -> Result<(i64, i16)> {
+    let connection = inner.client.any_connection().await?;
+    let version = connection
+        .version(kafka_protocol::messages::ApiKey::InitProducerId)
+        .ok_or_else(|| Error::Invalid("the broker does not support idempotent producers (no InitProducerId)".into()))?;
+    let mut request = InitProducerIdRequest::default();
+    request.transactional_id = None;
+    request.transaction_timeout_ms = 60_000;
+    let (producer_id, epoch) = current.filter(|_| version >= 3).unwrap_or((-1, -1));
+    request.producer_id = ProducerId(producer_id);
+    request.producer_epoch = epoch;
+    let (_, response) = connection.send(&request).await?;
+    crate::error::check(response.error_code, || "InitProducerId".to_string(), None)?;
+    Ok((response.producer_id.0, response.producer_epoch))
+}
+
+/// Idempotence: a batch that already has a sequence is a retry; it goes out only when nothing
+/// else of its partition is in flight, so retries reach the broker in sequence order.
+fn retry_must_wait(inner: &Inner, front: &Batch) -> bool {
+    let Some(state) = &inner.idempotence else { return false };
+    front.sequence.is_some() && state.lock().in_flight.get(&front.tp).is_some_and(|n| *n > 0)
+}
+
+/// Idempotence: gives a batch leaving the accumulator its sequence (kept across retries) and
+/// counts it in flight.
+fn stamp_sequence(inner: &Inner, batch: &mut Batch) {
+    let Some(state) = &inner.idempotence else { return };
+    let mut state = state.lock();
+    let (base, epoch) = match batch.sequence {
+        Some(sequence) => sequence,
+        None => {
+            let next = state.next_sequence.entry(batch.tp.clone()).or_insert(0);
+            let base = *next;
+            *next = next.wrapping_add(batch.records.len() as i32) & i32::MAX;
+            (base, state.epoch)
+        }
+    };
+    batch.sequence = Some((base, epoch));
+    for (i, record) in batch.records.iter_mut().enumerate() {
+        record.producer_id = state.producer_id;
+        record.producer_epoch = epoch;
+        record.sequence = base.wrapping_add(i as i32);
+    }
+    *state.in_flight.entry(batch.tp.clone()).or_insert(0) += 1;
+}
+
+/// Idempotence: a sequenced batch failed for good, leaving a gap the broker will never see
+/// filled: bump the epoch before sending more.
+fn sequence_lost(inner: &Inner, batch: &Batch) {
+    if let (Some(state), Some(_)) = (&inner.idempotence, batch.sequence) {
+        state.lock().bump_needed = true;
+    }
+}
+
+/// Kafka error codes the idempotent producer handles itself.
+const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+const UNKNOWN_PRODUCER_ID: i16 = 59;
+
+/// What to do with an idempotent batch that failed with `error`.
+enum SequenceVerdict {
+    /// Not an idempotence matter: the usual retry rules.
+    Usual,
+    /// The broker already has it (a retry of a written batch).
+    Written,
+    /// Send again (same sequence), whatever `retries` says: an earlier batch's failure
+    /// caused this one's, or the epoch is being bumped.
+    Again,
+}
+
+fn sequence_verdict(inner: &Inner, batch: &Batch, error: &Error) -> SequenceVerdict {
+    let (Some(state), Some((base, _))) = (&inner.idempotence, batch.sequence) else { return SequenceVerdict::Usual };
+    match error.kafka_code().map(|c| c.code()) {
+        Some(DUPLICATE_SEQUENCE_NUMBER) => SequenceVerdict::Written,
+        Some(OUT_OF_ORDER_SEQUENCE_NUMBER | UNKNOWN_PRODUCER_ID) => {
+            let mut state = state.lock();
+            let expected = state.acked_sequence.get(&batch.tp).copied().unwrap_or(0);
+            if base == expected || error.kafka_code().map(|c| c.code()) == Some(UNKNOWN_PRODUCER_ID) {
+                // The broker lost this producer's state (KIP-360): new epoch, new sequences.
+                state.bump_needed = true;
+            }
+            SequenceVerdict::Again
+        }
+        _ => SequenceVerdict::Usual,
+    }
 }
 
 fn encode_batch(batch: &Batch, compression: Compression) -> Result<Bytes> {
@@ -527,6 +702,10 @@ async fn start_request(inner: &Arc<Inner>, request: Request) -> Started {
 }
 
 async fn finish_request(inner: Arc<Inner>, started: Started) {
+    let sent: Vec<TopicPartition> = match &started {
+        Started::Done(failed, _) => failed.iter().map(|(b, _)| b.tp.clone()).collect(),
+        Started::Waiting(_, batches, _) => batches.iter().map(|b| b.tp.clone()).collect(),
+    };
     let (failed, permit) = match started {
         Started::Done(failed, permit) => (failed, permit),
         Started::Waiting(in_flight, batches, permit) => match in_flight.response().await {
@@ -539,13 +718,21 @@ async fn finish_request(inner: Arc<Inner>, started: Started) {
     let delivery_timeout = Duration::from_millis(inner.config.delivery_timeout_ms);
     for (mut batch, error) in failed {
         let expired = Instant::now() >= batch.created + delivery_timeout;
-        if expired && error.is_retriable() {
+        let verdict = sequence_verdict(&inner, &batch, &error);
+        if matches!(verdict, SequenceVerdict::Written) {
+            complete(&inner, batch, Ok((-1, -1)));
+            continue;
+        }
+        let again = matches!(verdict, SequenceVerdict::Again);
+        if expired && (again || error.is_retriable()) {
             batch.last_error = Some(error.to_string());
             let error = delivery_timeout_error(&inner, &batch);
+            sequence_lost(&inner, &batch);
             complete(&inner, batch, Err(error));
             continue;
         }
-        if error.is_retriable() && batch.attempts < inner.config.retries && !inner.closed.load(Ordering::Acquire) {
+        let retriable = again || (error.is_retriable() && batch.attempts < inner.config.retries);
+        if retriable && !inner.closed.load(Ordering::Acquire) {
             tracing::debug!(%error, tp = %batch.tp, attempt = batch.attempts + 1, "produce failed; will retry");
             refresh |= error.needs_metadata_refresh();
             batch.attempts += 1;
@@ -553,13 +740,28 @@ async fn finish_request(inner: Arc<Inner>, started: Started) {
             batch.retry_at = Some(Instant::now() + Duration::from_millis(inner.config.retry_backoff_ms));
             retry.push(batch);
         } else {
+            sequence_lost(&inner, &batch);
             complete(&inner, batch, Err(error));
         }
     }
     if !retry.is_empty() {
         let mut accumulator = inner.accumulator.lock();
         for batch in retry.into_iter().rev() {
-            accumulator.queues.entry(batch.tp.clone()).or_default().push_front(batch);
+            let queue = accumulator.queues.entry(batch.tp.clone()).or_default();
+            // Retries go back in sequence order (ahead of batches not sent yet).
+            let at = match batch.sequence {
+                Some((base, _)) => queue.iter().position(|b| b.sequence.is_none_or(|(s, _)| s > base)).unwrap_or(queue.len()),
+                None => 0,
+            };
+            queue.insert(at, batch);
+        }
+    }
+    if let Some(state) = &inner.idempotence {
+        let mut state = state.lock();
+        for tp in sent {
+            if let Some(n) = state.in_flight.get_mut(&tp) {
+                *n = n.saturating_sub(1);
+            }
         }
     }
     if refresh {
@@ -607,6 +809,12 @@ fn delivery_timeout_error(inner: &Inner, batch: &Batch) -> Error {
 
 fn complete(inner: &Inner, batch: Batch, result: Result<(i64, i64)>) {
     let count = batch.waiters.len();
+    if let (Some(state), Some((base, epoch)), Ok(_)) = (&inner.idempotence, batch.sequence, &result) {
+        let mut state = state.lock();
+        if state.epoch == epoch {
+            state.acked_sequence.insert(batch.tp.clone(), base.wrapping_add(count as i32) & i32::MAX);
+        }
+    }
     match result {
         Ok((base_offset, log_append_time_ms)) => {
             for (i, (waiter, record)) in batch.waiters.into_iter().zip(batch.records.iter()).enumerate() {

@@ -192,7 +192,7 @@ async fn manual_commits_and_committed_and_reset_offsets() {
     }
     let tp0 = TopicPartition::new("commits", 0);
     let tp1 = TopicPartition::new("commits", 1);
-    assert_eq!(consumer.committed(&[tp0.clone()]).await.unwrap()[&tp0], None);
+    assert_eq!(consumer.committed(std::slice::from_ref(&tp0)).await.unwrap()[&tp0], None);
     consumer.commit_offsets(&BTreeMap::from([(tp0.clone(), 4)])).await.unwrap();
     consumer.commit().await.unwrap();
     let committed = consumer.committed(&[tp0.clone(), tp1.clone()]).await.unwrap();
