@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::error::{Result, StorageError};
-use crate::io::write_atomically;
+use crate::io::write_atomically_with;
 
 /// Name of the checkpoint file inside the partition directory.
 pub const CHECKPOINT_FILE_NAME: &str = "partition.checkpoint";
@@ -64,8 +64,15 @@ impl Checkpoint {
         })
     }
 
-    /// Writes the checkpoint into `dir` atomically.
+    /// Writes the checkpoint into `dir` atomically and durably.
     pub fn write(&self, dir: &Path) -> Result<()> {
+        self.write_with(dir, true)
+    }
+
+    /// Writes the checkpoint into `dir` atomically; fsynced only when `durable`. Recovery never
+    /// depends on a checkpoint that was not fsynced: it trusts only segments below the recovery
+    /// point, which a durable checkpoint wrote after fsyncing them.
+    pub fn write_with(&self, dir: &Path, durable: bool) -> Result<()> {
         let text = format!(
             "{HEADER}\nrecovery_point {}\nlog_start_offset {}\nhigh_watermark {}\nclean_shutdown {}\n",
             self.recovery_point,
@@ -73,7 +80,7 @@ impl Checkpoint {
             self.high_watermark,
             i64::from(self.clean_shutdown)
         );
-        write_atomically(&dir.join(CHECKPOINT_FILE_NAME), text.as_bytes())
+        write_atomically_with(&dir.join(CHECKPOINT_FILE_NAME), text.as_bytes(), durable)
     }
 }
 

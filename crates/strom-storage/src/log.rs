@@ -133,7 +133,8 @@ impl PartitionLog {
             producers: ProducerStateManager::new(dir),
             cleaner: CleanerCheckpoint::read(dir),
         };
-        log.write_checkpoint(false)?;
+        // Not fsynced: it only moves the clean-shutdown flag, which recovery does not rely on.
+        log.write_checkpoint_with(false, false)?;
         log.reload_producer_state()?;
         log.check_invariants();
         Ok(log)
@@ -761,13 +762,17 @@ impl PartitionLog {
     }
 
     fn write_checkpoint(&self, clean_shutdown: bool) -> Result<()> {
+        self.write_checkpoint_with(clean_shutdown, true)
+    }
+
+    fn write_checkpoint_with(&self, clean_shutdown: bool, durable: bool) -> Result<()> {
         Checkpoint {
             recovery_point: self.recovery_point,
             log_start_offset: self.log_start_offset,
             high_watermark: self.high_watermark,
             clean_shutdown,
         }
-        .write(&self.dir)
+        .write_with(&self.dir, durable)
     }
 
     pub(crate) fn check_invariants(&self) {
