@@ -17,8 +17,8 @@ use clap::{Args, Subcommand};
 use hdrhistogram::Histogram;
 use serde_json::json;
 use strom_client::{
-    parse_compression, Acks, Admin, Client, ClientConfig, Compression, Consumer, ConsumerConfig, NewTopic, OffsetSpec, Producer,
-    ProducerConfig, ProducerRecord, ResponseError, TopicPartition,
+    parse_compression, Acks, Admin, Client, ClientConfig, Compression, Consumer, ConsumerConfig,
+    NewTopic, OffsetSpec, Producer, ProducerConfig, ProducerRecord, ResponseError, TopicPartition,
 };
 use tokio::sync::mpsc;
 
@@ -113,20 +113,28 @@ fn new_histogram() -> Histogram<u64> {
 }
 
 async fn connect(global: &GlobalArgs) -> anyhow::Result<Client> {
-    let config = ClientConfig { client_id: "strom-bench".to_string(), ..ClientConfig::new(&global.brokers) };
+    let config = ClientConfig {
+        client_id: "strom-bench".to_string(),
+        ..ClientConfig::new(&global.brokers)
+    };
     Ok(Client::connect(config).await?)
 }
 
 async fn ensure_topic(client: &Client, load: &LoadArgs) -> anyhow::Result<()> {
     let admin = Admin::new(client.clone());
-    match admin.create_topics(&[NewTopic::new(&load.topic, load.partitions)]).await {
+    match admin
+        .create_topics(&[NewTopic::new(&load.topic, load.partitions)])
+        .await
+    {
         Ok(()) => {}
         Err(error) if error.kafka_code() == Some(ResponseError::TopicAlreadyExists) => {}
         Err(error) => return Err(error).context(format!("cannot create topic {:?}", load.topic)),
     }
     // Wait until the topic has leaders (a new topic may take a moment on a cluster).
     for _ in 0..100 {
-        let metadata = client.refresh_metadata(Some(std::slice::from_ref(&load.topic)), false).await?;
+        let metadata = client
+            .refresh_metadata(Some(std::slice::from_ref(&load.topic)), false)
+            .await?;
         if let Some(t) = metadata.topics.get(&load.topic) {
             if !t.partitions.is_empty() && t.partitions.iter().all(|p| p.leader >= 0) {
                 return Ok(());
@@ -163,9 +171,11 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(total);
             bar.set_style(
-                indicatif::ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} msgs {per_sec} eta {eta}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                indicatif::ProgressStyle::with_template(
+                    "{prefix} [{bar:40}] {pos}/{len} msgs {per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             bar.set_prefix(label);
             bar
@@ -177,7 +187,12 @@ impl Progress {
                 let started = Instant::now();
                 let mut last = 0;
                 loop {
-                    tokio::time::sleep(Duration::from_millis(if bar.is_some() { 100 } else { 1000 })).await;
+                    tokio::time::sleep(Duration::from_millis(if bar.is_some() {
+                        100
+                    } else {
+                        1000
+                    }))
+                    .await;
                     let now = done.load(Ordering::Relaxed);
                     match &bar {
                         Some(bar) => bar.set_position(now),
@@ -238,7 +253,8 @@ async fn run_producers(
         let progress = progress.clone();
         let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         tasks.push(tokio::spawn(async move {
-            let (sender, mut receiver) = mpsc::channel::<(Instant, strom_client::DeliveryFuture)>(DELIVERIES_QUEUED_MAX);
+            let (sender, mut receiver) =
+                mpsc::channel::<(Instant, strom_client::DeliveryFuture)>(DELIVERIES_QUEUED_MAX);
             let collector_failed = failed.clone();
             let collector = tokio::spawn(async move {
                 let mut histogram = new_histogram();
@@ -271,7 +287,11 @@ async fn run_producers(
                 } else {
                     value.clone()
                 };
-                let record = ProducerRecord { topic: topic.clone(), value: Some(value), ..ProducerRecord::default() };
+                let record = ProducerRecord {
+                    topic: topic.clone(),
+                    value: Some(value),
+                    ..ProducerRecord::default()
+                };
                 let delivery = producer.send(record).await?;
                 if sender.send((now, delivery)).await.is_err() {
                     break;
@@ -288,7 +308,9 @@ async fn run_producers(
     }
     let mut histogram = new_histogram();
     for task in tasks {
-        histogram.add(task.await.context("producer task failed")??).context("histogram")?;
+        histogram
+            .add(task.await.context("producer task failed")??)
+            .context("histogram")?;
     }
     Ok(histogram)
 }
@@ -301,12 +323,26 @@ async fn produce(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report>
     let histogram = run_producers(global, load, started, false, progress.done.clone()).await?;
     let seconds = started.elapsed().as_secs_f64();
     progress.finish();
-    Ok(Report { kind: "produce", messages: load.messages, bytes: load.messages * load.size as u64, seconds, latency_us: histogram })
+    Ok(Report {
+        kind: "produce",
+        messages: load.messages,
+        bytes: load.messages * load.size as u64,
+        seconds,
+        latency_us: histogram,
+    })
 }
 
-async fn assigned_consumer(global: &GlobalArgs, load: &LoadArgs, start: OffsetSpec) -> anyhow::Result<(Consumer, Vec<TopicPartition>)> {
+async fn assigned_consumer(
+    global: &GlobalArgs,
+    load: &LoadArgs,
+    start: OffsetSpec,
+) -> anyhow::Result<(Consumer, Vec<TopicPartition>)> {
     let client = connect(global).await?;
-    let config = ConsumerConfig { max_partition_fetch_bytes: 8 * 1024 * 1024, fetch_max_bytes: 64 * 1024 * 1024, ..ConsumerConfig::default() };
+    let config = ConsumerConfig {
+        max_partition_fetch_bytes: 8 * 1024 * 1024,
+        fetch_max_bytes: 64 * 1024 * 1024,
+        ..ConsumerConfig::default()
+    };
     let mut consumer = Consumer::new(client, config);
     consumer.assign_topic(&load.topic).await?;
     consumer.seek_all(start);
@@ -324,7 +360,9 @@ async fn consume(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report>
     while messages < load.messages {
         let poll_started = Instant::now();
         let records = consumer.poll(Duration::from_millis(500)).await?;
-        histogram.saturating_record((poll_started.elapsed().as_micros() as u64).clamp(1, LATENCY_US_MAX));
+        histogram.saturating_record(
+            (poll_started.elapsed().as_micros() as u64).clamp(1, LATENCY_US_MAX),
+        );
         for record in &records {
             bytes += record.value.as_ref().map_or(0, |v| v.len() as u64);
         }
@@ -339,7 +377,13 @@ async fn consume(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report>
     if messages < load.messages {
         eprintln!("note: the topic held only {messages} messages");
     }
-    Ok(Report { kind: "consume", messages, bytes, seconds, latency_us: histogram })
+    Ok(Report {
+        kind: "consume",
+        messages,
+        bytes,
+        seconds,
+        latency_us: histogram,
+    })
 }
 
 async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
@@ -356,7 +400,9 @@ async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
     let producing = {
         let global = global.clone();
         let load = load.clone();
-        tokio::spawn(async move { run_producers(&global, &load, started, true, Arc::new(AtomicU64::new(0))).await })
+        tokio::spawn(async move {
+            run_producers(&global, &load, started, true, Arc::new(AtomicU64::new(0))).await
+        })
     };
     let mut histogram = new_histogram();
     let mut messages = 0u64;
@@ -368,7 +414,10 @@ async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
         let now_ns = started.elapsed().as_nanos() as u64;
         if records.is_empty() {
             if producing.is_finished() && idle_since.elapsed() > deadline {
-                bail!("e2e: only {messages} of {} messages came back", load.messages);
+                bail!(
+                    "e2e: only {messages} of {} messages came back",
+                    load.messages
+                );
             }
             continue;
         }
@@ -379,7 +428,9 @@ async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
                 continue;
             }
             let sent_ns = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
-            histogram.saturating_record((now_ns.saturating_sub(sent_ns) / 1000).clamp(1, LATENCY_US_MAX));
+            histogram.saturating_record(
+                (now_ns.saturating_sub(sent_ns) / 1000).clamp(1, LATENCY_US_MAX),
+            );
             bytes += value.len() as u64;
             messages += 1;
         }
@@ -388,7 +439,13 @@ async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
     let seconds = started.elapsed().as_secs_f64();
     producing.await.context("producers failed")??;
     progress.finish();
-    Ok(Report { kind: "e2e", messages, bytes, seconds, latency_us: histogram })
+    Ok(Report {
+        kind: "e2e",
+        messages,
+        bytes,
+        seconds,
+        latency_us: histogram,
+    })
 }
 
 fn ms(us: u64) -> f64 {
@@ -403,7 +460,12 @@ fn print_report(format: Format, report: &Report, load: &LoadArgs) {
     let (p50, p99, p999, max) = if h.is_empty() {
         (0.0, 0.0, 0.0, 0.0)
     } else {
-        (ms(h.value_at_quantile(0.5)), ms(h.value_at_quantile(0.99)), ms(h.value_at_quantile(0.999)), ms(h.max()))
+        (
+            ms(h.value_at_quantile(0.5)),
+            ms(h.value_at_quantile(0.99)),
+            ms(h.value_at_quantile(0.999)),
+            ms(h.max()),
+        )
     };
     if format == Format::Json {
         print_json(&json!({

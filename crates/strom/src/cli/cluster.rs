@@ -47,7 +47,10 @@ async fn info(global: &GlobalArgs) -> anyhow::Result<()> {
         }));
         return Ok(());
     }
-    println!("cluster id:  {}", cluster.cluster_id.as_deref().unwrap_or("-"));
+    println!(
+        "cluster id:  {}",
+        cluster.cluster_id.as_deref().unwrap_or("-")
+    );
     println!("controller:  {}", cluster.controller_id);
     println!("topics:      {}", topics.len());
     println!("partitions:  {partitions}");
@@ -56,8 +59,17 @@ async fn info(global: &GlobalArgs) -> anyhow::Result<()> {
         .brokers
         .iter()
         .map(|b| {
-            let id = if b.node_id == cluster.controller_id { format!("{}*", b.node_id) } else { b.node_id.to_string() };
-            vec![id, b.host.clone(), b.port.to_string(), b.rack.clone().unwrap_or_else(|| "-".into())]
+            let id = if b.node_id == cluster.controller_id {
+                format!("{}*", b.node_id)
+            } else {
+                b.node_id.to_string()
+            };
+            vec![
+                id,
+                b.host.clone(),
+                b.port.to_string(),
+                b.rack.clone().unwrap_or_else(|| "-".into()),
+            ]
         })
         .collect();
     print_table(&["BROKER", "HOST", "PORT", "RACK"], &rows);

@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Args;
 use serde_json::json;
-use strom_client::{Assignor, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, OffsetSpec, TopicPartition};
+use strom_client::{
+    Assignor, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, OffsetSpec, TopicPartition,
+};
 
 use super::{Format, GlobalArgs};
 
@@ -32,7 +34,11 @@ pub struct ConsumeArgs {
     group: Option<String>,
     /// Assignors offered to the group with -g, in order of preference (range,
     /// cooperative-sticky); only cooperative-sticky gives incremental rebalancing.
-    #[arg(long, value_delimiter = ',', default_value = "range,cooperative-sticky")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "range,cooperative-sticky"
+    )]
     assignor: Vec<Assignor>,
     /// Stop after NUM records.
     #[arg(short = 'n', long = "num")]
@@ -59,8 +65,12 @@ pub async fn run(global: &GlobalArgs, args: ConsumeArgs) -> anyhow::Result<()> {
     let mut consumer = Consumer::new(client.clone(), ConsumerConfig::default());
     let mut assignment = Vec::new();
     for topic in &args.topics {
-        let info = client.refresh_metadata(Some(std::slice::from_ref(topic)), false).await?;
-        let Some(info) = info.topics.get(topic) else { bail!("unknown topic {topic:?}") };
+        let info = client
+            .refresh_metadata(Some(std::slice::from_ref(topic)), false)
+            .await?;
+        let Some(info) = info.topics.get(topic) else {
+            bail!("unknown topic {topic:?}")
+        };
         for p in &info.partitions {
             if args.partitions.is_empty() || args.partitions.contains(&p.partition) {
                 assignment.push(TopicPartition::new(topic.clone(), p.partition));
@@ -125,7 +135,9 @@ async fn run_group(global: &GlobalArgs, args: ConsumeArgs) -> anyhow::Result<()>
     }
     let client = global.connect().await?;
     for topic in &args.topics {
-        let metadata = client.refresh_metadata(Some(std::slice::from_ref(topic)), false).await?;
+        let metadata = client
+            .refresh_metadata(Some(std::slice::from_ref(topic)), false)
+            .await?;
         if !metadata.topics.contains_key(topic) {
             bail!("unknown topic {topic:?}; `strom topic list` shows the topics");
         }
@@ -145,7 +157,11 @@ async fn run_group(global: &GlobalArgs, args: ConsumeArgs) -> anyhow::Result<()>
     result.and(closed.map_err(Into::into))
 }
 
-async fn group_loop(global: &GlobalArgs, args: &ConsumeArgs, consumer: &mut Consumer) -> anyhow::Result<()> {
+async fn group_loop(
+    global: &GlobalArgs,
+    args: &ConsumeArgs,
+    consumer: &mut Consumer,
+) -> anyhow::Result<()> {
     let format = parse_format(&args.fmt);
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     let mut printed: u64 = 0;
@@ -157,7 +173,10 @@ async fn group_loop(global: &GlobalArgs, args: &ConsumeArgs, consumer: &mut Cons
             return Ok(());
         }
         let assignment = consumer.assignment();
-        if args.exit_at_end && !assignment.is_empty() && assignment.iter().all(|tp| consumer.at_end(tp)) {
+        if args.exit_at_end
+            && !assignment.is_empty()
+            && assignment.iter().all(|tp| consumer.at_end(tp))
+        {
             return Ok(());
         }
         let records = tokio::select! {
@@ -180,7 +199,10 @@ async fn group_loop(global: &GlobalArgs, args: &ConsumeArgs, consumer: &mut Cons
                 }
                 return Err(error.into());
             }
-            next.insert(TopicPartition::new(record.topic.clone(), record.partition), record.offset + 1);
+            next.insert(
+                TopicPartition::new(record.topic.clone(), record.partition),
+                record.offset + 1,
+            );
             printed += 1;
         }
         if let Err(error) = consumer.commit_offsets(&next).await {
@@ -252,7 +274,9 @@ pub fn render(pieces: &[Piece], record: &ConsumerRecord) -> Vec<u8> {
             Piece::Field('o') => out.extend_from_slice(record.offset.to_string().as_bytes()),
             Piece::Field('T') => out.extend_from_slice(record.timestamp_ms.to_string().as_bytes()),
             Piece::Field('k') => out.extend_from_slice(record.key.as_deref().unwrap_or_default()),
-            Piece::Field('v' | 's') => out.extend_from_slice(record.value.as_deref().unwrap_or_default()),
+            Piece::Field('v' | 's') => {
+                out.extend_from_slice(record.value.as_deref().unwrap_or_default())
+            }
             Piece::Field('K') => out.extend_from_slice(size(record.key.as_deref()).as_bytes()),
             Piece::Field('S') => out.extend_from_slice(size(record.value.as_deref()).as_bytes()),
             Piece::Field('h') => {
@@ -284,8 +308,11 @@ fn lossy(bytes: Option<&[u8]>) -> serde_json::Value {
 
 /// One record as a JSON object (key, value and header values as UTF-8, lossily).
 pub fn record_json(record: &ConsumerRecord) -> serde_json::Value {
-    let headers: serde_json::Map<String, serde_json::Value> =
-        record.headers.iter().map(|(k, v)| (k.clone(), lossy(v.as_deref()))).collect();
+    let headers: serde_json::Map<String, serde_json::Value> = record
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), lossy(v.as_deref())))
+        .collect();
     json!({
         "topic": record.topic,
         "partition": record.partition,
@@ -318,13 +345,19 @@ mod tests {
     fn renders_every_field_like_kcat() {
         let pieces = parse_format("%t|%p|%o|%k|%v|%s|%h|%T|%K|%S|100%%\\n");
         let out = render(&pieces, &record());
-        assert_eq!(String::from_utf8(out).unwrap(), "t|2|41|k1|hello|hello|a=1,b=|1700000000000|2|5|100%\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "t|2|41|k1|hello|hello|a=1,b=|1700000000000|2|5|100%\n"
+        );
     }
 
     #[test]
     fn unknown_fields_and_escapes_stay_literal() {
         let pieces = parse_format("%x\\q%");
-        assert_eq!(String::from_utf8(render(&pieces, &record())).unwrap(), "%x\\q%");
+        assert_eq!(
+            String::from_utf8(render(&pieces, &record())).unwrap(),
+            "%x\\q%"
+        );
     }
 
     #[test]

@@ -74,9 +74,13 @@ pub async fn run(global: &GlobalArgs, args: GroupArgs) -> anyhow::Result<()> {
     match args.command {
         GroupCommand::List => list(global, &admin).await,
         GroupCommand::Describe { group } => describe(global, &admin, &group).await,
-        GroupCommand::ResetOffsets { group, topic, to, partitions, execute } => {
-            reset_offsets(global, &admin, &group, &topic, &partitions, to, execute).await
-        }
+        GroupCommand::ResetOffsets {
+            group,
+            topic,
+            to,
+            partitions,
+            execute,
+        } => reset_offsets(global, &admin, &group, &topic, &partitions, to, execute).await,
         GroupCommand::Delete { groups } => delete(&admin, &groups).await,
     }
 }
@@ -105,20 +109,44 @@ async fn list(global: &GlobalArgs, admin: &Admin) -> anyhow::Result<()> {
             .collect::<Vec<_>>()));
         return Ok(());
     }
-    let dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
-    let rows: Vec<Vec<String>> =
-        groups.iter().map(|g| vec![g.group_id.clone(), dash(&g.state), dash(&g.group_type), dash(&g.protocol_type)]).collect();
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.group_id.clone(),
+                dash(&g.state),
+                dash(&g.group_type),
+                dash(&g.protocol_type),
+            ]
+        })
+        .collect();
     print_table(&["GROUP", "STATE", "TYPE", "PROTOCOL-TYPE"], &rows);
     Ok(())
 }
 
 async fn describe(global: &GlobalArgs, admin: &Admin, group: &str) -> anyhow::Result<()> {
-    let description = admin.describe_group(group).await.map_err(|e| explain(e, group))?;
+    let description = admin
+        .describe_group(group)
+        .await
+        .map_err(|e| explain(e, group))?;
     if global.format == Format::Json {
         print_json(&describe_json(&description));
         return Ok(());
     }
-    let dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
     println!("group:        {}", description.group_id);
     println!("state:        {}", description.state);
     println!("assignor:     {}", dash(&description.protocol));
@@ -130,17 +158,25 @@ async fn describe(global: &GlobalArgs, admin: &Admin, group: &str) -> anyhow::Re
             .members
             .iter()
             .map(|m| {
-                let assignment: Vec<String> = m.assignment.iter().map(|tp| tp.to_string()).collect();
+                let assignment: Vec<String> =
+                    m.assignment.iter().map(|tp| tp.to_string()).collect();
                 vec![
                     m.member_id.clone(),
                     m.group_instance_id.clone().unwrap_or_else(|| "-".into()),
                     dash(&m.client_id),
                     dash(&m.client_host),
-                    if assignment.is_empty() { "-".into() } else { assignment.join(",") },
+                    if assignment.is_empty() {
+                        "-".into()
+                    } else {
+                        assignment.join(",")
+                    },
                 ]
             })
             .collect();
-        print_table(&["MEMBER", "INSTANCE", "CLIENT-ID", "HOST", "ASSIGNMENT"], &rows);
+        print_table(
+            &["MEMBER", "INSTANCE", "CLIENT-ID", "HOST", "ASSIGNMENT"],
+            &rows,
+        );
     }
     println!();
     let opt = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
@@ -158,7 +194,10 @@ async fn describe(global: &GlobalArgs, admin: &Admin, group: &str) -> anyhow::Re
             ]
         })
         .collect();
-    print_table(&["TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "MEMBER"], &rows);
+    print_table(
+        &["TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "MEMBER"],
+        &rows,
+    );
     Ok(())
 }
 
@@ -198,11 +237,22 @@ async fn reset_offsets(
     to: OffsetSpec,
     execute: bool,
 ) -> anyhow::Result<()> {
-    let plan = match admin.reset_group_offsets(group, topic, partitions, to, execute).await {
+    let plan = match admin
+        .reset_group_offsets(group, topic, partitions, to, execute)
+        .await
+    {
         Ok(plan) => plan,
-        Err(Error::UnknownTopic(t)) => bail!("unknown topic {t:?}; `strom topic list` shows the topics"),
-        Err(error @ Error::Invalid(_)) => bail!("{}", error.to_string().trim_start_matches("invalid argument: ")),
-        Err(error) => return Err(explain(error, group)).with_context(|| format!("reset offsets of group {group:?}")),
+        Err(Error::UnknownTopic(t)) => {
+            bail!("unknown topic {t:?}; `strom topic list` shows the topics")
+        }
+        Err(error @ Error::Invalid(_)) => bail!(
+            "{}",
+            error.to_string().trim_start_matches("invalid argument: ")
+        ),
+        Err(error) => {
+            return Err(explain(error, group))
+                .with_context(|| format!("reset offsets of group {group:?}"))
+        }
     };
     if global.format == Format::Json {
         print_json(&json!({
@@ -238,7 +288,10 @@ async fn reset_offsets(
 
 async fn delete(admin: &Admin, groups: &[String]) -> anyhow::Result<()> {
     for group in groups {
-        admin.delete_groups(std::slice::from_ref(group)).await.map_err(|e| explain(e, group))?;
+        admin
+            .delete_groups(std::slice::from_ref(group))
+            .await
+            .map_err(|e| explain(e, group))?;
         println!("deleted group {group}");
     }
     Ok(())

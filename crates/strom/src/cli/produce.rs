@@ -6,7 +6,9 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::Args;
 use serde_json::json;
-use strom_client::{parse_compression, Acks, Compression, DeliveryFuture, Producer, ProducerConfig, ProducerRecord};
+use strom_client::{
+    parse_compression, Acks, Compression, DeliveryFuture, Producer, ProducerConfig, ProducerRecord,
+};
 use tokio::io::AsyncBufReadExt;
 
 use super::{parse_key_value, print_json, Format, GlobalArgs};
@@ -71,11 +73,17 @@ pub async fn run(global: &GlobalArgs, args: ProduceArgs) -> anyhow::Result<()> {
     let mut pending: VecDeque<DeliveryFuture> = VecDeque::new();
     let mut summary: BTreeMap<i32, PartitionSummary> = BTreeMap::new();
     let mut line = Vec::new();
-    let headers: Vec<(String, Option<Bytes>)> =
-        args.headers.iter().map(|(k, v)| (k.clone(), Some(Bytes::from(v.clone())))).collect();
+    let headers: Vec<(String, Option<Bytes>)> = args
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(Bytes::from(v.clone()))))
+        .collect();
     loop {
         line.clear();
-        let n = stdin.read_until(b'\n', &mut line).await.context("cannot read stdin")?;
+        let n = stdin
+            .read_until(b'\n', &mut line)
+            .await
+            .context("cannot read stdin")?;
         if n == 0 {
             break;
         }
@@ -121,14 +129,24 @@ fn split_line(line: &[u8], args: &ProduceArgs) -> (Option<Bytes>, Bytes) {
     if let Some(separator) = args.key_separator.as_deref().filter(|s| !s.is_empty()) {
         let sep = separator.as_bytes();
         if let Some(at) = line.windows(sep.len()).position(|w| w == sep) {
-            return (Some(Bytes::copy_from_slice(&line[..at])), Bytes::copy_from_slice(&line[at + sep.len()..]));
+            return (
+                Some(Bytes::copy_from_slice(&line[..at])),
+                Bytes::copy_from_slice(&line[at + sep.len()..]),
+            );
         }
     }
     (None, Bytes::copy_from_slice(line))
 }
 
-fn record_delivery(summary: &mut BTreeMap<i32, PartitionSummary>, meta: strom_client::RecordMetadata) {
-    let s = summary.entry(meta.partition).or_insert(PartitionSummary { count: 0, first_offset: meta.offset, last_offset: meta.offset });
+fn record_delivery(
+    summary: &mut BTreeMap<i32, PartitionSummary>,
+    meta: strom_client::RecordMetadata,
+) {
+    let s = summary.entry(meta.partition).or_insert(PartitionSummary {
+        count: 0,
+        first_offset: meta.offset,
+        last_offset: meta.offset,
+    });
     s.count += 1;
     s.first_offset = s.first_offset.min(meta.offset);
     s.last_offset = s.last_offset.max(meta.offset);
@@ -150,7 +168,10 @@ fn print_summary(format: Format, topic: &str, summary: &BTreeMap<i32, PartitionS
             if s.first_offset < 0 {
                 format!("partition {p}: {} (offsets unknown with acks=0)", s.count)
             } else {
-                format!("partition {p}: {} at offsets {}..={}", s.count, s.first_offset, s.last_offset)
+                format!(
+                    "partition {p}: {} at offsets {}..={}",
+                    s.count, s.first_offset, s.last_offset
+                )
             }
         })
         .collect();

@@ -101,7 +101,12 @@ pub async fn run(global: &GlobalArgs, args: TopicArgs) -> anyhow::Result<()> {
     let admin = Admin::new(global.connect().await?);
     let json = global.format == Format::Json;
     match args.command {
-        TopicCommand::Create { name, partitions, replicas, configs } => {
+        TopicCommand::Create {
+            name,
+            partitions,
+            replicas,
+            configs,
+        } => {
             let topic = NewTopic {
                 name: name.clone(),
                 partitions: partitions.unwrap_or(-1),
@@ -112,18 +117,28 @@ pub async fn run(global: &GlobalArgs, args: TopicArgs) -> anyhow::Result<()> {
             let info = admin.client().topic(&name, false).await?;
             let replication = info.partitions.first().map_or(0, |p| p.replicas.len());
             if json {
-                print_json(&json!({"name": name, "partitions": info.partitions.len(), "replication_factor": replication}));
+                print_json(
+                    &json!({"name": name, "partitions": info.partitions.len(), "replication_factor": replication}),
+                );
             } else {
-                println!("created topic {name} ({} partitions, replication factor {replication})", info.partitions.len());
+                println!(
+                    "created topic {name} ({} partitions, replication factor {replication})",
+                    info.partitions.len()
+                );
             }
         }
         TopicCommand::List { internal } => list(&admin, json, internal).await?,
-        TopicCommand::Describe { name, all_configs } => describe(&admin, json, &name, all_configs).await?,
+        TopicCommand::Describe { name, all_configs } => {
+            describe(&admin, json, &name, all_configs).await?
+        }
         TopicCommand::AlterConfig { name, set, delete } => {
             if set.is_empty() && delete.is_empty() {
                 bail!("nothing to change: give --set key=value or --delete key");
             }
-            let mut changes: Vec<ConfigChange> = set.into_iter().map(|(k, v)| ConfigChange::Set(k, v)).collect();
+            let mut changes: Vec<ConfigChange> = set
+                .into_iter()
+                .map(|(k, v)| ConfigChange::Set(k, v))
+                .collect();
             changes.extend(delete.into_iter().map(ConfigChange::Delete));
             admin.alter_topic_config(&name, &changes).await?;
             if json {
@@ -136,8 +151,13 @@ pub async fn run(global: &GlobalArgs, args: TopicArgs) -> anyhow::Result<()> {
             if count <= 0 {
                 bail!("-n must be at least 1");
             }
-            let current = admin.client().refresh_metadata(Some(std::slice::from_ref(&name)), false).await?;
-            let Some(info) = current.topics.get(&name) else { bail!("unknown topic {name:?}") };
+            let current = admin
+                .client()
+                .refresh_metadata(Some(std::slice::from_ref(&name)), false)
+                .await?;
+            let Some(info) = current.topics.get(&name) else {
+                bail!("unknown topic {name:?}")
+            };
             let total = info.partitions.len() as i32 + count;
             admin.create_partitions(&name, total).await?;
             if json {
@@ -161,7 +181,12 @@ pub async fn run(global: &GlobalArgs, args: TopicArgs) -> anyhow::Result<()> {
 }
 
 async fn list(admin: &Admin, json: bool, internal: bool) -> anyhow::Result<()> {
-    let topics: Vec<_> = admin.list_topics().await?.into_iter().filter(|t| internal || !t.is_internal).collect();
+    let topics: Vec<_> = admin
+        .list_topics()
+        .await?
+        .into_iter()
+        .filter(|t| internal || !t.is_internal)
+        .collect();
     if json {
         let out: Vec<_> = topics
             .iter()
@@ -183,7 +208,10 @@ async fn list(admin: &Admin, json: bool, internal: bool) -> anyhow::Result<()> {
             vec![
                 t.name.clone(),
                 t.partitions.len().to_string(),
-                t.partitions.first().map_or(0, |p| p.replicas.len()).to_string(),
+                t.partitions
+                    .first()
+                    .map_or(0, |p| p.replicas.len())
+                    .to_string(),
             ]
         })
         .collect();
@@ -193,9 +221,16 @@ async fn list(admin: &Admin, json: bool, internal: bool) -> anyhow::Result<()> {
 
 async fn describe(admin: &Admin, json: bool, name: &str, all_configs: bool) -> anyhow::Result<()> {
     let topic = admin.describe_topic(name).await?;
-    let configs: Vec<_> = topic.configs.iter().filter(|c| all_configs || c.source == ConfigSource::Topic).collect();
+    let configs: Vec<_> = topic
+        .configs
+        .iter()
+        .filter(|c| all_configs || c.source == ConfigSource::Topic)
+        .collect();
     if json {
-        let config_map: BTreeMap<&str, Option<&str>> = configs.iter().map(|c| (c.name.as_str(), c.value.as_deref())).collect();
+        let config_map: BTreeMap<&str, Option<&str>> = configs
+            .iter()
+            .map(|c| (c.name.as_str(), c.value.as_deref()))
+            .collect();
         print_json(&json!({
             "name": topic.name,
             "topic_id": topic.topic_id,
@@ -233,14 +268,31 @@ async fn describe(admin: &Admin, json: bool, name: &str, all_configs: bool) -> a
             ]
         })
         .collect();
-    print_table(&["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "LOG-START", "HIGH-WATERMARK"], &rows);
+    print_table(
+        &[
+            "PARTITION",
+            "LEADER",
+            "EPOCH",
+            "REPLICAS",
+            "ISR",
+            "LOG-START",
+            "HIGH-WATERMARK",
+        ],
+        &rows,
+    );
     println!();
     if configs.is_empty() {
         println!("configs: (all defaults)");
     } else {
         let rows: Vec<Vec<String>> = configs
             .iter()
-            .map(|c| vec![c.name.clone(), c.value.clone().unwrap_or_else(|| "-".into()), c.source.name().to_string()])
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    c.value.clone().unwrap_or_else(|| "-".into()),
+                    c.source.name().to_string(),
+                ]
+            })
             .collect();
         print_table(&["CONFIG", "VALUE", "SOURCE"], &rows);
     }
