@@ -4,12 +4,17 @@ use std::collections::BTreeMap;
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::{
-    ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, IncrementalAlterConfigsRequest, TopicName,
+    ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    IncrementalAlterConfigsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -45,7 +50,12 @@ pub struct NewTopic {
 impl NewTopic {
     /// A topic with `partitions` partitions and the broker's default replication factor.
     pub fn new(name: impl Into<String>, partitions: i32) -> NewTopic {
-        NewTopic { name: name.into(), partitions, replication_factor: -1, configs: BTreeMap::new() }
+        NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: -1,
+            configs: BTreeMap::new(),
+        }
     }
 }
 
@@ -214,7 +224,11 @@ impl Admin {
             .collect();
         let (_, response) = self.client.send_controller(&request).await?;
         for topic in &response.topics {
-            check(topic.error_code, || format!("create topic {:?}", topic.name.0.as_str()), topic.error_message.as_ref())?;
+            check(
+                topic.error_code,
+                || format!("create topic {:?}", topic.name.0.as_str()),
+                topic.error_message.as_ref(),
+            )?;
         }
         Ok(())
     }
@@ -226,8 +240,16 @@ impl Admin {
         request.topic_names = names.iter().map(|n| name(n)).collect();
         let (_, response) = self.client.send_controller(&request).await?;
         for topic in &response.responses {
-            let topic_name = topic.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
-            check(topic.error_code, || format!("delete topic {topic_name:?}"), topic.error_message.as_ref())?;
+            let topic_name = topic
+                .name
+                .as_ref()
+                .map(|n| n.0.to_string())
+                .unwrap_or_default();
+            check(
+                topic.error_code,
+                || format!("delete topic {topic_name:?}"),
+                topic.error_message.as_ref(),
+            )?;
         }
         Ok(())
     }
@@ -245,11 +267,33 @@ impl Admin {
 
     /// One topic's partitions (with log start offsets and high watermarks) and configs.
     pub async fn describe_topic(&self, topic: &str) -> Result<TopicDescription> {
-        let metadata = self.client.refresh_metadata(Some(&[topic.to_string()]), false).await?;
-        let info = metadata.topics.get(topic).ok_or_else(|| Error::UnknownTopic(topic.to_string()))?;
-        let tps: Vec<TopicPartition> = info.partitions.iter().map(|p| TopicPartition::new(topic, p.partition)).collect();
-        let earliest = self.list_offsets(&tps.iter().map(|tp| (tp.clone(), OffsetSpec::Earliest)).collect::<Vec<_>>()).await?;
-        let latest = self.list_offsets(&tps.iter().map(|tp| (tp.clone(), OffsetSpec::Latest)).collect::<Vec<_>>()).await?;
+        let metadata = self
+            .client
+            .refresh_metadata(Some(&[topic.to_string()]), false)
+            .await?;
+        let info = metadata
+            .topics
+            .get(topic)
+            .ok_or_else(|| Error::UnknownTopic(topic.to_string()))?;
+        let tps: Vec<TopicPartition> = info
+            .partitions
+            .iter()
+            .map(|p| TopicPartition::new(topic, p.partition))
+            .collect();
+        let earliest = self
+            .list_offsets(
+                &tps.iter()
+                    .map(|tp| (tp.clone(), OffsetSpec::Earliest))
+                    .collect::<Vec<_>>(),
+            )
+            .await?;
+        let latest = self
+            .list_offsets(
+                &tps.iter()
+                    .map(|tp| (tp.clone(), OffsetSpec::Latest))
+                    .collect::<Vec<_>>(),
+            )
+            .await?;
         let partitions = info
             .partitions
             .iter()
@@ -283,10 +327,15 @@ impl Admin {
 
     /// Every config entry of broker `node_id`.
     pub async fn describe_broker_config(&self, node_id: i32) -> Result<Vec<ConfigEntry>> {
-        self.describe_configs(RESOURCE_BROKER, &node_id.to_string()).await
+        self.describe_configs(RESOURCE_BROKER, &node_id.to_string())
+            .await
     }
 
-    async fn describe_configs(&self, resource_type: i8, resource_name: &str) -> Result<Vec<ConfigEntry>> {
+    async fn describe_configs(
+        &self,
+        resource_type: i8,
+        resource_name: &str,
+    ) -> Result<Vec<ConfigEntry>> {
         let mut resource = DescribeConfigsResource::default();
         resource.resource_type = resource_type;
         resource.resource_name = StrBytes::from_string(resource_name.to_string());
@@ -294,14 +343,20 @@ impl Admin {
         let mut request = DescribeConfigsRequest::default();
         request.resources = vec![resource];
         let (_, response) = if resource_type == RESOURCE_BROKER {
-            let node_id: i32 = resource_name.parse().map_err(|_| Error::Invalid(format!("bad broker id {resource_name:?}")))?;
+            let node_id: i32 = resource_name
+                .parse()
+                .map_err(|_| Error::Invalid(format!("bad broker id {resource_name:?}")))?;
             self.client.send_to(node_id, &request).await?
         } else {
             self.client.send_any(&request).await?
         };
         let mut entries = Vec::new();
         for result in response.results {
-            check(result.error_code, || format!("describe configs of {resource_name:?}"), result.error_message.as_ref())?;
+            check(
+                result.error_code,
+                || format!("describe configs of {resource_name:?}"),
+                result.error_message.as_ref(),
+            )?;
             for c in result.configs {
                 entries.push(ConfigEntry {
                     name: c.name.to_string(),
@@ -344,7 +399,11 @@ impl Admin {
         request.resources = vec![resource];
         let (_, response) = self.client.send_controller(&request).await?;
         for r in &response.responses {
-            check(r.error_code, || format!("alter config of topic {topic:?}"), r.error_message.as_ref())?;
+            check(
+                r.error_code,
+                || format!("alter config of topic {topic:?}"),
+                r.error_message.as_ref(),
+            )?;
         }
         Ok(())
     }
@@ -360,15 +419,24 @@ impl Admin {
         request.timeout_ms = ADMIN_TIMEOUT_MS;
         let (_, response) = self.client.send_controller(&request).await?;
         for r in &response.results {
-            check(r.error_code, || format!("add partitions to topic {topic:?}"), r.error_message.as_ref())?;
+            check(
+                r.error_code,
+                || format!("add partitions to topic {topic:?}"),
+                r.error_message.as_ref(),
+            )?;
         }
-        self.client.refresh_metadata(Some(&[topic.to_string()]), false).await?;
+        self.client
+            .refresh_metadata(Some(&[topic.to_string()]), false)
+            .await?;
         Ok(())
     }
 
     /// Deletes records before the given offsets (-1: the high watermark); returns each
     /// partition's new log start offset.
-    pub async fn delete_records(&self, before: &[(TopicPartition, i64)]) -> Result<BTreeMap<TopicPartition, i64>> {
+    pub async fn delete_records(
+        &self,
+        before: &[(TopicPartition, i64)],
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
         let mut out = BTreeMap::new();
         for (tp, offset) in before {
             let leader = leader_of(&self.client, tp).await?;
@@ -385,7 +453,10 @@ impl Admin {
             for t in response.topics {
                 for p in t.partitions {
                     check(p.error_code, || format!("delete records of {tp}"), None)?;
-                    out.insert(TopicPartition::new(t.name.0.to_string(), p.partition_index), p.low_watermark);
+                    out.insert(
+                        TopicPartition::new(t.name.0.to_string(), p.partition_index),
+                        p.low_watermark,
+                    );
                 }
             }
         }
@@ -393,7 +464,10 @@ impl Admin {
     }
 
     /// Looks up offsets (earliest, latest, by timestamp).
-    pub async fn list_offsets(&self, specs: &[(TopicPartition, OffsetSpec)]) -> Result<BTreeMap<TopicPartition, ListedOffset>> {
+    pub async fn list_offsets(
+        &self,
+        specs: &[(TopicPartition, OffsetSpec)],
+    ) -> Result<BTreeMap<TopicPartition, ListedOffset>> {
         list_offsets(&self.client, specs).await
     }
 
@@ -403,7 +477,11 @@ impl Admin {
         let connection = self.client.any_connection().await?;
         if connection.version(ApiKey::DescribeCluster).is_some() {
             let (_, response) = connection.send(&DescribeClusterRequest::default()).await?;
-            check(response.error_code, || "describe cluster".to_string(), response.error_message.as_ref())?;
+            check(
+                response.error_code,
+                || "describe cluster".to_string(),
+                response.error_message.as_ref(),
+            )?;
             let mut brokers: Vec<BrokerInfo> = response
                 .brokers
                 .iter()
@@ -433,5 +511,12 @@ impl Admin {
 /// Formats 16 bytes as a UUID string.
 pub fn format_uuid(bytes: &[u8; 16]) -> String {
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::{DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest};
+use kafka_protocol::messages::{
+    DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::admin::Admin;
@@ -99,8 +101,15 @@ impl Admin {
         let metadata = self.client().refresh_metadata(Some(&[]), false).await?;
         let mut groups = BTreeMap::new();
         for node_id in metadata.brokers.keys() {
-            let (_, response) = self.client().send_to(*node_id, &ListGroupsRequest::default()).await?;
-            check(response.error_code, || format!("list groups on broker {node_id}"), None)?;
+            let (_, response) = self
+                .client()
+                .send_to(*node_id, &ListGroupsRequest::default())
+                .await?;
+            check(
+                response.error_code,
+                || format!("list groups on broker {node_id}"),
+                None,
+            )?;
             for g in response.groups {
                 let listing = GroupListing {
                     group_id: g.group_id.0.to_string(),
@@ -124,12 +133,14 @@ impl Admin {
         let mut request = DescribeGroupsRequest::default();
         request.groups = vec![gid(group)];
         let (_, response) = send_to_coordinator(self.client(), &coordinator, &request).await?;
-        let described = response
-            .groups
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Protocol(format!("DescribeGroups has no answer for {group:?}")))?;
-        check(described.error_code, || format!("describe group {group:?}"), described.error_message.as_ref())?;
+        let described = response.groups.into_iter().next().ok_or_else(|| {
+            Error::Protocol(format!("DescribeGroups has no answer for {group:?}"))
+        })?;
+        check(
+            described.error_code,
+            || format!("describe group {group:?}"),
+            described.error_message.as_ref(),
+        )?;
         let consumer = described.protocol_type.as_str() == CONSUMER_PROTOCOL_TYPE;
         let members: Vec<GroupMemberDescription> = described
             .members
@@ -139,14 +150,28 @@ impl Admin {
                 group_instance_id: m.group_instance_id.as_ref().map(|i| i.to_string()),
                 client_id: m.client_id.to_string(),
                 client_host: m.client_host.to_string(),
-                subscription: if consumer { decode_subscription(&m.member_metadata).map(|s| s.topics).unwrap_or_default() } else { Vec::new() },
-                assignment: if consumer { decode_assignment(&m.member_assignment).unwrap_or_default() } else { Vec::new() },
+                subscription: if consumer {
+                    decode_subscription(&m.member_metadata)
+                        .map(|s| s.topics)
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
+                assignment: if consumer {
+                    decode_assignment(&m.member_assignment).unwrap_or_default()
+                } else {
+                    Vec::new()
+                },
             })
             .collect();
         let committed = fetch_committed(self.client(), group, None).await?;
         let state = described.group_state.to_string();
         if state == "Dead" && committed.is_empty() {
-            return Err(Error::kafka(69, format!("describe group {group:?}"), Some("no such group".to_string())));
+            return Err(Error::kafka(
+                69,
+                format!("describe group {group:?}"),
+                Some("no such group".to_string()),
+            ));
         }
         let offsets = self.group_offsets(&members, &committed).await?;
         Ok(GroupDescription {
@@ -165,8 +190,11 @@ impl Admin {
         members: &[GroupMemberDescription],
         committed: &BTreeMap<TopicPartition, i64>,
     ) -> Result<Vec<GroupPartitionOffsets>> {
-        let mut owners: BTreeMap<TopicPartition, Option<String>> =
-            committed.iter().filter(|(_, o)| **o >= 0).map(|(tp, _)| (tp.clone(), None)).collect();
+        let mut owners: BTreeMap<TopicPartition, Option<String>> = committed
+            .iter()
+            .filter(|(_, o)| **o >= 0)
+            .map(|(tp, _)| (tp.clone(), None))
+            .collect();
         for m in members {
             for tp in &m.assignment {
                 owners.insert(tp.clone(), Some(m.member_id.clone()));
@@ -185,8 +213,16 @@ impl Admin {
             .map(|(tp, member_id)| {
                 let committed = committed.get(&tp).copied().filter(|o| *o >= 0);
                 let end_offset = ends.get(&tp).map_or(-1, |o| o.offset);
-                let lag = committed.filter(|_| end_offset >= 0).map(|c| (end_offset - c).max(0));
-                GroupPartitionOffsets { tp, committed, end_offset, lag, member_id }
+                let lag = committed
+                    .filter(|_| end_offset >= 0)
+                    .map(|c| (end_offset - c).max(0));
+                GroupPartitionOffsets {
+                    tp,
+                    committed,
+                    end_offset,
+                    lag,
+                    member_id,
+                }
             })
             .collect())
     }
@@ -209,11 +245,20 @@ impl Admin {
         spec: OffsetSpec,
         execute: bool,
     ) -> Result<Vec<OffsetReset>> {
-        let info = self.client().refresh_metadata(Some(&[topic.to_string()]), false).await?;
-        let info = info.topics.get(topic).ok_or_else(|| Error::UnknownTopic(topic.to_string()))?;
+        let info = self
+            .client()
+            .refresh_metadata(Some(&[topic.to_string()]), false)
+            .await?;
+        let info = info
+            .topics
+            .get(topic)
+            .ok_or_else(|| Error::UnknownTopic(topic.to_string()))?;
         for p in partitions {
             if !info.partitions.iter().any(|x| x.partition == *p) {
-                return Err(Error::UnknownPartition { topic: topic.to_string(), partition: *p });
+                return Err(Error::UnknownPartition {
+                    topic: topic.to_string(),
+                    partition: *p,
+                });
             }
         }
         let tps: Vec<TopicPartition> = info
@@ -223,9 +268,23 @@ impl Admin {
             .map(|p| TopicPartition::new(topic, p.partition))
             .collect();
         let committed = fetch_committed(self.client(), group, Some(&tps)).await?;
-        let earliest = self.list_offsets(&tps.iter().map(|tp| (tp.clone(), OffsetSpec::Earliest)).collect::<Vec<_>>()).await?;
-        let latest = self.list_offsets(&tps.iter().map(|tp| (tp.clone(), OffsetSpec::Latest)).collect::<Vec<_>>()).await?;
-        let wanted = self.list_offsets(&tps.iter().map(|tp| (tp.clone(), spec)).collect::<Vec<_>>()).await?;
+        let earliest = self
+            .list_offsets(
+                &tps.iter()
+                    .map(|tp| (tp.clone(), OffsetSpec::Earliest))
+                    .collect::<Vec<_>>(),
+            )
+            .await?;
+        let latest = self
+            .list_offsets(
+                &tps.iter()
+                    .map(|tp| (tp.clone(), OffsetSpec::Latest))
+                    .collect::<Vec<_>>(),
+            )
+            .await?;
+        let wanted = self
+            .list_offsets(&tps.iter().map(|tp| (tp.clone(), spec)).collect::<Vec<_>>())
+            .await?;
         let mut plan = Vec::with_capacity(tps.len());
         for tp in tps {
             let (low, high) = (earliest[&tp].offset, latest[&tp].offset);
@@ -235,7 +294,11 @@ impl Admin {
                 o => o.clamp(low, high),
             };
             let current = committed.get(&tp).copied().filter(|o| *o >= 0);
-            plan.push(OffsetReset { tp, current, target });
+            plan.push(OffsetReset {
+                tp,
+                current,
+                target,
+            });
         }
         if execute {
             let description = self.describe_group(group).await;
@@ -248,7 +311,8 @@ impl Admin {
                     )));
                 }
             }
-            let offsets: BTreeMap<TopicPartition, i64> = plan.iter().map(|r| (r.tp.clone(), r.target)).collect();
+            let offsets: BTreeMap<TopicPartition, i64> =
+                plan.iter().map(|r| (r.tp.clone(), r.target)).collect();
             commit_offsets(self.client(), group, None, &offsets).await?;
         }
         Ok(plan)
@@ -263,7 +327,11 @@ impl Admin {
             request.groups_names = vec![gid(group)];
             let (_, response) = send_to_coordinator(self.client(), &coordinator, &request).await?;
             for r in &response.results {
-                if let Err(error) = check(r.error_code, || format!("delete group {:?}", r.group_id.0.as_str()), None) {
+                if let Err(error) = check(
+                    r.error_code,
+                    || format!("delete group {:?}", r.group_id.0.as_str()),
+                    None,
+                ) {
                     first_error.get_or_insert(error);
                 }
             }

@@ -147,7 +147,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("bootstrap", &self.inner.config.bootstrap_servers).finish()
+        f.debug_struct("Client")
+            .field("bootstrap", &self.inner.config.bootstrap_servers)
+            .finish()
     }
 }
 
@@ -160,7 +162,10 @@ impl Client {
         let client = Client {
             inner: Arc::new(Inner {
                 config,
-                metadata: RwLock::new(Metadata { controller_id: -1, ..Metadata::default() }),
+                metadata: RwLock::new(Metadata {
+                    controller_id: -1,
+                    ..Metadata::default()
+                }),
                 connections: tokio::sync::Mutex::new(HashMap::new()),
             }),
         };
@@ -185,7 +190,12 @@ impl Client {
 
     /// Partition count of `topic` from the cache, if known.
     pub fn cached_partition_count(&self, topic: &str) -> Option<usize> {
-        self.inner.metadata.read().topics.get(topic).map(|t| t.partitions.len())
+        self.inner
+            .metadata
+            .read()
+            .topics
+            .get(topic)
+            .map(|t| t.partitions.len())
     }
 
     /// Leader of a partition from the cache, if known and online.
@@ -203,8 +213,10 @@ impl Client {
         if let Some(info) = self.cached_topic(topic) {
             return Ok(info);
         }
-        self.refresh_metadata(Some(&[topic.to_string()]), auto_create).await?;
-        self.cached_topic(topic).ok_or_else(|| Error::UnknownTopic(topic.to_string()))
+        self.refresh_metadata(Some(&[topic.to_string()]), auto_create)
+            .await?;
+        self.cached_topic(topic)
+            .ok_or_else(|| Error::UnknownTopic(topic.to_string()))
     }
 
     /// Asks the cluster for fresh metadata of `topics` (`None`: every topic; `Some(&[])`: brokers
@@ -212,22 +224,33 @@ impl Client {
     ///
     /// Topics the cluster reports as unknown are removed from the cache; other topic errors are
     /// returned.
-    pub async fn refresh_metadata(&self, topics: Option<&[String]>, auto_create: bool) -> Result<Metadata> {
+    pub async fn refresh_metadata(
+        &self,
+        topics: Option<&[String]>,
+        auto_create: bool,
+    ) -> Result<Metadata> {
         let mut attempt = 0;
         loop {
             match self.refresh_metadata_once(topics, auto_create).await {
                 Ok(metadata) => return Ok(metadata),
-                Err(error) if error.is_retriable() && attempt < self.inner.config.metadata_retries => {
+                Err(error)
+                    if error.is_retriable() && attempt < self.inner.config.metadata_retries =>
+                {
                     attempt += 1;
                     tracing::debug!(%error, attempt, "metadata refresh failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(self.inner.config.retry_backoff_ms)).await;
+                    tokio::time::sleep(Duration::from_millis(self.inner.config.retry_backoff_ms))
+                        .await;
                 }
                 Err(error) => return Err(error),
             }
         }
     }
 
-    async fn refresh_metadata_once(&self, topics: Option<&[String]>, auto_create: bool) -> Result<Metadata> {
+    async fn refresh_metadata_once(
+        &self,
+        topics: Option<&[String]>,
+        auto_create: bool,
+    ) -> Result<Metadata> {
         let mut request = MetadataRequest::default();
         request.topics = topics.map(|names| {
             names
@@ -271,7 +294,9 @@ impl Client {
                 }
                 code => {
                     metadata.topics.remove(&name);
-                    first_error.get_or_insert_with(|| Error::kafka(code, format!("metadata of topic {name:?}"), None));
+                    first_error.get_or_insert_with(|| {
+                        Error::kafka(code, format!("metadata of topic {name:?}"), None)
+                    });
                     continue;
                 }
             }
@@ -289,7 +314,12 @@ impl Client {
                 })
                 .collect();
             partitions.sort_by_key(|p| p.partition);
-            let info = TopicInfo { name: name.clone(), topic_id: *topic.topic_id.as_bytes(), is_internal: topic.is_internal, partitions };
+            let info = TopicInfo {
+                name: name.clone(),
+                topic_id: *topic.topic_id.as_bytes(),
+                is_internal: topic.is_internal,
+                partitions,
+            };
             metadata.topics.insert(name, info);
         }
         match first_error {
@@ -320,14 +350,29 @@ impl Client {
             }
         }
         let config = &self.inner.config;
-        let connection = Arc::new(Connection::connect(addr, &config.client_id, config.connect_timeout_ms, config.request_timeout_ms).await?);
+        let connection = Arc::new(
+            Connection::connect(
+                addr,
+                &config.client_id,
+                config.connect_timeout_ms,
+                config.request_timeout_ms,
+            )
+            .await?,
+        );
         connections.insert(addr.to_string(), connection.clone());
         Ok(connection)
     }
 
     /// A connection to any broker: a known broker first, else a bootstrap server.
     pub async fn any_connection(&self) -> Result<Arc<Connection>> {
-        let known: Vec<String> = self.inner.metadata.read().brokers.values().map(BrokerInfo::addr).collect();
+        let known: Vec<String> = self
+            .inner
+            .metadata
+            .read()
+            .brokers
+            .values()
+            .map(BrokerInfo::addr)
+            .collect();
         let mut candidates = known;
         for addr in &self.inner.config.bootstrap_servers {
             if !candidates.contains(addr) {
@@ -351,7 +396,11 @@ impl Client {
     }
 
     /// Sends `request` to broker `node_id`.
-    pub async fn send_to<R: Request>(&self, node_id: i32, request: &R) -> Result<(i16, R::Response)> {
+    pub async fn send_to<R: Request>(
+        &self,
+        node_id: i32,
+        request: &R,
+    ) -> Result<(i16, R::Response)> {
         let connection = self.connection(node_id).await?;
         connection.send(request).await
     }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
@@ -88,21 +90,42 @@ impl Drop for Connection {
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection").field("addr", &self.addr).finish()
+        f.debug_struct("Connection")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
 impl Connection {
     /// Connects to `addr` (`host:port`) and negotiates API versions.
-    pub async fn connect(addr: &str, client_id: &str, connect_timeout_ms: u64, request_timeout_ms: u64) -> Result<Connection> {
-        let unreachable = |cause| Error::Unreachable { addr: addr.to_string(), cause };
-        let stream = tokio::time::timeout(Duration::from_millis(connect_timeout_ms), TcpStream::connect(addr))
-            .await
-            .map_err(|_| unreachable(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")))?
-            .map_err(unreachable)?;
+    pub async fn connect(
+        addr: &str,
+        client_id: &str,
+        connect_timeout_ms: u64,
+        request_timeout_ms: u64,
+    ) -> Result<Connection> {
+        let unreachable = |cause| Error::Unreachable {
+            addr: addr.to_string(),
+            cause,
+        };
+        let stream = tokio::time::timeout(
+            Duration::from_millis(connect_timeout_ms),
+            TcpStream::connect(addr),
+        )
+        .await
+        .map_err(|_| {
+            unreachable(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connect timed out",
+            ))
+        })?
+        .map_err(unreachable)?;
         stream.set_nodelay(true).map_err(unreachable)?;
         let (read_half, write_half) = stream.into_split();
-        let pending = Arc::new(Mutex::new(Pending { waiters: HashMap::new(), closed: None }));
+        let pending = Arc::new(Mutex::new(Pending {
+            waiters: HashMap::new(),
+            closed: None,
+        }));
         let (frames, frames_receiver) = mpsc::channel(WRITE_QUEUE_FRAMES_MAX);
         let reader = tokio::spawn(read_loop(read_half, pending.clone()));
         let writer = tokio::spawn(write_loop(write_half, frames_receiver, pending.clone()));
@@ -125,18 +148,26 @@ impl Connection {
         let mut request = ApiVersionsRequest::default();
         request.client_software_name = StrBytes::from_static_str("strom-client");
         request.client_software_version = StrBytes::from_static_str(env!("CARGO_PKG_VERSION"));
-        let first: Result<ApiVersionsResponse> = self.send_versioned(&request, 3, self.request_timeout_ms).await;
+        let first: Result<ApiVersionsResponse> = self
+            .send_versioned(&request, 3, self.request_timeout_ms)
+            .await;
         let response = match first {
             Ok(response) if response.error_code != 35 => response,
             // UNSUPPORTED_VERSION (answered in v0) or a body we could not read: ask in v0.
             Ok(_) | Err(Error::Protocol(_)) => {
-                self.send_versioned(&ApiVersionsRequest::default(), 0, self.request_timeout_ms).await?
+                self.send_versioned(&ApiVersionsRequest::default(), 0, self.request_timeout_ms)
+                    .await?
             }
             Err(error) => return Err(error),
         };
-        crate::error::check(response.error_code, || format!("ApiVersions to {}", self.addr), None)?;
+        crate::error::check(
+            response.error_code,
+            || format!("ApiVersions to {}", self.addr),
+            None,
+        )?;
         for api in &response.api_keys {
-            self.broker_versions.insert(api.api_key, (api.min_version, api.max_version));
+            self.broker_versions
+                .insert(api.api_key, (api.min_version, api.max_version));
         }
         self.versions = negotiate_versions(&self.broker_versions);
         Ok(())
@@ -163,10 +194,16 @@ impl Connection {
     }
 
     fn version_or_error<R: Request>(&self) -> Result<i16> {
-        let key = ApiKey::try_from(R::KEY).map_err(|_| Error::Protocol(format!("unknown API key {}", R::KEY)))?;
+        let key = ApiKey::try_from(R::KEY)
+            .map_err(|_| Error::Protocol(format!("unknown API key {}", R::KEY)))?;
         self.version(key).ok_or_else(|| {
             let (min, max) = client_range(key).unwrap_or((0, -1));
-            Error::UnsupportedApi { api: api_name(R::KEY), addr: self.addr.clone(), min, max }
+            Error::UnsupportedApi {
+                api: api_name(R::KEY),
+                addr: self.addr.clone(),
+                min,
+                max,
+            }
         })
     }
 
@@ -176,7 +213,11 @@ impl Connection {
     }
 
     /// Like [`Connection::send`] with an explicit timeout (for long polls).
-    pub async fn send_timeout<R: Request>(&self, request: &R, timeout_ms: u64) -> Result<(i16, R::Response)> {
+    pub async fn send_timeout<R: Request>(
+        &self,
+        request: &R,
+        timeout_ms: u64,
+    ) -> Result<(i16, R::Response)> {
         let version = self.version_or_error::<R>()?;
         let response = self.send_versioned(request, version, timeout_ms).await?;
         Ok((version, response))
@@ -187,38 +228,70 @@ impl Connection {
         let version = self.version_or_error::<R>()?;
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
         let frame = self.encode(request, version, correlation_id)?;
-        self.frames.send(frame).await.map_err(|_| self.disconnected())?;
+        self.frames
+            .send(frame)
+            .await
+            .map_err(|_| self.disconnected())?;
         Ok(version)
     }
 
     /// Sends `request` at `version` and decodes its response.
-    pub async fn send_versioned<R: Request>(&self, request: &R, version: i16, timeout_ms: u64) -> Result<R::Response> {
+    pub async fn send_versioned<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+        timeout_ms: u64,
+    ) -> Result<R::Response> {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
-        let in_flight = match tokio::time::timeout_at(deadline, self.enqueue(request, version, timeout_ms)).await {
-            Ok(in_flight) => in_flight?,
-            Err(_) => return Err(Error::Timeout { api: api_name(R::KEY), addr: self.addr.clone(), timeout_ms }),
-        };
+        let in_flight =
+            match tokio::time::timeout_at(deadline, self.enqueue(request, version, timeout_ms))
+                .await
+            {
+                Ok(in_flight) => in_flight?,
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        api: api_name(R::KEY),
+                        addr: self.addr.clone(),
+                        timeout_ms,
+                    })
+                }
+            };
         in_flight.response().await
     }
 
     /// Queues `request` at the negotiated version for writing and returns a handle to await its
     /// response. Requests queued one after the other on a connection reach the broker in that
     /// order, which is how the producer keeps batches of one partition in order.
-    pub async fn start<R: Request>(&self, request: &R, timeout_ms: u64) -> Result<InFlight<R::Response>> {
+    pub async fn start<R: Request>(
+        &self,
+        request: &R,
+        timeout_ms: u64,
+    ) -> Result<InFlight<R::Response>> {
         let version = self.version_or_error::<R>()?;
         self.enqueue(request, version, timeout_ms).await
     }
 
-    async fn enqueue<R: Request>(&self, request: &R, version: i16, timeout_ms: u64) -> Result<InFlight<R::Response>> {
+    async fn enqueue<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+        timeout_ms: u64,
+    ) -> Result<InFlight<R::Response>> {
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
         let frame = self.encode(request, version, correlation_id)?;
         let (sender, receiver) = oneshot::channel();
         {
             let mut pending = self.pending.lock();
             if let Some(reason) = &pending.closed {
-                return Err(Error::Disconnected { addr: self.addr.clone(), reason: reason.clone() });
+                return Err(Error::Disconnected {
+                    addr: self.addr.clone(),
+                    reason: reason.clone(),
+                });
             }
-            pending.waiters.insert(correlation_id, (R::Response::header_version(version), sender));
+            pending.waiters.insert(
+                correlation_id,
+                (R::Response::header_version(version), sender),
+            );
         }
         let in_flight = InFlight {
             receiver,
@@ -243,19 +316,38 @@ impl Connection {
         header.correlation_id = correlation_id;
         header.client_id = Some(self.client_id.clone());
         let header_version = R::header_version(version);
-        let invalid = |e: &dyn std::fmt::Display| Error::Invalid(format!("cannot encode {} v{version}: {e}", api_name(R::KEY)));
-        let size = header.compute_size(header_version).map_err(|e| invalid(&e))?
+        let invalid = |e: &dyn std::fmt::Display| {
+            Error::Invalid(format!(
+                "cannot encode {} v{version}: {e}",
+                api_name(R::KEY)
+            ))
+        };
+        let size = header
+            .compute_size(header_version)
+            .map_err(|e| invalid(&e))?
             + request.compute_size(version).map_err(|e| invalid(&e))?;
         let mut frame = BytesMut::with_capacity(4 + size);
         frame.put_i32(size as i32);
-        header.encode(&mut frame, header_version).map_err(|e| invalid(&e))?;
-        request.encode(&mut frame, version).map_err(|e| invalid(&e))?;
+        header
+            .encode(&mut frame, header_version)
+            .map_err(|e| invalid(&e))?;
+        request
+            .encode(&mut frame, version)
+            .map_err(|e| invalid(&e))?;
         Ok(frame.freeze())
     }
 
     fn disconnected(&self) -> Error {
-        let reason = self.pending.lock().closed.clone().unwrap_or_else(|| "connection closed".to_string());
-        Error::Disconnected { addr: self.addr.clone(), reason }
+        let reason = self
+            .pending
+            .lock()
+            .closed
+            .clone()
+            .unwrap_or_else(|| "connection closed".to_string());
+        Error::Disconnected {
+            addr: self.addr.clone(),
+            reason,
+        }
     }
 }
 
@@ -284,17 +376,34 @@ impl<T: Decodable> InFlight<T> {
         let body = match tokio::time::timeout(timeout, &mut self.receiver).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => {
-                let reason = self.pending.lock().closed.clone().unwrap_or_else(|| "connection closed".to_string());
-                Err(Error::Disconnected { addr: self.addr.clone(), reason })
+                let reason = self
+                    .pending
+                    .lock()
+                    .closed
+                    .clone()
+                    .unwrap_or_else(|| "connection closed".to_string());
+                Err(Error::Disconnected {
+                    addr: self.addr.clone(),
+                    reason,
+                })
             }
-            Err(_) => Err(Error::Timeout { api: api_name(self.api_key), addr: self.addr.clone(), timeout_ms: self.timeout_ms }),
+            Err(_) => Err(Error::Timeout {
+                api: api_name(self.api_key),
+                addr: self.addr.clone(),
+                timeout_ms: self.timeout_ms,
+            }),
         };
         let mut body = match body {
             Ok(body) => body,
             Err(error) => return Err(self.forget(error)),
         };
         T::decode(&mut body, self.version).map_err(|e| {
-            Error::Protocol(format!("cannot decode {} v{} response from {}: {e}", api_name(self.api_key), self.version, self.addr))
+            Error::Protocol(format!(
+                "cannot decode {} v{} response from {}: {e}",
+                api_name(self.api_key),
+                self.version,
+                self.addr
+            ))
         })
     }
 
@@ -308,7 +417,9 @@ impl<T: Decodable> InFlight<T> {
 pub fn negotiate_versions(broker: &HashMap<i16, (i16, i16)>) -> HashMap<i16, i16> {
     let mut versions = HashMap::new();
     for &(key, client_min, client_max) in CLIENT_VERSIONS {
-        let Some(&(broker_min, broker_max)) = broker.get(&(key as i16)) else { continue };
+        let Some(&(broker_min, broker_max)) = broker.get(&(key as i16)) else {
+            continue;
+        };
         let max = client_max.min(broker_max).min(key.valid_versions().max);
         let min = client_min.max(broker_min);
         if min <= max {
@@ -319,7 +430,10 @@ pub fn negotiate_versions(broker: &HashMap<i16, (i16, i16)>) -> HashMap<i16, i16
 }
 
 fn client_range(key: ApiKey) -> Option<(i16, i16)> {
-    CLIENT_VERSIONS.iter().find(|(k, _, _)| *k == key).map(|&(_, min, max)| (min, max))
+    CLIENT_VERSIONS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, min, max)| (min, max))
 }
 
 /// The Kafka name of an API key, for messages.
@@ -356,7 +470,9 @@ async fn read_loop(mut read_half: tokio::net::tcp::OwnedReadHalf, pending: Arc<M
     let reason = loop {
         let size = match read_half.read_i32().await {
             Ok(size) => size,
-            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => break "closed by the broker".to_string(),
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break "closed by the broker".to_string()
+            }
             Err(error) => break format!("read failed: {error}"),
         };
         if size < 4 || size as usize > RESPONSE_FRAME_BYTES_MAX {
@@ -412,7 +528,10 @@ mod tests {
     fn client_versions_are_within_kafka_protocol() {
         for &(key, min, max) in CLIENT_VERSIONS {
             let valid = key.valid_versions();
-            assert!(valid.min <= min && min <= max && max <= valid.max, "{key:?}");
+            assert!(
+                valid.min <= min && min <= max && max <= valid.max,
+                "{key:?}"
+            );
         }
     }
 }

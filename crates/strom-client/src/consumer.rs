@@ -91,7 +91,10 @@ impl Default for ConsumerConfig {
 impl ConsumerConfig {
     /// The defaults with `group.id` set.
     pub fn with_group(group_id: impl Into<String>) -> ConsumerConfig {
-        ConsumerConfig { group_id: Some(group_id.into()), ..ConsumerConfig::default() }
+        ConsumerConfig {
+            group_id: Some(group_id.into()),
+            ..ConsumerConfig::default()
+        }
     }
 }
 
@@ -207,8 +210,14 @@ impl Consumer {
 
     /// Adds every partition of `topic` to the assignment; returns how many it has.
     pub async fn assign_topic(&mut self, topic: &str) -> Result<usize> {
-        let info = self.client.refresh_metadata(Some(&[topic.to_string()]), false).await?;
-        let topic_info = info.topics.get(topic).ok_or_else(|| Error::UnknownTopic(topic.to_string()))?;
+        let info = self
+            .client
+            .refresh_metadata(Some(&[topic.to_string()]), false)
+            .await?;
+        let topic_info = info
+            .topics
+            .get(topic)
+            .ok_or_else(|| Error::UnknownTopic(topic.to_string()))?;
         let mut assignment: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
         for p in &topic_info.partitions {
             let tp = TopicPartition::new(topic, p.partition);
@@ -256,9 +265,9 @@ impl Consumer {
 
     /// Whether `tp`'s position has reached the high watermark seen in the last fetch.
     pub fn at_end(&self, tp: &TopicPartition) -> bool {
-        self.partitions
-            .get(tp)
-            .is_some_and(|s| s.high_watermark >= 0 && s.position.is_some_and(|p| p >= s.high_watermark))
+        self.partitions.get(tp).is_some_and(|s| {
+            s.high_watermark >= 0 && s.position.is_some_and(|p| p >= s.high_watermark)
+        })
     }
 
     /// Resolves positions that are not known yet: explicit seeks first, else
@@ -274,7 +283,9 @@ impl Consumer {
                 (None, AutoOffsetReset::Earliest) => OffsetSpec::Earliest,
                 (None, AutoOffsetReset::Latest) => OffsetSpec::Latest,
                 (None, AutoOffsetReset::None) => {
-                    return Err(Error::Invalid(format!("no position for {tp} and auto_offset_reset is none")))
+                    return Err(Error::Invalid(format!(
+                        "no position for {tp} and auto_offset_reset is none"
+                    )))
                 }
             };
             specs.push((tp.clone(), spec));
@@ -322,9 +333,14 @@ impl Consumer {
         self.resolve_positions().await?;
         let mut by_leader: HashMap<i32, Vec<(TopicPartition, i64, i32)>> = HashMap::new();
         for (tp, state) in &self.partitions {
-            let Some(position) = state.position else { continue };
+            let Some(position) = state.position else {
+                continue;
+            };
             let leader = leader_of(&self.client, tp).await?;
-            by_leader.entry(leader).or_default().push((tp.clone(), position, state.fetch_bytes));
+            by_leader
+                .entry(leader)
+                .or_default()
+                .push((tp.clone(), position, state.fetch_bytes));
         }
         let max_wait_ms = (timeout.as_millis() as u64).min(self.config.fetch_max_wait_ms);
         let fetches = by_leader
@@ -350,7 +366,8 @@ impl Consumer {
         if refresh {
             tokio::time::sleep(Duration::from_millis(self.client.config().retry_backoff_ms)).await;
             let topics: Vec<String> = {
-                let mut t: Vec<String> = self.partitions.keys().map(|tp| tp.topic.clone()).collect();
+                let mut t: Vec<String> =
+                    self.partitions.keys().map(|tp| tp.topic.clone()).collect();
                 t.dedup();
                 t
             };
@@ -359,7 +376,12 @@ impl Consumer {
         Ok(records)
     }
 
-    async fn fetch_from(&self, leader: i32, partitions: Vec<(TopicPartition, i64, i32)>, max_wait_ms: u64) -> Result<Vec<FetchedPartition>> {
+    async fn fetch_from(
+        &self,
+        leader: i32,
+        partitions: Vec<(TopicPartition, i64, i32)>,
+        max_wait_ms: u64,
+    ) -> Result<Vec<FetchedPartition>> {
         let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
         for (tp, position, fetch_bytes) in &partitions {
             let mut p = FetchPartition::default();
@@ -390,7 +412,11 @@ impl Consumer {
         let connection = self.client.connection(leader).await?;
         let timeout_ms = self.client.config().request_timeout_ms + max_wait_ms;
         let (_, response) = connection.send_timeout(&request, timeout_ms).await?;
-        crate::error::check(response.error_code, || format!("fetch from broker {leader}"), None)?;
+        crate::error::check(
+            response.error_code,
+            || format!("fetch from broker {leader}"),
+            None,
+        )?;
         let mut out = Vec::new();
         for topic in response.responses {
             let name = topic.topic.0.to_string();
@@ -410,8 +436,12 @@ impl Consumer {
     /// Applies one partition's fetch result; returns whether metadata needs a refresh.
     fn apply(&mut self, part: FetchedPartition, out: &mut Vec<ConsumerRecord>) -> Result<bool> {
         let reset = self.config.auto_offset_reset;
-        let Some(state) = self.partitions.get_mut(&part.tp) else { return Ok(false) };
-        let Some(position) = state.position else { return Ok(false) };
+        let Some(state) = self.partitions.get_mut(&part.tp) else {
+            return Ok(false);
+        };
+        let Some(position) = state.position else {
+            return Ok(false);
+        };
         match part.error_code {
             0 => {}
             1 => {
@@ -420,7 +450,11 @@ impl Consumer {
                     AutoOffsetReset::Earliest => state.seek = Some(OffsetSpec::Earliest),
                     AutoOffsetReset::Latest => state.seek = Some(OffsetSpec::Latest),
                     AutoOffsetReset::None => {
-                        return Err(Error::kafka(1, format!("fetch {} at offset {position}", part.tp), None))
+                        return Err(Error::kafka(
+                            1,
+                            format!("fetch {} at offset {position}", part.tp),
+                            None,
+                        ))
                     }
                 }
                 tracing::debug!(tp = %part.tp, position, ?reset, "offset out of range; resetting");
@@ -441,7 +475,10 @@ impl Consumer {
         let next = decode_records(&part.tp, part.records, position, out)?;
         if had_bytes && next <= position {
             // Only part of a batch came back: ask for more next time.
-            state.fetch_bytes = state.fetch_bytes.saturating_mul(2).min(self.config.fetch_max_bytes.max(state.fetch_bytes));
+            state.fetch_bytes = state
+                .fetch_bytes
+                .saturating_mul(2)
+                .min(self.config.fetch_max_bytes.max(state.fetch_bytes));
         } else {
             state.fetch_bytes = self.config.max_partition_fetch_bytes;
         }
@@ -457,13 +494,17 @@ impl Consumer {
     /// Replaces any earlier subscription or assignment.
     pub fn subscribe<S: AsRef<str>>(&mut self, topics: &[S]) -> Result<()> {
         let Some(group_id) = self.config.group_id.clone() else {
-            return Err(Error::Invalid("subscribe needs a group_id in the ConsumerConfig".into()));
+            return Err(Error::Invalid(
+                "subscribe needs a group_id in the ConsumerConfig".into(),
+            ));
         };
         if topics.is_empty() {
             return Err(Error::Invalid("subscribe needs at least one topic".into()));
         }
         if self.config.assignors.is_empty() {
-            return Err(Error::Invalid("subscribe needs at least one assignor".into()));
+            return Err(Error::Invalid(
+                "subscribe needs at least one assignor".into(),
+            ));
         }
         let mut topics: Vec<String> = topics.iter().map(|t| t.as_ref().to_string()).collect();
         topics.sort();
@@ -509,14 +550,17 @@ impl Consumer {
     async fn maintain_group(&mut self) -> Result<()> {
         // A cooperative rebalance that revoked partitions needs a second one at once.
         for _ in 0..3 {
-            let Some(membership) = &self.membership else { return Ok(()) };
+            let Some(membership) = &self.membership else {
+                return Ok(());
+            };
             if !membership.needs_rejoin() {
                 break;
             }
             self.rebalance().await?;
         }
         if self.config.enable_auto_commit
-            && self.last_auto_commit.elapsed() >= Duration::from_millis(self.config.auto_commit_interval_ms)
+            && self.last_auto_commit.elapsed()
+                >= Duration::from_millis(self.config.auto_commit_interval_ms)
         {
             self.last_auto_commit = tokio::time::Instant::now();
             if let Err(error) = self.commit_positions(None).await {
@@ -547,8 +591,17 @@ impl Consumer {
         let topics = self.subscription.clone();
         let membership = self.membership.as_mut().expect("called with a membership");
         let joined = membership.join(&topics, &owned).await?;
-        let revoked: Vec<TopicPartition> = owned.iter().filter(|tp| !joined.assigned.contains(tp)).cloned().collect();
-        let added: Vec<TopicPartition> = joined.assigned.iter().filter(|tp| !owned.contains(tp)).cloned().collect();
+        let revoked: Vec<TopicPartition> = owned
+            .iter()
+            .filter(|tp| !joined.assigned.contains(tp))
+            .cloned()
+            .collect();
+        let added: Vec<TopicPartition> = joined
+            .assigned
+            .iter()
+            .filter(|tp| !owned.contains(tp))
+            .cloned()
+            .collect();
         tracing::info!(group = %membership.group_id(), generation = joined.generation, assigned = joined.assigned.len(),
             added = added.len(), revoked = revoked.len(), "joined group");
         if !revoked.is_empty() {
@@ -558,10 +611,14 @@ impl Consumer {
                 }
             }
             // Cooperative: the partitions go to their new owners in the next rebalance.
-            self.membership.as_ref().expect("still there").request_rejoin();
+            self.membership
+                .as_ref()
+                .expect("still there")
+                .request_rejoin();
         }
         self.assign(joined.assigned.clone());
-        self.last_committed.retain(|tp, _| joined.assigned.contains(tp));
+        self.last_committed
+            .retain(|tp, _| joined.assigned.contains(tp));
         self.seek_to_committed(&added).await
     }
 
@@ -582,10 +639,9 @@ impl Consumer {
     }
 
     fn group_id(&self) -> Result<&str> {
-        self.config
-            .group_id
-            .as_deref()
-            .ok_or_else(|| Error::Invalid("committing offsets needs a group_id in the ConsumerConfig".into()))
+        self.config.group_id.as_deref().ok_or_else(|| {
+            Error::Invalid("committing offsets needs a group_id in the ConsumerConfig".into())
+        })
     }
 
     /// Commits the current position of every assigned partition (synchronously).
@@ -612,11 +668,17 @@ impl Consumer {
         }
         let group_id = self.group_id()?.to_string();
         let identity = self.membership.as_ref().and_then(Membership::identity);
-        let instance = self.membership.as_ref().and_then(|m| m.instance_id().map(String::from));
-        let member = identity.as_ref().map(|(id, generation)| (id.as_str(), *generation, instance.as_deref()));
+        let instance = self
+            .membership
+            .as_ref()
+            .and_then(|m| m.instance_id().map(String::from));
+        let member = identity
+            .as_ref()
+            .map(|(id, generation)| (id.as_str(), *generation, instance.as_deref()));
         match group::commit_offsets(&self.client, &group_id, member, offsets).await {
             Ok(()) => {
-                self.last_committed.extend(offsets.iter().map(|(tp, o)| (tp.clone(), *o)));
+                self.last_committed
+                    .extend(offsets.iter().map(|(tp, o)| (tp.clone(), *o)));
                 Ok(())
             }
             Err(error) => {
@@ -629,7 +691,10 @@ impl Consumer {
     }
 
     /// The group's committed offsets of `partitions` (`None` where nothing is committed).
-    pub async fn committed(&self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, Option<i64>>> {
+    pub async fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, Option<i64>>> {
         let group_id = self.group_id()?;
         let fetched = group::fetch_committed(&self.client, group_id, Some(partitions)).await?;
         Ok(partitions
@@ -670,7 +735,12 @@ struct FetchedPartition {
 /// Decodes every complete batch in `bytes` (a fetch may end in a partial batch), appends the
 /// records at or after `position` to `out`, and returns the offset after the last complete
 /// batch.
-pub fn decode_records(tp: &TopicPartition, mut bytes: Bytes, position: i64, out: &mut Vec<ConsumerRecord>) -> Result<i64> {
+pub fn decode_records(
+    tp: &TopicPartition,
+    mut bytes: Bytes,
+    position: i64,
+    out: &mut Vec<ConsumerRecord>,
+) -> Result<i64> {
     const BATCH_HEADER_BYTES: usize = 61;
     let mut next = position;
     while bytes.len() >= BATCH_HEADER_BYTES {
@@ -678,14 +748,18 @@ pub fn decode_records(tp: &TopicPartition, mut bytes: Bytes, position: i64, out:
         let batch_length = (&bytes[8..12]).get_i32();
         let magic = bytes[16] as i8;
         if batch_length < 0 {
-            return Err(Error::Protocol(format!("{tp}: negative batch length at offset {base_offset}")));
+            return Err(Error::Protocol(format!(
+                "{tp}: negative batch length at offset {base_offset}"
+            )));
         }
         let total = 12 + batch_length as usize;
         if bytes.len() < total {
             break; // a partial batch at the end of the response
         }
         if magic != 2 {
-            return Err(Error::Protocol(format!("{tp}: message format v{magic} at offset {base_offset} is not supported")));
+            return Err(Error::Protocol(format!(
+                "{tp}: message format v{magic} at offset {base_offset} is not supported"
+            )));
         }
         let mut batch = bytes.split_to(total);
         let attributes = (&batch[21..23]).get_i16();
@@ -693,16 +767,25 @@ pub fn decode_records(tp: &TopicPartition, mut bytes: Bytes, position: i64, out:
         let record_count = (&batch[57..61]).get_i32() as i64;
         let compressed = attributes & 0x7 != 0;
         let control = attributes & 0x20 != 0;
-        let count_max = if compressed { COMPRESSED_BATCH_RECORDS_MAX } else { batch_length as i64 / RECORD_BYTES_MIN };
+        let count_max = if compressed {
+            COMPRESSED_BATCH_RECORDS_MAX
+        } else {
+            batch_length as i64 / RECORD_BYTES_MIN
+        };
         if record_count < 0 || record_count > count_max {
-            return Err(Error::Protocol(format!("{tp}: batch at offset {base_offset} claims {record_count} records")));
+            return Err(Error::Protocol(format!(
+                "{tp}: batch at offset {base_offset} claims {record_count} records"
+            )));
         }
         next = base_offset + last_offset_delta as i64 + 1;
         if control || next <= position {
             continue;
         }
-        let set = RecordBatchDecoder::decode(&mut batch)
-            .map_err(|e| Error::Protocol(format!("{tp}: cannot decode the batch at offset {base_offset}: {e}")))?;
+        let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| {
+            Error::Protocol(format!(
+                "{tp}: cannot decode the batch at offset {base_offset}: {e}"
+            ))
+        })?;
         for record in set.records {
             if record.offset < position {
                 continue;
@@ -715,7 +798,11 @@ pub fn decode_records(tp: &TopicPartition, mut bytes: Bytes, position: i64, out:
                 log_append_time: record.timestamp_type == TimestampType::LogAppend,
                 key: record.key,
                 value: record.value,
-                headers: record.headers.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+                headers: record
+                    .headers
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
             });
         }
     }
@@ -747,12 +834,22 @@ mod tests {
             })
             .collect();
         let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, records.iter(), &RecordEncodeOptions { version: 2, compression }).unwrap();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            records.iter(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .unwrap();
         buf.freeze()
     }
 
     fn values(out: &[ConsumerRecord]) -> Vec<String> {
-        out.iter().map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap()).collect()
+        out.iter()
+            .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
+            .collect()
     }
 
     #[test]

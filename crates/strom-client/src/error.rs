@@ -105,20 +105,56 @@ impl Error {
                 addr: addr.clone(),
                 cause: std::io::Error::new(cause.kind(), cause.to_string()),
             },
-            Error::Disconnected { addr, reason } => Error::Disconnected { addr: addr.clone(), reason: reason.clone() },
-            Error::Timeout { api, addr, timeout_ms } => Error::Timeout { api: api.clone(), addr: addr.clone(), timeout_ms: *timeout_ms },
-            Error::UnsupportedApi { api, addr, min, max } => {
-                Error::UnsupportedApi { api: api.clone(), addr: addr.clone(), min: *min, max: *max }
-            }
-            Error::Kafka { code, context, message } => Error::Kafka { code: *code, context: context.clone(), message: message.clone() },
+            Error::Disconnected { addr, reason } => Error::Disconnected {
+                addr: addr.clone(),
+                reason: reason.clone(),
+            },
+            Error::Timeout {
+                api,
+                addr,
+                timeout_ms,
+            } => Error::Timeout {
+                api: api.clone(),
+                addr: addr.clone(),
+                timeout_ms: *timeout_ms,
+            },
+            Error::UnsupportedApi {
+                api,
+                addr,
+                min,
+                max,
+            } => Error::UnsupportedApi {
+                api: api.clone(),
+                addr: addr.clone(),
+                min: *min,
+                max: *max,
+            },
+            Error::Kafka {
+                code,
+                context,
+                message,
+            } => Error::Kafka {
+                code: *code,
+                context: context.clone(),
+                message: message.clone(),
+            },
             Error::Protocol(m) => Error::Protocol(m.clone()),
             Error::UnknownTopic(t) => Error::UnknownTopic(t.clone()),
-            Error::UnknownPartition { topic, partition } => Error::UnknownPartition { topic: topic.clone(), partition: *partition },
+            Error::UnknownPartition { topic, partition } => Error::UnknownPartition {
+                topic: topic.clone(),
+                partition: *partition,
+            },
             Error::Invalid(m) => Error::Invalid(m.clone()),
             Error::Closed => Error::Closed,
-            Error::DeliveryTimeout { tp, timeout_ms, last_error } => {
-                Error::DeliveryTimeout { tp: tp.clone(), timeout_ms: *timeout_ms, last_error: last_error.clone() }
-            }
+            Error::DeliveryTimeout {
+                tp,
+                timeout_ms,
+                last_error,
+            } => Error::DeliveryTimeout {
+                tp: tp.clone(),
+                timeout_ms: *timeout_ms,
+                last_error: last_error.clone(),
+            },
         }
     }
 
@@ -164,10 +200,18 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Turns a Kafka error code into `Ok(())` or [`Error::Kafka`].
-pub(crate) fn check(code: i16, context: impl FnOnce() -> String, message: Option<&kafka_protocol::protocol::StrBytes>) -> Result<()> {
+pub(crate) fn check(
+    code: i16,
+    context: impl FnOnce() -> String,
+    message: Option<&kafka_protocol::protocol::StrBytes>,
+) -> Result<()> {
     if code == 0 {
         Ok(())
     } else {
-        Err(Error::kafka(code, context(), message.map(|m| m.to_string())))
+        Err(Error::kafka(
+            code,
+            context(),
+            message.map(|m| m.to_string()),
+        ))
     }
 }

@@ -11,12 +11,14 @@ use std::time::Duration;
 
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
+    ApiKey, FindCoordinatorRequest, GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use parking_lot::Mutex;
@@ -42,7 +44,12 @@ mod code {
 }
 
 fn is_coordinator_error(code: i16) -> bool {
-    matches!(code, code::COORDINATOR_LOAD_IN_PROGRESS | code::COORDINATOR_NOT_AVAILABLE | code::NOT_COORDINATOR)
+    matches!(
+        code,
+        code::COORDINATOR_LOAD_IN_PROGRESS
+            | code::COORDINATOR_NOT_AVAILABLE
+            | code::NOT_COORDINATOR
+    )
 }
 
 fn group_id(group: &str) -> GroupId {
@@ -98,21 +105,36 @@ async fn find_coordinator_once(client: &Client, group: &str) -> Result<Coordinat
         crate::error::check(c.error_code, context, c.error_message.as_ref())?;
         (c.node_id.0, c.host.to_string(), c.port)
     } else {
-        crate::error::check(response.error_code, context, response.error_message.as_ref())?;
+        crate::error::check(
+            response.error_code,
+            context,
+            response.error_message.as_ref(),
+        )?;
         (response.node_id.0, response.host.to_string(), response.port)
     };
-    Ok(Coordinator { node_id, addr: format!("{host}:{port}") })
+    Ok(Coordinator {
+        node_id,
+        addr: format!("{host}:{port}"),
+    })
 }
 
 /// Sends a request to `group`'s coordinator, finding it first.
-pub(crate) async fn send_to_coordinator<R: Request>(client: &Client, coordinator: &Coordinator, request: &R) -> Result<(i16, R::Response)> {
+pub(crate) async fn send_to_coordinator<R: Request>(
+    client: &Client,
+    coordinator: &Coordinator,
+    request: &R,
+) -> Result<(i16, R::Response)> {
     let connection = client.connection_to(&coordinator.addr).await?;
     connection.send(request).await
 }
 
 /// Committed offsets of `group` for `partitions` (-1 where nothing is committed); `None`
 /// asks for every partition the group has an offset for.
-pub async fn fetch_committed(client: &Client, group: &str, partitions: Option<&[TopicPartition]>) -> Result<BTreeMap<TopicPartition, i64>> {
+pub async fn fetch_committed(
+    client: &Client,
+    group: &str,
+    partitions: Option<&[TopicPartition]>,
+) -> Result<BTreeMap<TopicPartition, i64>> {
     let mut attempt = 0;
     loop {
         let coordinator = find_coordinator(client, group).await?;
@@ -154,12 +176,20 @@ async fn fetch_committed_from(
             .collect()
     });
     let (_, response) = connection.send(&request).await?;
-    crate::error::check(response.error_code, || format!("fetch committed offsets of group {group:?}"), None)?;
+    crate::error::check(
+        response.error_code,
+        || format!("fetch committed offsets of group {group:?}"),
+        None,
+    )?;
     let mut out = BTreeMap::new();
     for topic in response.topics {
         for p in topic.partitions {
             let tp = TopicPartition::new(topic.name.0.to_string(), p.partition_index);
-            crate::error::check(p.error_code, || format!("fetch committed offset of {tp} for group {group:?}"), None)?;
+            crate::error::check(
+                p.error_code,
+                || format!("fetch committed offset of {tp} for group {group:?}"),
+                None,
+            )?;
             out.insert(tp, p.committed_offset);
         }
     }
@@ -183,7 +213,12 @@ pub async fn commit_offsets(
         let coordinator = find_coordinator(client, group).await?;
         match commit_to(client, &coordinator, group, member, offsets).await {
             Ok(()) => return Ok(()),
-            Err(error) if error.kafka_code().is_some_and(|c| is_coordinator_error(c.code())) || matches!(error, Error::Disconnected { .. }) => {
+            Err(error)
+                if error
+                    .kafka_code()
+                    .is_some_and(|c| is_coordinator_error(c.code()))
+                    || matches!(error, Error::Disconnected { .. }) =>
+            {
                 if attempt >= GROUP_ATTEMPTS_MAX {
                     return Err(error);
                 }
@@ -232,7 +267,11 @@ async fn commit_to(
     for topic in response.topics {
         for p in topic.partitions {
             let tp = TopicPartition::new(topic.name.0.to_string(), p.partition_index);
-            crate::error::check(p.error_code, || format!("commit offset of {tp} for group {group:?}"), None)?;
+            crate::error::check(
+                p.error_code,
+                || format!("commit offset of {tp} for group {group:?}"),
+                None,
+            )?;
         }
     }
     Ok(())
@@ -288,8 +327,20 @@ pub(crate) struct Joined {
 
 impl Membership {
     pub(crate) fn new(client: Client, config: MembershipConfig) -> Membership {
-        let state = MemberState { member_id: String::new(), generation: -1, coordinator: None, stable: false, rejoin_needed: true, lost: false };
-        Membership { client, config, state: Arc::new(Mutex::new(state)), heartbeat: None }
+        let state = MemberState {
+            member_id: String::new(),
+            generation: -1,
+            coordinator: None,
+            stable: false,
+            rejoin_needed: true,
+            lost: false,
+        };
+        Membership {
+            client,
+            config,
+            state: Arc::new(Mutex::new(state)),
+            heartbeat: None,
+        }
     }
 
     pub(crate) fn group_id(&self) -> &str {
@@ -321,7 +372,8 @@ impl Membership {
     /// `(member id, generation, instance id)` for commits, if the member is in a generation.
     pub(crate) fn identity(&self) -> Option<(String, i32)> {
         let state = self.state.lock();
-        (state.generation >= 0 && !state.member_id.is_empty()).then(|| (state.member_id.clone(), state.generation))
+        (state.generation >= 0 && !state.member_id.is_empty())
+            .then(|| (state.member_id.clone(), state.generation))
     }
 
     pub(crate) fn instance_id(&self) -> Option<&str> {
@@ -343,7 +395,11 @@ impl Membership {
 
     /// Joins (or rejoins) the group and syncs: returns the new generation's assignment.
     /// `owned` is what the member holds now (empty under the eager protocol).
-    pub(crate) async fn join(&mut self, topics: &[String], owned: &[TopicPartition]) -> Result<Joined> {
+    pub(crate) async fn join(
+        &mut self,
+        topics: &[String],
+        owned: &[TopicPartition],
+    ) -> Result<Joined> {
         self.state.lock().stable = false;
         for attempt in 0..GROUP_ATTEMPTS_MAX {
             let join = match self.join_once(topics, owned).await {
@@ -372,7 +428,10 @@ impl Membership {
                 Err(error) => return Err(error),
             }
         }
-        Err(Error::Invalid(format!("could not join group {:?} after {GROUP_ATTEMPTS_MAX} attempts", self.config.group_id)))
+        Err(Error::Invalid(format!(
+            "could not join group {:?} after {GROUP_ATTEMPTS_MAX} attempts",
+            self.config.group_id
+        )))
     }
 
     /// Classifies group errors: coordinator moves and rebalances are retried (after fixing up
@@ -394,7 +453,9 @@ impl Membership {
                 self.state.lock().member_id.clear();
                 true
             }
-            code::REBALANCE_IN_PROGRESS | code::ILLEGAL_GENERATION | code::MEMBER_ID_REQUIRED => true,
+            code::REBALANCE_IN_PROGRESS | code::ILLEGAL_GENERATION | code::MEMBER_ID_REQUIRED => {
+                true
+            }
             _ => false,
         }
     }
@@ -403,16 +464,32 @@ impl Membership {
         tokio::time::sleep(Duration::from_millis(self.client.config().retry_backoff_ms)).await;
     }
 
-    fn subscription(&self, assignor: Assignor, topics: &[String], owned: &[TopicPartition]) -> Result<bytes::Bytes> {
+    fn subscription(
+        &self,
+        assignor: Assignor,
+        topics: &[String],
+        owned: &[TopicPartition],
+    ) -> Result<bytes::Bytes> {
         let generation = self.state.lock().generation;
         let mut topics = topics.to_vec();
         topics.sort();
         topics.dedup();
-        let user_data = assignor.is_cooperative().then(|| bytes::Bytes::copy_from_slice(&generation.to_be_bytes()));
-        assignor::encode_subscription(&Subscription { topics, owned_partitions: owned.to_vec(), generation, user_data })
+        let user_data = assignor
+            .is_cooperative()
+            .then(|| bytes::Bytes::copy_from_slice(&generation.to_be_bytes()));
+        assignor::encode_subscription(&Subscription {
+            topics,
+            owned_partitions: owned.to_vec(),
+            generation,
+            user_data,
+        })
     }
 
-    async fn join_once(&self, topics: &[String], owned: &[TopicPartition]) -> Result<JoinGroupResponse> {
+    async fn join_once(
+        &self,
+        topics: &[String],
+        owned: &[TopicPartition],
+    ) -> Result<JoinGroupResponse> {
         let coordinator = self.coordinator().await?;
         let connection = self.client.connection_to(&coordinator.addr).await?;
         let mut request = JoinGroupRequest::default();
@@ -434,7 +511,8 @@ impl Membership {
             .collect::<Result<_>>()?;
         // The coordinator holds a JoinGroup until every member joined (up to the rebalance
         // timeout).
-        let timeout_ms = self.client.config().request_timeout_ms + self.config.rebalance_timeout_ms.max(0) as u64;
+        let timeout_ms = self.client.config().request_timeout_ms
+            + self.config.rebalance_timeout_ms.max(0) as u64;
         loop {
             request.member_id = str_bytes(&self.state.lock().member_id);
             let (_, response) = connection.send_timeout(&request, timeout_ms).await?;
@@ -450,7 +528,11 @@ impl Membership {
                     self.state.lock().member_id = response.member_id.to_string();
                 }
                 code => {
-                    return Err(Error::kafka(code, format!("join group {:?}", self.config.group_id), None));
+                    return Err(Error::kafka(
+                        code,
+                        format!("join group {:?}", self.config.group_id),
+                        None,
+                    ));
                 }
             }
         }
@@ -459,7 +541,11 @@ impl Membership {
     async fn sync(&self, join: JoinGroupResponse) -> Result<Joined> {
         let coordinator = self.coordinator().await?;
         let member_id = join.member_id.to_string();
-        let protocol = join.protocol_name.as_ref().map(|p| p.to_string()).unwrap_or_default();
+        let protocol = join
+            .protocol_name
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
         let mut request = SyncGroupRequest::default();
         request.group_id = group_id(&self.config.group_id);
         request.generation_id = join.generation_id;
@@ -473,18 +559,33 @@ impl Membership {
         if join.leader.as_str() == member_id && !join.skip_assignment {
             request.assignments = self.lead(&join, &protocol).await?;
         }
-        let timeout_ms = self.client.config().request_timeout_ms + self.config.rebalance_timeout_ms.max(0) as u64;
+        let timeout_ms = self.client.config().request_timeout_ms
+            + self.config.rebalance_timeout_ms.max(0) as u64;
         let (_, response) = connection.send_timeout(&request, timeout_ms).await?;
-        crate::error::check(response.error_code, || format!("sync group {:?}", self.config.group_id), None)?;
+        crate::error::check(
+            response.error_code,
+            || format!("sync group {:?}", self.config.group_id),
+            None,
+        )?;
         let assigned = assignor::decode_assignment(&response.assignment)?;
         tracing::debug!(group = %self.config.group_id, generation = join.generation_id, %protocol, ?assigned, "joined");
-        Ok(Joined { generation: join.generation_id, assigned })
+        Ok(Joined {
+            generation: join.generation_id,
+            assigned,
+        })
     }
 
     /// The leader's part: decode every member's subscription, run the group's assignor.
-    async fn lead(&self, join: &JoinGroupResponse, protocol: &str) -> Result<Vec<SyncGroupRequestAssignment>> {
-        let assignor = Assignor::from_name(protocol)
-            .ok_or_else(|| Error::Protocol(format!("the group chose assignor {protocol:?}, which this client does not have")))?;
+    async fn lead(
+        &self,
+        join: &JoinGroupResponse,
+        protocol: &str,
+    ) -> Result<Vec<SyncGroupRequestAssignment>> {
+        let assignor = Assignor::from_name(protocol).ok_or_else(|| {
+            Error::Protocol(format!(
+                "the group chose assignor {protocol:?}, which this client does not have"
+            ))
+        })?;
         let mut members = Vec::with_capacity(join.members.len());
         for m in &join.members {
             let subscription = assignor::decode_subscription(&m.metadata)?;
@@ -494,13 +595,21 @@ impl Membership {
                 subscription,
             });
         }
-        let mut topics: Vec<String> = members.iter().flat_map(|m| m.subscription.topics.iter().cloned()).collect();
+        let mut topics: Vec<String> = members
+            .iter()
+            .flat_map(|m| m.subscription.topics.iter().cloned())
+            .collect();
         topics.sort();
         topics.dedup();
         let metadata = self.client.refresh_metadata(Some(&topics), false).await?;
         let partition_counts: BTreeMap<String, i32> = topics
             .iter()
-            .filter_map(|t| metadata.topics.get(t).map(|info| (t.clone(), info.partitions.len() as i32)))
+            .filter_map(|t| {
+                metadata
+                    .topics
+                    .get(t)
+                    .map(|info| (t.clone(), info.partitions.len() as i32))
+            })
             .collect();
         let assignment = assignor::assign(assignor, &members, &partition_counts);
         tracing::debug!(group = %self.config.group_id, %protocol, ?assignment, "leader assigned");
@@ -516,7 +625,11 @@ impl Membership {
     }
 
     fn start_heartbeat(&mut self) {
-        if self.heartbeat.as_ref().is_some_and(|task| !task.is_finished()) {
+        if self
+            .heartbeat
+            .as_ref()
+            .is_some_and(|task| !task.is_finished())
+        {
             return;
         }
         let task = heartbeat_loop(self.client.clone(), self.config.clone(), self.state.clone());
@@ -550,10 +663,18 @@ impl Membership {
             request.member_id = str_bytes(&member_id);
         }
         let (_, response) = connection.send(&request).await?;
-        crate::error::check(response.error_code, || format!("leave group {:?}", self.config.group_id), None)?;
+        crate::error::check(
+            response.error_code,
+            || format!("leave group {:?}", self.config.group_id),
+            None,
+        )?;
         for m in &response.members {
             if m.error_code != code::UNKNOWN_MEMBER_ID {
-                crate::error::check(m.error_code, || format!("leave group {:?}", self.config.group_id), None)?;
+                crate::error::check(
+                    m.error_code,
+                    || format!("leave group {:?}", self.config.group_id),
+                    None,
+                )?;
             }
         }
         Ok(())
@@ -561,7 +682,9 @@ impl Membership {
 
     /// Applies a commit failure to the membership: a rebalance or fencing means rejoin.
     pub(crate) fn on_commit_error(&self, error: &Error) {
-        let Some(code) = error.kafka_code().map(|c| c.code()) else { return };
+        let Some(code) = error.kafka_code().map(|c| c.code()) else {
+            return;
+        };
         let mut state = self.state.lock();
         match code {
             code::REBALANCE_IN_PROGRESS => state.rejoin_needed = true,
@@ -587,7 +710,11 @@ async fn heartbeat_loop(client: Client, config: MembershipConfig, state: Arc<Mut
             if !state.stable || state.rejoin_needed {
                 continue;
             }
-            (state.member_id.clone(), state.generation, state.coordinator.clone())
+            (
+                state.member_id.clone(),
+                state.generation,
+                state.coordinator.clone(),
+            )
         };
         let coordinator = match coordinator {
             Some(c) => c,
@@ -632,7 +759,9 @@ async fn heartbeat_loop(client: Client, config: MembershipConfig, state: Arc<Mut
                 }
             }
             c if is_coordinator_error(c) => state.coordinator = None,
-            other => tracing::warn!(group = %config.group_id, code = other, "unexpected heartbeat error"),
+            other => {
+                tracing::warn!(group = %config.group_id, code = other, "unexpected heartbeat error")
+            }
         }
     }
 }

@@ -46,9 +46,12 @@ mod producer;
 mod types;
 
 pub use admin::{
-    format_uuid, Admin, ClusterInfo, ConfigChange, ConfigEntry, ConfigSource, NewTopic, PartitionDescription, TopicDescription,
+    format_uuid, Admin, ClusterInfo, ConfigChange, ConfigEntry, ConfigSource, NewTopic,
+    PartitionDescription, TopicDescription,
 };
-pub use admin_groups::{GroupDescription, GroupListing, GroupMemberDescription, GroupPartitionOffsets, OffsetReset};
+pub use admin_groups::{
+    GroupDescription, GroupListing, GroupMemberDescription, GroupPartitionOffsets, OffsetReset,
+};
 pub use assignor::Assignor;
 pub use client::{BrokerInfo, Client, ClientConfig, Metadata, PartitionInfo, TopicInfo};
 pub use consumer::{decode_records, AutoOffsetReset, Consumer, ConsumerConfig};
@@ -58,6 +61,6 @@ pub use offsets::{list_offsets, ListedOffset, OffsetSpec};
 pub use partitioner::{murmur2, partition_for_key, to_positive, NullKeyPartitioning};
 pub use producer::{DeliveryFuture, Producer, ProducerConfig};
 pub use types::{
-    compression_name, now_ms, parse_compression, Acks, Compression, ConsumerRecord, Header, ProducerRecord, RecordMetadata,
-    TopicPartition,
+    compression_name, now_ms, parse_compression, Acks, Compression, ConsumerRecord, Header,
+    ProducerRecord, RecordMetadata, TopicPartition,
 };

@@ -33,11 +33,14 @@ impl std::str::FromStr for OffsetSpec {
             "end" | "latest" => Ok(OffsetSpec::Latest),
             _ => {
                 if let Some(ts) = s.strip_prefix('@') {
-                    return ts.parse().map(OffsetSpec::Timestamp).map_err(|_| format!("bad timestamp in {s:?}"));
+                    return ts
+                        .parse()
+                        .map(OffsetSpec::Timestamp)
+                        .map_err(|_| format!("bad timestamp in {s:?}"));
                 }
-                s.parse()
-                    .map(OffsetSpec::Offset)
-                    .map_err(|_| format!("offset must be start, end, an offset or @TIMESTAMP_MS, not {s:?}"))
+                s.parse().map(OffsetSpec::Offset).map_err(|_| {
+                    format!("offset must be start, end, an offset or @TIMESTAMP_MS, not {s:?}")
+                })
             }
         }
     }
@@ -54,7 +57,10 @@ pub struct ListedOffset {
 
 /// Looks up offsets, one ListOffsets request per leader. `OffsetSpec::Offset` is answered
 /// without asking.
-pub async fn list_offsets(client: &Client, specs: &[(TopicPartition, OffsetSpec)]) -> Result<BTreeMap<TopicPartition, ListedOffset>> {
+pub async fn list_offsets(
+    client: &Client,
+    specs: &[(TopicPartition, OffsetSpec)],
+) -> Result<BTreeMap<TopicPartition, ListedOffset>> {
     let mut out = BTreeMap::new();
     let mut by_leader: HashMap<i32, Vec<(TopicPartition, i64)>> = HashMap::new();
     for (tp, spec) in specs {
@@ -63,14 +69,25 @@ pub async fn list_offsets(client: &Client, specs: &[(TopicPartition, OffsetSpec)
             OffsetSpec::Latest => -1,
             OffsetSpec::Timestamp(ts) => *ts,
             OffsetSpec::Offset(offset) => {
-                out.insert(tp.clone(), ListedOffset { offset: *offset, timestamp_ms: -1 });
+                out.insert(
+                    tp.clone(),
+                    ListedOffset {
+                        offset: *offset,
+                        timestamp_ms: -1,
+                    },
+                );
                 continue;
             }
         };
         let leader = leader_of(client, tp).await?;
-        by_leader.entry(leader).or_default().push((tp.clone(), timestamp));
+        by_leader
+            .entry(leader)
+            .or_default()
+            .push((tp.clone(), timestamp));
     }
-    let asks = by_leader.into_iter().map(|(leader, partitions)| ask_leader(client, leader, partitions));
+    let asks = by_leader
+        .into_iter()
+        .map(|(leader, partitions)| ask_leader(client, leader, partitions));
     for answer in futures::future::join_all(asks).await {
         out.extend(answer?);
     }
@@ -82,16 +99,25 @@ pub async fn leader_of(client: &Client, tp: &TopicPartition) -> Result<i32> {
     if let Some(leader) = client.cached_leader(&tp.topic, tp.partition) {
         return Ok(leader);
     }
-    client.refresh_metadata(Some(std::slice::from_ref(&tp.topic)), false).await?;
+    client
+        .refresh_metadata(Some(std::slice::from_ref(&tp.topic)), false)
+        .await?;
     if client.cached_topic(&tp.topic).is_none() {
         return Err(Error::UnknownTopic(tp.topic.clone()));
     }
     client
         .cached_leader(&tp.topic, tp.partition)
-        .ok_or_else(|| Error::UnknownPartition { topic: tp.topic.clone(), partition: tp.partition })
+        .ok_or_else(|| Error::UnknownPartition {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+        })
 }
 
-async fn ask_leader(client: &Client, leader: i32, partitions: Vec<(TopicPartition, i64)>) -> Result<Vec<(TopicPartition, ListedOffset)>> {
+async fn ask_leader(
+    client: &Client,
+    leader: i32,
+    partitions: Vec<(TopicPartition, i64)>,
+) -> Result<Vec<(TopicPartition, ListedOffset)>> {
     let mut topics: BTreeMap<String, Vec<ListOffsetsPartition>> = BTreeMap::new();
     for (tp, timestamp) in &partitions {
         let mut p = ListOffsetsPartition::default();
@@ -117,12 +143,20 @@ async fn ask_leader(client: &Client, leader: i32, partitions: Vec<(TopicPartitio
         for p in topic.partitions {
             let tp = TopicPartition::new(topic.name.0.to_string(), p.partition_index);
             crate::error::check(p.error_code, || format!("list offsets of {tp}"), None)?;
-            out.push((tp, ListedOffset { offset: p.offset, timestamp_ms: p.timestamp }));
+            out.push((
+                tp,
+                ListedOffset {
+                    offset: p.offset,
+                    timestamp_ms: p.timestamp,
+                },
+            ));
         }
     }
     for (tp, _) in &partitions {
         if !out.iter().any(|(t, _)| t == tp) {
-            return Err(Error::Protocol(format!("ListOffsets response has no answer for {tp}")));
+            return Err(Error::Protocol(format!(
+                "ListOffsets response has no answer for {tp}"
+            )));
         }
     }
     Ok(out)

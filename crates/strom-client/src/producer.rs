@@ -101,7 +101,9 @@ pub struct DeliveryFuture {
 impl Future for DeliveryFuture {
     type Output = Result<RecordMetadata>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.receiver).poll(cx).map(|r| r.unwrap_or(Err(Error::Closed)))
+        Pin::new(&mut self.receiver)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(Error::Closed)))
     }
 }
 
@@ -195,9 +197,13 @@ impl Producer {
             tracing::warn!(acks = ?config.acks, "enable_idempotence needs acks=all; using acks=all");
             config.acks = Acks::All;
         }
-        let idempotence = config
-            .enable_idempotence
-            .then(|| Mutex::new(IdempotenceState { producer_id: -1, epoch: -1, ..IdempotenceState::default() }));
+        let idempotence = config.enable_idempotence.then(|| {
+            Mutex::new(IdempotenceState {
+                producer_id: -1,
+                epoch: -1,
+                ..IdempotenceState::default()
+            })
+        });
         let memory_permits = config.buffer_memory_bytes.clamp(1, Semaphore::MAX_PERMITS);
         let inner = Arc::new(Inner {
             client,
@@ -214,7 +220,10 @@ impl Producer {
             idempotence,
         });
         tokio::spawn(sender_loop(inner.clone()));
-        Producer { _last_clone: Arc::new(CloseOnDrop(inner.clone())), inner }
+        Producer {
+            _last_clone: Arc::new(CloseOnDrop(inner.clone())),
+            inner,
+        }
     }
 
     /// The configuration.
@@ -233,17 +242,34 @@ impl Producer {
         let partition_count = self.partition_count(&record.topic).await?;
         let size_bytes = record.size_estimate_bytes();
         let permits = size_bytes.clamp(1, self.inner.config.buffer_memory_bytes.max(1)) as u32;
-        let memory = self.inner.memory.clone().acquire_many_owned(permits).await.map_err(|_| Error::Closed)?;
+        let memory = self
+            .inner
+            .memory
+            .clone()
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| Error::Closed)?;
         let (sender, receiver) = oneshot::channel();
         let mut accumulator = self.inner.accumulator.lock();
         let partition = match record.partition {
             Some(p) if p < 0 || p as usize >= partition_count => {
-                return Err(Error::UnknownPartition { topic: record.topic, partition: p })
+                return Err(Error::UnknownPartition {
+                    topic: record.topic,
+                    partition: p,
+                })
             }
             Some(p) => p,
-            None => self.choose_partition(&mut accumulator, &record, partition_count as i32, size_bytes),
+            None => self.choose_partition(
+                &mut accumulator,
+                &record,
+                partition_count as i32,
+                size_bytes,
+            ),
         };
-        let tp = TopicPartition { topic: record.topic, partition };
+        let tp = TopicPartition {
+            topic: record.topic,
+            partition,
+        };
         let timestamp = record.timestamp_ms.unwrap_or_else(now_ms);
         let queue = accumulator.queues.entry(tp.clone()).or_default();
         let batch_size = self.inner.config.batch_size_bytes;
@@ -296,7 +322,9 @@ impl Producer {
         }
         let wake = needs_new || batch.size_bytes >= batch_size;
         drop(accumulator);
-        self.inner.outstanding_records.fetch_add(1, Ordering::AcqRel);
+        self.inner
+            .outstanding_records
+            .fetch_add(1, Ordering::AcqRel);
         if wake {
             self.inner.wake.notify_one();
         }
@@ -314,20 +342,32 @@ impl Producer {
         Ok(info.partitions.len())
     }
 
-    fn choose_partition(&self, accumulator: &mut Accumulator, record: &ProducerRecord, count: i32, size_bytes: usize) -> i32 {
+    fn choose_partition(
+        &self,
+        accumulator: &mut Accumulator,
+        record: &ProducerRecord,
+        count: i32,
+        size_bytes: usize,
+    ) -> i32 {
         if let Some(key) = &record.key {
             return partition_for_key(key, count);
         }
         match self.inner.config.null_key_partitioning {
             NullKeyPartitioning::RoundRobin => {
-                let next = accumulator.round_robin.entry(record.topic.clone()).or_insert_with(|| start_partition(count));
+                let next = accumulator
+                    .round_robin
+                    .entry(record.topic.clone())
+                    .or_insert_with(|| start_partition(count));
                 let partition = *next % count;
                 *next = (partition + 1) % count;
                 partition
             }
             NullKeyPartitioning::Sticky => {
                 let batch_size = self.inner.config.batch_size_bytes;
-                let sticky = accumulator.sticky.entry(record.topic.clone()).or_insert_with(|| (start_partition(count), 0));
+                let sticky = accumulator
+                    .sticky
+                    .entry(record.topic.clone())
+                    .or_insert_with(|| (start_partition(count), 0));
                 if sticky.1 >= batch_size {
                     *sticky = ((sticky.0 + 1) % count, 0);
                 }
@@ -413,7 +453,8 @@ fn drain_ready(inner: &Arc<Inner>, may_send: bool) -> (Vec<Request>, Option<Inst
     let config = &inner.config;
     let now = Instant::now();
     let linger = Duration::from_millis(config.linger_ms);
-    let flushing = inner.flushes.load(Ordering::Acquire) > 0 || inner.closed.load(Ordering::Acquire);
+    let flushing =
+        inner.flushes.load(Ordering::Acquire) > 0 || inner.closed.load(Ordering::Acquire);
     let mut requests: HashMap<i32, Request> = HashMap::new();
     let mut blocked: Vec<i32> = Vec::new();
     let mut next_deadline: Option<Instant> = None;
@@ -421,7 +462,10 @@ fn drain_ready(inner: &Arc<Inner>, may_send: bool) -> (Vec<Request>, Option<Inst
     let delivery_timeout = Duration::from_millis(config.delivery_timeout_ms);
     let mut accumulator = inner.accumulator.lock();
     for (tp, queue) in accumulator.queues.iter_mut() {
-        while queue.front().is_some_and(|b| now >= b.created + delivery_timeout) {
+        while queue
+            .front()
+            .is_some_and(|b| now >= b.created + delivery_timeout)
+        {
             let batch = queue.pop_front().expect("front exists");
             let error = delivery_timeout_error(inner, &batch);
             sequence_lost(inner, &batch);
@@ -435,7 +479,10 @@ fn drain_ready(inner: &Arc<Inner>, may_send: bool) -> (Vec<Request>, Option<Inst
             next_deadline = Some(next_deadline.map_or(retry_at, |d| d.min(retry_at)));
             continue;
         }
-        let ready = flushing || queue.len() > 1 || front.size_bytes >= config.batch_size_bytes || now >= front.created + linger;
+        let ready = flushing
+            || queue.len() > 1
+            || front.size_bytes >= config.batch_size_bytes
+            || now >= front.created + linger;
         if !ready {
             let at = front.created + linger;
             next_deadline = Some(next_deadline.map_or(at, |d| d.min(at)));
@@ -455,10 +502,18 @@ fn drain_ready(inner: &Arc<Inner>, may_send: bool) -> (Vec<Request>, Option<Inst
                     .in_flight
                     .lock()
                     .entry(leader)
-                    .or_insert_with(|| Arc::new(Semaphore::new(config.max_in_flight_requests_per_connection.max(1))))
+                    .or_insert_with(|| {
+                        Arc::new(Semaphore::new(
+                            config.max_in_flight_requests_per_connection.max(1),
+                        ))
+                    })
                     .clone();
                 match semaphore.try_acquire_owned() {
-                    Ok(permit) => e.insert(Request { leader, batches: Vec::new(), permit }),
+                    Ok(permit) => e.insert(Request {
+                        leader,
+                        batches: Vec::new(),
+                        permit,
+                    }),
                     Err(_) => {
                         blocked.push(leader);
                         continue;
@@ -467,7 +522,9 @@ fn drain_ready(inner: &Arc<Inner>, may_send: bool) -> (Vec<Request>, Option<Inst
             }
         };
         let request_bytes: usize = request.batches.iter().map(|b| b.size_bytes).sum();
-        if !request.batches.is_empty() && request_bytes + front.size_bytes > config.max_request_size_bytes {
+        if !request.batches.is_empty()
+            && request_bytes + front.size_bytes > config.max_request_size_bytes
+        {
             continue;
         }
         let mut batch = queue.pop_front().expect("front exists");
@@ -482,7 +539,10 @@ fn drain_ready(inner: &Arc<Inner>, may_send: bool) -> (Vec<Request>, Option<Inst
         next_deadline = Some(next_deadline.map_or(backoff, |d| d.min(backoff)));
         refresh_metadata_in_background(inner);
     }
-    let requests = requests.into_values().filter(|r| !r.batches.is_empty()).collect();
+    let requests = requests
+        .into_values()
+        .filter(|r| !r.batches.is_empty())
+        .collect();
     (requests, next_deadline, empty)
 }
 
@@ -494,7 +554,11 @@ fn refresh_metadata_in_background(inner: &Arc<Inner>) {
     tokio::spawn(async move {
         let topics: Vec<String> = {
             let accumulator = inner.accumulator.lock();
-            let mut topics: Vec<String> = accumulator.queues.keys().map(|tp| tp.topic.clone()).collect();
+            let mut topics: Vec<String> = accumulator
+                .queues
+                .keys()
+                .map(|tp| tp.topic.clone())
+                .collect();
             topics.sort();
             topics.dedup();
             topics
@@ -510,7 +574,9 @@ fn refresh_metadata_in_background(inner: &Arc<Inner>) {
 /// Idempotence: gets a producer id, or bumps the epoch once nothing is in flight when
 /// sequences no longer line up. Returns whether batches may be sent now.
 async fn prepare_idempotence(inner: &Arc<Inner>) -> bool {
-    let Some(state) = &inner.idempotence else { return true };
+    let Some(state) = &inner.idempotence else {
+        return true;
+    };
     let current = {
         let state = state.lock();
         if state.producer_id >= 0 && !state.bump_needed {
@@ -523,9 +589,18 @@ async fn prepare_idempotence(inner: &Arc<Inner>) -> bool {
     };
     match init_producer_id(inner, current).await {
         Ok((producer_id, epoch)) => {
-            tracing::debug!(producer_id, epoch, bumped = current.is_some(), "producer id");
+            tracing::debug!(
+                producer_id,
+                epoch,
+                bumped = current.is_some(),
+                "producer id"
+            );
             let mut state = state.lock();
-            *state = IdempotenceState { producer_id, epoch, ..IdempotenceState::default() };
+            *state = IdempotenceState {
+                producer_id,
+                epoch,
+                ..IdempotenceState::default()
+            };
             drop(state);
             // Queued batches are numbered afresh under the new epoch.
             for queue in inner.accumulator.lock().queues.values_mut() {
@@ -548,7 +623,11 @@ async fn init_producer_id(inner: &Inner, current: Option<(i64, i16)>) -> Result<
     let connection = inner.client.any_connection().await?;
     let version = connection
         .version(kafka_protocol::messages::ApiKey::InitProducerId)
-        .ok_or_else(|| Error::Invalid("the broker does not support idempotent producers (no InitProducerId)".into()))?;
+        .ok_or_else(|| {
+            Error::Invalid(
+                "the broker does not support idempotent producers (no InitProducerId)".into(),
+            )
+        })?;
     let mut request = InitProducerIdRequest::default();
     request.transactional_id = None;
     request.transaction_timeout_ms = 60_000;
@@ -563,14 +642,23 @@ async fn init_producer_id(inner: &Inner, current: Option<(i64, i16)>) -> Result<
 /// Idempotence: a batch that already has a sequence is a retry; it goes out only when nothing
 /// else of its partition is in flight, so retries reach the broker in sequence order.
 fn retry_must_wait(inner: &Inner, front: &Batch) -> bool {
-    let Some(state) = &inner.idempotence else { return false };
-    front.sequence.is_some() && state.lock().in_flight.get(&front.tp).is_some_and(|n| *n > 0)
+    let Some(state) = &inner.idempotence else {
+        return false;
+    };
+    front.sequence.is_some()
+        && state
+            .lock()
+            .in_flight
+            .get(&front.tp)
+            .is_some_and(|n| *n > 0)
 }
 
 /// Idempotence: gives a batch leaving the accumulator its sequence (kept across retries) and
 /// counts it in flight.
 fn stamp_sequence(inner: &Inner, batch: &mut Batch) {
-    let Some(state) = &inner.idempotence else { return };
+    let Some(state) = &inner.idempotence else {
+        return;
+    };
     let mut state = state.lock();
     let (base, epoch) = match batch.sequence {
         Some(sequence) => sequence,
@@ -615,13 +703,16 @@ enum SequenceVerdict {
 }
 
 fn sequence_verdict(inner: &Inner, batch: &Batch, error: &Error) -> SequenceVerdict {
-    let (Some(state), Some((base, _))) = (&inner.idempotence, batch.sequence) else { return SequenceVerdict::Usual };
+    let (Some(state), Some((base, _))) = (&inner.idempotence, batch.sequence) else {
+        return SequenceVerdict::Usual;
+    };
     match error.kafka_code().map(|c| c.code()) {
         Some(DUPLICATE_SEQUENCE_NUMBER) => SequenceVerdict::Written,
         Some(OUT_OF_ORDER_SEQUENCE_NUMBER | UNKNOWN_PRODUCER_ID) => {
             let mut state = state.lock();
             let expected = state.acked_sequence.get(&batch.tp).copied().unwrap_or(0);
-            if base == expected || error.kafka_code().map(|c| c.code()) == Some(UNKNOWN_PRODUCER_ID) {
+            if base == expected || error.kafka_code().map(|c| c.code()) == Some(UNKNOWN_PRODUCER_ID)
+            {
                 // The broker lost this producer's state (KIP-360): new epoch, new sequences.
                 state.bump_needed = true;
             }
@@ -633,9 +724,16 @@ fn sequence_verdict(inner: &Inner, batch: &Batch, error: &Error) -> SequenceVerd
 
 fn encode_batch(batch: &Batch, compression: Compression) -> Result<Bytes> {
     let mut buf = BytesMut::with_capacity(batch.size_bytes + 64);
-    let options = RecordEncodeOptions { version: 2, compression };
-    RecordBatchEncoder::encode(&mut buf, batch.records.iter(), &options)
-        .map_err(|e| Error::Invalid(format!("cannot encode a record batch for {}: {e}", batch.tp)))?;
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, batch.records.iter(), &options).map_err(|e| {
+        Error::Invalid(format!(
+            "cannot encode a record batch for {}: {e}",
+            batch.tp
+        ))
+    })?;
     Ok(buf.freeze())
 }
 
@@ -666,17 +764,28 @@ type Failed = Vec<(Batch, Error)>;
 
 enum Started {
     /// Waiting for the broker's answer.
-    Waiting(crate::connection::InFlight<kafka_protocol::messages::ProduceResponse>, Vec<Batch>, OwnedSemaphorePermit),
+    Waiting(
+        crate::connection::InFlight<kafka_protocol::messages::ProduceResponse>,
+        Vec<Batch>,
+        OwnedSemaphorePermit,
+    ),
     /// Done without an answer (acks=0) or failed before one.
     Done(Failed, OwnedSemaphorePermit),
 }
 
 fn fail_all(batches: Vec<Batch>, error: &Error) -> Failed {
-    batches.into_iter().map(|b| (b, error.duplicate())).collect()
+    batches
+        .into_iter()
+        .map(|b| (b, error.duplicate()))
+        .collect()
 }
 
 async fn start_request(inner: &Arc<Inner>, request: Request) -> Started {
-    let Request { leader, batches, permit } = request;
+    let Request {
+        leader,
+        batches,
+        permit,
+    } = request;
     let produce = match build_request(inner, &batches) {
         Ok(produce) => produce,
         Err(error) => return Started::Done(fail_all(batches, &error), permit),
@@ -694,7 +803,8 @@ async fn start_request(inner: &Arc<Inner>, request: Request) -> Started {
         }
         return Started::Done(Vec::new(), permit);
     }
-    let timeout_ms = inner.client.config().request_timeout_ms + inner.config.request_timeout_ms.max(0) as u64;
+    let timeout_ms =
+        inner.client.config().request_timeout_ms + inner.config.request_timeout_ms.max(0) as u64;
     match connection.start(&produce, timeout_ms).await {
         Ok(in_flight) => Started::Waiting(in_flight, batches, permit),
         Err(error) => Started::Done(fail_all(batches, &error), permit),
@@ -737,7 +847,8 @@ async fn finish_request(inner: Arc<Inner>, started: Started) {
             refresh |= error.needs_metadata_refresh();
             batch.attempts += 1;
             batch.last_error = Some(error.to_string());
-            batch.retry_at = Some(Instant::now() + Duration::from_millis(inner.config.retry_backoff_ms));
+            batch.retry_at =
+                Some(Instant::now() + Duration::from_millis(inner.config.retry_backoff_ms));
             retry.push(batch);
         } else {
             sequence_lost(&inner, &batch);
@@ -750,7 +861,10 @@ async fn finish_request(inner: Arc<Inner>, started: Started) {
             let queue = accumulator.queues.entry(batch.tp.clone()).or_default();
             // Retries go back in sequence order (ahead of batches not sent yet).
             let at = match batch.sequence {
-                Some((base, _)) => queue.iter().position(|b| b.sequence.is_none_or(|(s, _)| s > base)).unwrap_or(queue.len()),
+                Some((base, _)) => queue
+                    .iter()
+                    .position(|b| b.sequence.is_none_or(|(s, _)| s > base))
+                    .unwrap_or(queue.len()),
                 None => 0,
             };
             queue.insert(at, batch);
@@ -772,26 +886,36 @@ async fn finish_request(inner: Arc<Inner>, started: Started) {
 }
 
 /// Completes the batches the broker accepted; returns the rest with their errors.
-fn apply_response(inner: &Inner, response: kafka_protocol::messages::ProduceResponse, batches: Vec<Batch>) -> Failed {
+fn apply_response(
+    inner: &Inner,
+    response: kafka_protocol::messages::ProduceResponse,
+    batches: Vec<Batch>,
+) -> Failed {
     // (topic, partition) -> (error code, base offset, log append time, error message)
     type PartitionResult = (i16, i64, i64, Option<String>);
     let mut results: HashMap<(String, i32), PartitionResult> = HashMap::new();
     for topic in response.responses {
         for p in topic.partition_responses {
             let message = p.error_message.map(|m| m.to_string());
-            results.insert((topic.name.0.to_string(), p.index), (p.error_code, p.base_offset, p.log_append_time_ms, message));
+            results.insert(
+                (topic.name.0.to_string(), p.index),
+                (p.error_code, p.base_offset, p.log_append_time_ms, message),
+            );
         }
     }
     let mut failed = Vec::new();
     for batch in batches {
         match results.remove(&(batch.tp.topic.clone(), batch.tp.partition)) {
-            Some((0, base_offset, log_append_time_ms, _)) => complete(inner, batch, Ok((base_offset, log_append_time_ms))),
+            Some((0, base_offset, log_append_time_ms, _)) => {
+                complete(inner, batch, Ok((base_offset, log_append_time_ms)))
+            }
             Some((code, _, _, message)) => {
                 let context = format!("produce to {}", batch.tp);
                 failed.push((batch, Error::kafka(code, context, message)));
             }
             None => {
-                let error = Error::Protocol(format!("produce response has no result for {}", batch.tp));
+                let error =
+                    Error::Protocol(format!("produce response has no result for {}", batch.tp));
                 failed.push((batch, error));
             }
         }
@@ -809,20 +933,36 @@ fn delivery_timeout_error(inner: &Inner, batch: &Batch) -> Error {
 
 fn complete(inner: &Inner, batch: Batch, result: Result<(i64, i64)>) {
     let count = batch.waiters.len();
-    if let (Some(state), Some((base, epoch)), Ok(_)) = (&inner.idempotence, batch.sequence, &result) {
+    if let (Some(state), Some((base, epoch)), Ok(_)) = (&inner.idempotence, batch.sequence, &result)
+    {
         let mut state = state.lock();
         if state.epoch == epoch {
-            state.acked_sequence.insert(batch.tp.clone(), base.wrapping_add(count as i32) & i32::MAX);
+            state
+                .acked_sequence
+                .insert(batch.tp.clone(), base.wrapping_add(count as i32) & i32::MAX);
         }
     }
     match result {
         Ok((base_offset, log_append_time_ms)) => {
-            for (i, (waiter, record)) in batch.waiters.into_iter().zip(batch.records.iter()).enumerate() {
+            for (i, (waiter, record)) in batch
+                .waiters
+                .into_iter()
+                .zip(batch.records.iter())
+                .enumerate()
+            {
                 let _ = waiter.send(Ok(RecordMetadata {
                     topic: batch.tp.topic.clone(),
                     partition: batch.tp.partition,
-                    offset: if base_offset < 0 { -1 } else { base_offset + i as i64 },
-                    timestamp_ms: if log_append_time_ms >= 0 { log_append_time_ms } else { record.timestamp },
+                    offset: if base_offset < 0 {
+                        -1
+                    } else {
+                        base_offset + i as i64
+                    },
+                    timestamp_ms: if log_append_time_ms >= 0 {
+                        log_append_time_ms
+                    } else {
+                        record.timestamp
+                    },
                 }));
             }
         }

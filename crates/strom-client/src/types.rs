@@ -16,7 +16,10 @@ pub struct TopicPartition {
 impl TopicPartition {
     /// `TopicPartition { topic, partition }`.
     pub fn new(topic: impl Into<String>, partition: i32) -> TopicPartition {
-        TopicPartition { topic: topic.into(), partition }
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
     }
 }
 
@@ -72,7 +75,9 @@ pub fn parse_compression(s: &str) -> Result<Compression, String> {
         "snappy" => Ok(Compression::Snappy),
         "lz4" => Ok(Compression::Lz4),
         "zstd" => Ok(Compression::Zstd),
-        _ => Err(format!("compression must be none, gzip, snappy, lz4 or zstd, not {s:?}")),
+        _ => Err(format!(
+            "compression must be none, gzip, snappy, lz4 or zstd, not {s:?}"
+        )),
     }
 }
 
@@ -113,7 +118,11 @@ pub struct ProducerRecord {
 impl ProducerRecord {
     /// A record with a value and no key.
     pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> ProducerRecord {
-        ProducerRecord { topic: topic.into(), value: Some(value.into()), ..ProducerRecord::default() }
+        ProducerRecord {
+            topic: topic.into(),
+            value: Some(value.into()),
+            ..ProducerRecord::default()
+        }
     }
 
     /// Sets the key.
@@ -146,7 +155,11 @@ impl ProducerRecord {
         RECORD_OVERHEAD_BYTES
             + self.key.as_ref().map_or(0, Bytes::len)
             + self.value.as_ref().map_or(0, Bytes::len)
-            + self.headers.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len) + 2).sum::<usize>()
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len) + 2)
+                .sum::<usize>()
     }
 }
 

@@ -21,7 +21,10 @@ impl TestBroker {
             ..Default::default()
         };
         let broker = strom_broker::Broker::start(config).await.unwrap();
-        TestBroker { broker: Some(broker), _dir: dir }
+        TestBroker {
+            broker: Some(broker),
+            _dir: dir,
+        }
     }
 
     fn bootstrap(&self) -> String {
@@ -29,7 +32,9 @@ impl TestBroker {
     }
 
     async fn client(&self) -> Client {
-        Client::connect(ClientConfig::new(&self.bootstrap())).await.unwrap()
+        Client::connect(ClientConfig::new(&self.bootstrap()))
+            .await
+            .unwrap()
     }
 
     async fn stop(mut self) {
@@ -53,10 +58,21 @@ async fn consume_all(client: &Client, topic: &str, expected: usize) -> Vec<Consu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_broker_says_what_to_do() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let error = Client::connect(ClientConfig::new(&format!("127.0.0.1:{port}"))).await.unwrap_err();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let error = Client::connect(ClientConfig::new(&format!("127.0.0.1:{port}")))
+        .await
+        .unwrap_err();
     let message = error.to_string();
-    assert!(message.contains(&format!("cannot reach 127.0.0.1:{port}: is `strom server` running?")), "{message}");
+    assert!(
+        message.contains(&format!(
+            "cannot reach 127.0.0.1:{port}: is `strom server` running?"
+        )),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,25 +80,47 @@ async fn admin_topic_lifecycle() {
     let broker = TestBroker::start().await;
     let admin = Admin::new(broker.client().await);
     let mut topic = NewTopic::new("lifecycle", 3);
-    topic.configs.insert("retention.ms".into(), "3600000".into());
+    topic
+        .configs
+        .insert("retention.ms".into(), "3600000".into());
     admin.create_topics(&[topic.clone()]).await.unwrap();
     let again = admin.create_topics(&[topic]).await.unwrap_err();
-    assert_eq!(again.kafka_code(), Some(ResponseError::TopicAlreadyExists), "{again}");
+    assert_eq!(
+        again.kafka_code(),
+        Some(ResponseError::TopicAlreadyExists),
+        "{again}"
+    );
 
-    let names: Vec<String> = admin.list_topics().await.unwrap().into_iter().map(|t| t.name).collect();
+    let names: Vec<String> = admin
+        .list_topics()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     assert!(names.contains(&"lifecycle".to_string()), "{names:?}");
 
     let description = admin.describe_topic("lifecycle").await.unwrap();
     assert_eq!(description.partitions.len(), 3);
-    assert!(description.partitions.iter().all(|p| p.leader == 0 && p.high_watermark == 0 && p.log_start_offset == 0));
-    let retention = description.configs.iter().find(|c| c.name == "retention.ms").unwrap();
+    assert!(description
+        .partitions
+        .iter()
+        .all(|p| p.leader == 0 && p.high_watermark == 0 && p.log_start_offset == 0));
+    let retention = description
+        .configs
+        .iter()
+        .find(|c| c.name == "retention.ms")
+        .unwrap();
     assert_eq!(retention.value.as_deref(), Some("3600000"));
     assert_eq!(retention.source, ConfigSource::Topic);
 
     admin
         .alter_topic_config(
             "lifecycle",
-            &[ConfigChange::Set("segment.bytes".into(), "1048576".into()), ConfigChange::Delete("retention.ms".into())],
+            &[
+                ConfigChange::Set("segment.bytes".into(), "1048576".into()),
+                ConfigChange::Delete("retention.ms".into()),
+            ],
         )
         .await
         .unwrap();
@@ -93,7 +131,15 @@ async fn admin_topic_lifecycle() {
     assert_ne!(get("retention.ms").source, ConfigSource::Topic);
 
     admin.create_partitions("lifecycle", 5).await.unwrap();
-    assert_eq!(admin.describe_topic("lifecycle").await.unwrap().partitions.len(), 5);
+    assert_eq!(
+        admin
+            .describe_topic("lifecycle")
+            .await
+            .unwrap()
+            .partitions
+            .len(),
+        5
+    );
     let shrink = admin.create_partitions("lifecycle", 2).await.unwrap_err();
     assert!(shrink.kafka_code().is_some(), "{shrink}");
 
@@ -102,11 +148,20 @@ async fn admin_topic_lifecycle() {
     assert_eq!(cluster.controller_id, 0);
     assert!(cluster.cluster_id.is_some());
 
-    admin.delete_topics(&["lifecycle".to_string()]).await.unwrap();
+    admin
+        .delete_topics(&["lifecycle".to_string()])
+        .await
+        .unwrap();
     let gone = admin.describe_topic("lifecycle").await.unwrap_err();
     assert!(matches!(gone, Error::UnknownTopic(_)), "{gone}");
-    let unknown = admin.delete_topics(&["never-was".to_string()]).await.unwrap_err();
-    assert_eq!(unknown.kafka_code(), Some(ResponseError::UnknownTopicOrPartition));
+    let unknown = admin
+        .delete_topics(&["never-was".to_string()])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        unknown.kafka_code(),
+        Some(ResponseError::UnknownTopicOrPartition)
+    );
     broker.stop().await;
 }
 
@@ -117,7 +172,10 @@ async fn produce_and_consume_every_codec() {
     let admin = Admin::new(client.clone());
     for (i, codec) in ["none", "gzip", "snappy", "lz4", "zstd"].iter().enumerate() {
         let topic = format!("codec-{codec}");
-        admin.create_topics(&[NewTopic::new(&topic, 2)]).await.unwrap();
+        admin
+            .create_topics(&[NewTopic::new(&topic, 2)])
+            .await
+            .unwrap();
         let config = ProducerConfig {
             compression: parse_compression(codec).unwrap(),
             acks: if i % 2 == 0 { Acks::All } else { Acks::Leader },
@@ -140,11 +198,17 @@ async fn produce_and_consume_every_codec() {
         }
         // Keys land where the Java client puts them, and offsets are dense per partition.
         for (n, meta) in landed.iter().enumerate() {
-            assert_eq!(meta.partition, partition_for_key(format!("key-{}", n % 7).as_bytes(), 2));
+            assert_eq!(
+                meta.partition,
+                partition_for_key(format!("key-{}", n % 7).as_bytes(), 2)
+            );
         }
         let mut per_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
         for meta in &landed {
-            per_partition.entry(meta.partition).or_default().push(meta.offset);
+            per_partition
+                .entry(meta.partition)
+                .or_default()
+                .push(meta.offset);
         }
         for offsets in per_partition.values() {
             assert_eq!(*offsets, (0..offsets.len() as i64).collect::<Vec<_>>());
@@ -153,13 +217,19 @@ async fn produce_and_consume_every_codec() {
         assert_eq!(records.len(), 500, "{codec}");
         let mut by_value: BTreeMap<String, &ConsumerRecord> = BTreeMap::new();
         for r in &records {
-            by_value.insert(String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap(), r);
+            by_value.insert(
+                String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap(),
+                r,
+            );
         }
         for (n, meta) in landed.iter().enumerate() {
             let r = by_value[&format!("value-{n}-{}", "x".repeat(n % 50))];
             assert_eq!((r.partition, r.offset), (meta.partition, meta.offset));
             assert_eq!(r.key.as_deref(), Some(format!("key-{}", n % 7).as_bytes()));
-            assert_eq!(r.headers, vec![("n".to_string(), Some(n.to_string().into()))]);
+            assert_eq!(
+                r.headers,
+                vec![("n".to_string(), Some(n.to_string().into()))]
+            );
         }
         producer.close().await;
     }
@@ -170,14 +240,23 @@ async fn produce_and_consume_every_codec() {
 async fn null_keys_spread_and_acks_zero() {
     let broker = TestBroker::start().await;
     let client = broker.client().await;
-    Admin::new(client.clone()).create_topics(&[NewTopic::new("spread", 4)]).await.unwrap();
+    Admin::new(client.clone())
+        .create_topics(&[NewTopic::new("spread", 4)])
+        .await
+        .unwrap();
     let producer = Producer::new(
         client.clone(),
-        ProducerConfig { null_key_partitioning: NullKeyPartitioning::RoundRobin, ..ProducerConfig::default() },
+        ProducerConfig {
+            null_key_partitioning: NullKeyPartitioning::RoundRobin,
+            ..ProducerConfig::default()
+        },
     );
     let mut partitions = Vec::new();
     for n in 0..8 {
-        let d = producer.send(ProducerRecord::new("spread", format!("{n}"))).await.unwrap();
+        let d = producer
+            .send(ProducerRecord::new("spread", format!("{n}")))
+            .await
+            .unwrap();
         partitions.push(d);
     }
     producer.flush().await;
@@ -188,11 +267,23 @@ async fn null_keys_spread_and_acks_zero() {
     for p in 0..4 {
         assert_eq!(seen.iter().filter(|&&x| x == p).count(), 2, "{seen:?}");
     }
-    let fire_and_forget = Producer::new(client.clone(), ProducerConfig { acks: Acks::None, ..ProducerConfig::default() });
-    let d = fire_and_forget.send(ProducerRecord::new("spread", "x").partition(3)).await.unwrap();
+    let fire_and_forget = Producer::new(
+        client.clone(),
+        ProducerConfig {
+            acks: Acks::None,
+            ..ProducerConfig::default()
+        },
+    );
+    let d = fire_and_forget
+        .send(ProducerRecord::new("spread", "x").partition(3))
+        .await
+        .unwrap();
     fire_and_forget.flush().await;
     assert_eq!(d.await.unwrap().offset, -1);
-    let bad = fire_and_forget.send(ProducerRecord::new("spread", "x").partition(9)).await.unwrap_err();
+    let bad = fire_and_forget
+        .send(ProducerRecord::new("spread", "x").partition(9))
+        .await
+        .unwrap_err();
     assert!(matches!(bad, Error::UnknownPartition { .. }), "{bad}");
     let records = consume_all(&client, "spread", 9).await;
     assert_eq!(records.len(), 9);
@@ -204,11 +295,17 @@ async fn seek_list_offsets_delete_records_and_out_of_range() {
     let broker = TestBroker::start().await;
     let client = broker.client().await;
     let admin = Admin::new(client.clone());
-    admin.create_topics(&[NewTopic::new("seek", 1)]).await.unwrap();
+    admin
+        .create_topics(&[NewTopic::new("seek", 1)])
+        .await
+        .unwrap();
     let producer = Producer::new(client.clone(), ProducerConfig::default());
     let base_ms = now_ms() - 100_000;
     for n in 0..10i64 {
-        producer.send(ProducerRecord::new("seek", format!("{n}")).timestamp_ms(base_ms + n * 1000)).await.unwrap();
+        producer
+            .send(ProducerRecord::new("seek", format!("{n}")).timestamp_ms(base_ms + n * 1000))
+            .await
+            .unwrap();
     }
     producer.flush().await;
     let tp = TopicPartition::new("seek", 0);
@@ -217,16 +314,27 @@ async fn seek_list_offsets_delete_records_and_out_of_range() {
         .await
         .unwrap();
     assert_eq!(offsets[&tp].offset, 0);
-    let latest = admin.list_offsets(&[(tp.clone(), OffsetSpec::Latest)]).await.unwrap();
+    let latest = admin
+        .list_offsets(&[(tp.clone(), OffsetSpec::Latest)])
+        .await
+        .unwrap();
     assert_eq!(latest[&tp].offset, 10);
-    let by_time = admin.list_offsets(&[(tp.clone(), OffsetSpec::Timestamp(base_ms + 4500))]).await.unwrap();
+    let by_time = admin
+        .list_offsets(&[(tp.clone(), OffsetSpec::Timestamp(base_ms + 4500))])
+        .await
+        .unwrap();
     assert_eq!(by_time[&tp].offset, 5);
 
     let mut consumer = Consumer::new(client.clone(), ConsumerConfig::default());
     consumer.assign([tp.clone()]);
-    consumer.seek(&tp, OffsetSpec::Timestamp(base_ms + 7000)).unwrap();
+    consumer
+        .seek(&tp, OffsetSpec::Timestamp(base_ms + 7000))
+        .unwrap();
     let records = consumer.poll(Duration::from_millis(500)).await.unwrap();
-    assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![7, 8, 9]);
+    assert_eq!(
+        records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![7, 8, 9]
+    );
     assert_eq!(records[0].timestamp_ms, base_ms + 7000);
     assert!(consumer.at_end(&tp));
 
@@ -237,7 +345,13 @@ async fn seek_list_offsets_delete_records_and_out_of_range() {
     let low = admin.delete_records(&[(tp.clone(), 4)]).await.unwrap();
     assert_eq!(low[&tp], 4);
     // Offset 1 is now out of range: Earliest policy moves to the new log start.
-    let mut consumer = Consumer::new(client.clone(), ConsumerConfig { auto_offset_reset: AutoOffsetReset::Earliest, ..ConsumerConfig::default() });
+    let mut consumer = Consumer::new(
+        client.clone(),
+        ConsumerConfig {
+            auto_offset_reset: AutoOffsetReset::Earliest,
+            ..ConsumerConfig::default()
+        },
+    );
     consumer.assign([tp.clone()]);
     consumer.seek(&tp, OffsetSpec::Offset(1)).unwrap();
     let mut records = Vec::new();
@@ -246,11 +360,21 @@ async fn seek_list_offsets_delete_records_and_out_of_range() {
     }
     assert_eq!(records.first().map(|r| r.offset), Some(4));
     // With no reset policy the error comes out.
-    let mut strict = Consumer::new(client.clone(), ConsumerConfig { auto_offset_reset: AutoOffsetReset::None, ..ConsumerConfig::default() });
+    let mut strict = Consumer::new(
+        client.clone(),
+        ConsumerConfig {
+            auto_offset_reset: AutoOffsetReset::None,
+            ..ConsumerConfig::default()
+        },
+    );
     strict.assign([tp.clone()]);
     strict.seek(&tp, OffsetSpec::Offset(1)).unwrap();
     let error = strict.poll(Duration::from_millis(200)).await.unwrap_err();
-    assert_eq!(error.kafka_code(), Some(ResponseError::OffsetOutOfRange), "{error}");
+    assert_eq!(
+        error.kafka_code(),
+        Some(ResponseError::OffsetOutOfRange),
+        "{error}"
+    );
     broker.stop().await;
 }
 
@@ -259,7 +383,10 @@ async fn connection_pipelines_and_times_out() {
     let broker = TestBroker::start().await;
     let client = broker.client().await;
     let connection = client.any_connection().await.unwrap();
-    assert_eq!(connection.version(kafka_protocol::messages::ApiKey::Fetch), Some(12));
+    assert_eq!(
+        connection.version(kafka_protocol::messages::ApiKey::Fetch),
+        Some(12)
+    );
     // Many requests in flight on one connection, answered in order and matched by id.
     let request = kafka_protocol::messages::MetadataRequest::default();
     let requests = (0..50).map(|_| client.send_any(&request));
@@ -268,7 +395,10 @@ async fn connection_pipelines_and_times_out() {
     }
     broker.stop().await;
     // After the broker is gone, requests fail with an error, not a hang.
-    let error = client.send_any(&kafka_protocol::messages::MetadataRequest::default()).await.unwrap_err();
+    let error = client
+        .send_any(&kafka_protocol::messages::MetadataRequest::default())
+        .await
+        .unwrap_err();
     assert!(error.is_retriable(), "{error}");
 }
 
@@ -280,7 +410,9 @@ async fn a_silent_server_times_out() {
         let (_socket, _) = listener.accept().await.unwrap();
         tokio::time::sleep(Duration::from_secs(10)).await;
     });
-    let error = strom_client::connection::Connection::connect(&addr, "test", 1000, 300).await.unwrap_err();
+    let error = strom_client::connection::Connection::connect(&addr, "test", 1000, 300)
+        .await
+        .unwrap_err();
     assert!(matches!(error, Error::Timeout { .. }), "{error}");
     hold.abort();
 }

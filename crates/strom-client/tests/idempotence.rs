@@ -49,12 +49,22 @@ async fn read_all(client: &Client, topic: &str, expected: usize) -> Vec<Consumer
 fn assert_exactly_once_in_order(records: &[ConsumerRecord], partitions: i32, per_partition: usize) {
     let mut by_partition: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
     for r in records {
-        let value: usize = std::str::from_utf8(r.value.as_deref().unwrap()).unwrap().split(':').nth(1).unwrap().parse().unwrap();
+        let value: usize = std::str::from_utf8(r.value.as_deref().unwrap())
+            .unwrap()
+            .split(':')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
         by_partition.entry(r.partition).or_default().push(value);
     }
     for p in 0..partitions {
         let values = by_partition.remove(&p).unwrap_or_default();
-        assert_eq!(values, (0..per_partition).collect::<Vec<_>>(), "partition {p}");
+        assert_eq!(
+            values,
+            (0..per_partition).collect::<Vec<_>>(),
+            "partition {p}"
+        );
     }
 }
 
@@ -62,21 +72,40 @@ fn assert_exactly_once_in_order(records: &[ConsumerRecord], partitions: i32, per
 async fn idempotent_records_arrive_once_and_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start_broker(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
-    let client = Client::connect(ClientConfig::new(&broker.kafka_addr().to_string())).await.unwrap();
-    Admin::new(client.clone()).create_topics(&[NewTopic::new("idem", 3)]).await.unwrap();
+    let client = Client::connect(ClientConfig::new(&broker.kafka_addr().to_string()))
+        .await
+        .unwrap();
+    Admin::new(client.clone())
+        .create_topics(&[NewTopic::new("idem", 3)])
+        .await
+        .unwrap();
     // acks=1 is raised to all: idempotence needs it.
-    let producer = Producer::new(client.clone(), ProducerConfig { acks: Acks::Leader, ..idempotent() });
+    let producer = Producer::new(
+        client.clone(),
+        ProducerConfig {
+            acks: Acks::Leader,
+            ..idempotent()
+        },
+    );
     assert_eq!(producer.config().acks, Acks::All);
     let mut deliveries = Vec::new();
     for i in 0..3000usize {
         let p = (i % 3) as i32;
-        deliveries.push(producer.send(ProducerRecord::new("idem", format!("{p}:{}", i / 3)).partition(p)).await.unwrap());
+        deliveries.push(
+            producer
+                .send(ProducerRecord::new("idem", format!("{p}:{}", i / 3)).partition(p))
+                .await
+                .unwrap(),
+        );
     }
     let mut last: BTreeMap<i32, i64> = BTreeMap::new();
     for d in deliveries {
         let m = d.await.unwrap();
         let previous = last.insert(m.partition, m.offset);
-        assert!(previous.is_none_or(|o| o < m.offset), "offsets grow per partition");
+        assert!(
+            previous.is_none_or(|o| o < m.offset),
+            "offsets grow per partition"
+        );
     }
     producer.close().await;
     assert_exactly_once_in_order(&read_all(&client, "idem", 3000).await, 3, 1000);
@@ -91,8 +120,13 @@ async fn retries_across_a_broker_restart_neither_duplicate_nor_reorder() {
         listener.local_addr().unwrap()
     };
     let broker = start_broker(dir.path(), addr).await;
-    let client = Client::connect(ClientConfig::new(&addr.to_string())).await.unwrap();
-    Admin::new(client.clone()).create_topics(&[NewTopic::new("restart", 2)]).await.unwrap();
+    let client = Client::connect(ClientConfig::new(&addr.to_string()))
+        .await
+        .unwrap();
+    Admin::new(client.clone())
+        .create_topics(&[NewTopic::new("restart", 2)])
+        .await
+        .unwrap();
     let producer = Producer::new(client.clone(), idempotent());
     let sender = {
         let producer = producer.clone();
@@ -100,7 +134,12 @@ async fn retries_across_a_broker_restart_neither_duplicate_nor_reorder() {
             let mut deliveries = Vec::new();
             for i in 0..4000usize {
                 let p = (i % 2) as i32;
-                deliveries.push(producer.send(ProducerRecord::new("restart", format!("{p}:{}", i / 2)).partition(p)).await.unwrap());
+                deliveries.push(
+                    producer
+                        .send(ProducerRecord::new("restart", format!("{p}:{}", i / 2)).partition(p))
+                        .await
+                        .unwrap(),
+                );
                 if i % 200 == 0 {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
