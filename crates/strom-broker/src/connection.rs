@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
-use crate::handlers;
+use crate::handlers::{self, Outcome};
 use crate::state::BrokerState;
 
 /// Work for the connection's processor, in arrival order.
@@ -41,16 +41,23 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, state: Arc<BrokerState>)
     let processor_state = state.clone();
     let processor = tokio::spawn(async move {
         while let Some(work) = work_receiver.recv().await {
-            let response = match work {
+            let outcome = match work {
                 Work::Request(request, permit) => {
-                    let response = handlers::handle(&processor_state, *request, peer).await;
+                    let outcome = handlers::handle(&processor_state, *request, peer).await;
                     drop(permit);
-                    response
+                    outcome
                 }
-                Work::Respond(bytes) => Some(bytes),
+                Work::Respond(bytes) => Outcome::Respond(bytes),
             };
-            if let Some(bytes) = response {
-                if writer.write_all(&bytes).await.is_err() {
+            match outcome {
+                Outcome::Respond(bytes) => {
+                    if writer.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+                Outcome::Silent => {}
+                Outcome::Close(reason) => {
+                    tracing::error!(%peer, %reason, "closing connection");
                     break;
                 }
             }

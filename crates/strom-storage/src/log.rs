@@ -550,6 +550,17 @@ impl PartitionLog {
         if !self.compaction.cleanup_policy_delete {
             return Ok(0);
         }
+        // As Kafka does: when even the active segment's newest record is past retention.ms,
+        // roll it so the whole log can go (the log becomes empty at its log end offset).
+        let active = self.active();
+        let active_expired = self.config.retention_ms >= 0
+            && !active.is_empty()
+            && active.max_timestamp_ms() != NO_TIMESTAMP
+            && now_ms.saturating_sub(active.max_timestamp_ms()) > self.config.retention_ms
+            && active.next_offset() <= self.high_watermark;
+        if active_expired {
+            self.roll()?;
+        }
         let mut remaining_bytes = self.size_bytes() as i64;
         let mut doomed = Vec::new();
         for segment in self.closed_segments() {

@@ -296,7 +296,7 @@ fn retention_by_bytes_keeps_the_newest_segments() {
 }
 
 #[test]
-fn retention_by_time_never_deletes_the_active_segment_or_above_the_high_watermark() {
+fn retention_by_time_never_deletes_above_the_high_watermark_and_empties_an_expired_log() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = small_config();
     config.retention_ms = 60_000;
@@ -318,10 +318,17 @@ fn retention_by_time_never_deletes_the_active_segment_or_above_the_high_watermar
         log.offset_for_timestamp(0).unwrap().map(|(_, ts)| ts),
         Some(NOW_MS + 1_000_000)
     );
-    // Everything old, even the active segment's data: the active segment stays.
+    // Everything old, even the active segment's data: it is rolled and deleted too (as Kafka
+    // does), leaving an empty log that starts at its end offset.
+    let log_end = log.log_end_offset();
     let all = log.enforce_retention(NOW_MS + 10_000_000).unwrap();
     assert!(all > 0);
     assert_eq!(log.segment_count(), 1);
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset()),
+        (log_end, log_end)
+    );
+    assert_eq!(log.size_bytes(), 0);
 }
 
 #[test]

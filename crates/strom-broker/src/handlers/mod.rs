@@ -19,22 +19,31 @@ use strom_protocol::response::encode_response;
 
 use crate::state::BrokerState;
 
-/// Handles one request; returns the encoded response frame, or `None` when the client expects
-/// no response (acks=0 produce).
+/// What the connection does after a request.
+pub enum Outcome {
+    /// Write this response frame.
+    Respond(Bytes),
+    /// The client expects no response (acks=0 produce).
+    Silent,
+    /// No answer can be given (a response that cannot be encoded, a request without a
+    /// handler): close the connection so the client does not wait for one.
+    Close(String),
+}
+
+/// Handles one request.
 pub async fn handle(
     state: &BrokerState,
     request: DecodedRequest,
     peer: std::net::SocketAddr,
-) -> Option<Bytes> {
+) -> Outcome {
     let header = request.header;
     let version = header.request_api_version;
     let correlation_id = header.correlation_id;
     let Ok(api_key) = ApiKey::try_from(header.request_api_key) else {
-        tracing::error!(
-            api_key = header.request_api_key,
-            "decoded request has an unknown api key"
-        );
-        return None;
+        return Outcome::Close(format!(
+            "decoded request has an unknown api key {}",
+            header.request_api_key
+        ));
     };
     let response = match request.body {
         RequestKind::ApiVersions(r) => Some(ResponseKind::ApiVersions(api_versions::handle(
@@ -133,19 +142,20 @@ pub async fn handle(
         other => {
             // The version table and this match must agree; the decoder only lets through
             // what the table lists.
-            tracing::error!(
-                ?api_key,
-                "no handler for a decoded request: {:?}",
+            return Outcome::Close(format!(
+                "no handler for a decoded {api_key:?} request: {:?}",
                 std::mem::discriminant(&other)
-            );
-            return None;
+            ));
         }
-    }?;
+    };
+    let Some(response) = response else {
+        return Outcome::Silent;
+    };
     match encode_response(correlation_id, api_key, version, &response) {
-        Ok(bytes) => Some(bytes),
+        Ok(bytes) => Outcome::Respond(bytes),
         Err(error) => {
             tracing::error!(?api_key, version, %error, "cannot encode response");
-            None
+            Outcome::Close(format!("cannot encode the {api_key:?} v{version} response"))
         }
     }
 }
