@@ -35,6 +35,7 @@ use crate::group::{OffsetCommit, OffsetValue};
 use crate::state::BrokerState;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 fn group_id(text: &str) -> GroupId {
     GroupId(str_bytes(text))
@@ -62,15 +63,17 @@ pub fn find_coordinator(
     let answers: Vec<Answer> =
         keys.into_iter()
             .map(|key| {
-                let answer = if request.key_type != KEY_TYPE_GROUP {
-                    Err((
-                        ResponseError::CoordinatorNotAvailable.code(),
-                        "transactions are not supported yet".to_string(),
-                    ))
-                } else {
-                    state.groups.coordinates(state, &key).map_err(|code| {
+                let answer = match request.key_type {
+                    KEY_TYPE_GROUP => state.groups.coordinates(state, &key).map_err(|code| {
                         (code, "the group coordinator is not available".to_string())
-                    })
+                    }),
+                    // One node coordinates everything; InitProducerId then says transactions are
+                    // not supported yet.
+                    KEY_TYPE_TRANSACTION => Ok(()),
+                    other => Err((
+                        ResponseError::InvalidRequest.code(),
+                        format!("unknown coordinator key type {other}"),
+                    )),
                 };
                 (key, answer)
             })
