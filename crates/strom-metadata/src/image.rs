@@ -57,6 +57,23 @@ impl TopicImage {
     }
 }
 
+/// An in-broker topic-to-topic transform: what the server runs for it is decided outside this
+/// crate; here it is a name, two topics and opaque steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransformImage {
+    /// Transform name.
+    pub name: String,
+    /// Topic it reads.
+    pub input: String,
+    /// Topic it writes.
+    pub output: String,
+    /// The steps as a JSON array (not interpreted by the metadata layer).
+    pub steps: String,
+    /// Offset of the record that created it: tells a re-created transform of the same name
+    /// from the old one.
+    pub created_offset: i64,
+}
+
 /// The whole cluster metadata as of `last_applied_offset`.
 #[derive(Debug, Clone, Default)]
 pub struct MetadataImage {
@@ -70,6 +87,8 @@ pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicImage>,
     /// Topic names by id.
     pub topic_names_by_id: HashMap<Uuid, String>,
+    /// In-broker transforms by name.
+    pub transforms: BTreeMap<String, TransformImage>,
 }
 
 impl MetadataImage {
@@ -189,6 +208,26 @@ impl MetadataImage {
                 if let Some(name) = self.topic_names_by_id.remove(topic_id) {
                     self.topics.remove(&name);
                 }
+            }
+            MetadataRecord::Transform {
+                name,
+                input,
+                output,
+                steps,
+            } => {
+                self.transforms.insert(
+                    name.clone(),
+                    TransformImage {
+                        name: name.clone(),
+                        input: input.clone(),
+                        output: output.clone(),
+                        steps: steps.clone(),
+                        created_offset: offset,
+                    },
+                );
+            }
+            MetadataRecord::RemoveTransform { name } => {
+                self.transforms.remove(name);
             }
         }
     }

@@ -2,7 +2,8 @@
 //! the durable log those records live in.
 //!
 //! Owns: brokers, topics (name, id, partitions, leaders, leader epochs, replicas, ISR) and topic
-//! configs, and their validation (topic names, config keys and values). A change is a
+//! configs, and their validation (topic names, config keys and values); in-broker transforms
+//! (name, input and output topics, and their steps as opaque JSON that the server interprets). A change is a
 //! [`MetadataRecord`]; the [`MetadataImage`] is the fold of all records; the [`Controller`]
 //! validates requests, writes records to the [`MetadataLog`] and applies them.
 //!
@@ -19,7 +20,7 @@ pub mod record;
 pub mod topic_config;
 pub mod topic_name;
 
-pub use controller::{Controller, ControllerError};
-pub use image::{BrokerRegistration, MetadataImage, PartitionImage, TopicImage};
+pub use controller::{Controller, ControllerError, TransformError};
+pub use image::{BrokerRegistration, MetadataImage, PartitionImage, TopicImage, TransformImage};
 pub use log::{MetadataLog, MetadataLogError};
 pub use record::MetadataRecord;

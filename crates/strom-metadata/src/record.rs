@@ -70,4 +70,20 @@ pub enum MetadataRecord {
         /// Id of the deleted topic.
         topic_id: Uuid,
     },
+    /// An in-broker topic-to-topic transform was created (or replaced after a removal).
+    Transform {
+        /// Transform name (topic-name rules).
+        name: String,
+        /// Topic it reads.
+        input: String,
+        /// Topic it writes.
+        output: String,
+        /// The steps, a JSON array; opaque here (the connectors' transform configs).
+        steps: String,
+    },
+    /// An in-broker transform was deleted.
+    RemoveTransform {
+        /// Name of the deleted transform.
+        name: String,
+    },
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod server;
+mod transforms;
 
 use clap::{Parser, Subcommand};
 
@@ -89,6 +90,20 @@ enum Command {
     ///   strom connect source taildir --files '/var/log/game/*.log*' --positions game.pos --topic logs
     ///   strom connect source http --addr 127.0.0.1:8088 --topic events --key-field player_id
     Connect(cli::connect::ConnectArgs),
+    /// In-broker transforms: topic-to-topic pipelines the server runs and resumes after restarts
+    ///
+    /// Steps are the connectors' transforms as JSON (filter, mask, hash, drop, route, header).
+    /// Delivery is at-least-once: after a crash the last uncommitted batch is produced again.
+    ///
+    /// Examples:
+    ///   strom transform create clean --input game-events --output game-events-clean \
+    ///       --step '{"type":"filter","field":"$.type","equals":"trade"}' \
+    ///       --step '{"type":"hash","fields":["$.ip"]}'
+    ///   strom transform create clean --input raw --output clean --steps-file steps.json
+    ///   strom transform list --format json
+    ///   strom transform delete clean
+    #[command(verbatim_doc_comment)]
+    Transform(cli::transform::TransformArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -103,6 +118,7 @@ fn main() -> std::process::ExitCode {
         Command::Cluster(args) => cli::block_on(cli::cluster::run(&cli.global, args)),
         Command::Bench(args) => cli::block_on(cli::bench::run(&cli.global, args)),
         Command::Connect(args) => cli::block_on(cli::connect::run(&cli.global, args)),
+        Command::Transform(args) => cli::block_on(cli::transform::run(&cli.global, args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

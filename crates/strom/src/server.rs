@@ -45,8 +45,9 @@ pub struct ServerArgs {
     socket_request_max_bytes: Option<usize>,
 }
 
-/// Builds the configuration (defaults < file < environment < flags) and runs the broker, and
-/// the connector pipelines declared under `[[connect.pipeline]]`, until SIGINT or SIGTERM.
+/// Builds the configuration (defaults < file < environment < flags) and runs the broker, the
+/// connector pipelines declared under `[[connect.pipeline]]` and the in-broker transforms of
+/// the metadata (`crate::transforms`), until SIGINT or SIGTERM.
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (config, pipelines) = build_config(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -64,7 +65,15 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
                 async move { axum::Json(statuses.json()) }
             }),
         );
-        let broker = Broker::start_with_routes(config, connect_route).await?;
+        let transforms = crate::transforms::Shared::default();
+        let routes = connect_route.merge(crate::transforms::routes(transforms.clone()));
+        let broker = Broker::start_with_routes(config, routes).await?;
+        transforms.set_broker(broker.state().clone());
+        let transform_runner = crate::transforms::Runner::start(
+            broker.state().clone(),
+            broker.kafka_addr().to_string(),
+            transforms,
+        );
         let running = if pipelines.is_empty() {
             None
         } else {
@@ -81,6 +90,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         };
         wait_for_signal().await?;
         tracing::info!("shutting down");
+        // In-broker transforms commit the batch in hand while the broker still serves them.
+        transform_runner.stop().await;
         if let Some(running) = running {
             // Pipelines finish their files and commit while the broker still serves them.
             running.stop().await;

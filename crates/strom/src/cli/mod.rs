@@ -10,6 +10,7 @@ pub mod consume;
 pub mod group;
 pub mod produce;
 pub mod topic;
+pub mod transform;
 
 use std::future::Future;
 
