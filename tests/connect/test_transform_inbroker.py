@@ -112,14 +112,20 @@ def test_inbroker_transform_survives_restart(broker, crash):
     trades1 = [e["i"] for e in round1 if e["type"] == "trade"]
     wait_until(lambda: watermarks(broker.bootstrap, target)[1] >= len(trades1), 60,
                what="round 1 transformed")
-    # Round 2: a large burst, and the broker goes down while the transform works through it.
-    round2 = events(3000, 30000)
-    produce_events(broker, source, round2)
-    behind_at_restart = len(trades1) + sum(e["type"] == "trade" for e in round2) \
-        - watermarks(broker.bootstrap, target)[1]
+    # Round 2: large bursts until the transform is behind, and then the broker goes down while
+    # the transform works through them.
+    round2: list[dict] = []
+    for _ in range(5):
+        round2 += events(len(round1) + len(round2), 30000)
+        produce_events(broker, source, round2[-30000:])
+        behind_at_restart = len(trades1) + sum(e["type"] == "trade" for e in round2) \
+            - watermarks(broker.bootstrap, target)[1]
+        if behind_at_restart > 0:
+            break
+    assert behind_at_restart > 0, "the transform kept up with every burst: no mid-stream restart"
     broker.restart(kill=crash)
     # Round 3: producing goes on after the restart; the transform resumes by itself.
-    round3 = events(33000, 3000)
+    round3 = events(len(round1) + len(round2), 3000)
     produce_events(broker, source, round3)
 
     everything = round1 + round2 + round3
