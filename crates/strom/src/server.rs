@@ -50,6 +50,7 @@ pub struct ServerArgs {
 /// the metadata (`crate::transforms`), until SIGINT or SIGTERM.
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (config, pipelines) = build_config(args)?;
+    raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strom")
@@ -180,4 +181,31 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = terminate.recv() => {}
     }
     Ok(())
+}
+
+/// Each partition keeps a few files open, so thousands of partitions need more descriptors than
+/// the usual soft limit: raise it to the hard limit, as Kafka's packaging advises.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let wanted = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                tracing::info!(
+                    open_files_max = limit.rlim_max,
+                    "raised the open files limit"
+                );
+            }
+        }
+    }
 }

@@ -22,7 +22,13 @@ use strom_client::{Client, ClientConfig};
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Brokers to bootstrap from, comma separated.
-    #[arg(short = 'b', long, global = true, env = "STROM_BROKERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        short = 'b',
+        long,
+        global = true,
+        env = "STROM_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
     pub brokers: String,
     /// Output format of read commands.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
@@ -41,7 +47,10 @@ pub enum Format {
 impl GlobalArgs {
     /// Connects to the cluster.
     pub async fn connect(&self) -> anyhow::Result<Client> {
-        let config = ClientConfig { client_id: "strom-cli".to_string(), ..ClientConfig::new(&self.brokers) };
+        let config = ClientConfig {
+            client_id: "strom-cli".to_string(),
+            ..ClientConfig::new(&self.brokers)
+        };
         Ok(Client::connect(config).await?)
     }
 }
@@ -85,7 +94,11 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
 
 /// Formats a list of node ids as `0,1,2`.
 pub fn ids(nodes: &[i32]) -> String {
-    nodes.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
+    nodes
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Parses `key=value`.
@@ -98,5 +111,8 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
 
 /// Prints `value` as pretty JSON.
 pub fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
