@@ -25,6 +25,17 @@ pub enum MetadataLogError {
     /// A record could not be serialized (a bug).
     #[error("metadata record could not be encoded: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A fully written record (its CRC matches) that this version cannot read: written by a
+    /// newer Strom. Refusing to start beats truncating it away as if it were torn.
+    #[error("metadata log {path} record {offset} is intact but unknown to this version of strom ({reason}); upgrade strom to open this data directory")]
+    UnknownRecord {
+        /// File involved.
+        path: PathBuf,
+        /// Offset of the record.
+        offset: i64,
+        /// What the parser said.
+        reason: String,
+    },
 }
 
 /// The metadata log file and the offset of its next record.
@@ -50,7 +61,16 @@ impl MetadataLog {
             .create(true)
             .open(&path)
             .map_err(io(&path))?;
-        let (records, valid_len_bytes) = read_valid_prefix(&file).map_err(io(&path))?;
+        let (records, valid_len_bytes) = match read_valid_prefix(&file).map_err(io(&path))? {
+            Ok(prefix) => prefix,
+            Err((offset, reason)) => {
+                return Err(MetadataLogError::UnknownRecord {
+                    path,
+                    offset,
+                    reason,
+                })
+            }
+        };
         let file_len_bytes = file.metadata().map_err(io(&path))?.len();
         if valid_len_bytes < file_len_bytes {
             tracing::warn!(
@@ -104,8 +124,13 @@ impl MetadataLog {
     }
 }
 
-/// Reads records until the first line that is torn, too long, or fails its CRC or parse.
-fn read_valid_prefix(file: &File) -> std::io::Result<(Vec<MetadataRecord>, u64)> {
+/// Parsed records and the length of the valid prefix, or the offset of an intact record that
+/// cannot be understood.
+type Prefix = Result<(Vec<MetadataRecord>, u64), (i64, String)>;
+
+/// Reads records until the first line that is torn, too long, or fails its CRC. An intact line
+/// (CRC matches) that does not parse is an error, not a torn tail.
+fn read_valid_prefix(file: &File) -> std::io::Result<Prefix> {
     let mut reader = BufReader::new(file);
     reader.seek(SeekFrom::Start(0))?;
     let mut records = Vec::new();
@@ -120,22 +145,37 @@ fn read_valid_prefix(file: &File) -> std::io::Result<(Vec<MetadataRecord>, u64)>
             break;
         }
         match parse_line(&line[..line.len() - 1]) {
-            Some(record) => records.push(record),
-            None => break,
+            Line::Record(record) => records.push(*record),
+            Line::Torn => break,
+            Line::Unknown(reason) => return Ok(Err((records.len() as i64, reason))),
         }
         valid_len_bytes += read as u64;
     }
-    Ok((records, valid_len_bytes))
+    Ok(Ok((records, valid_len_bytes)))
 }
 
-fn parse_line(line: &[u8]) -> Option<MetadataRecord> {
-    let text = std::str::from_utf8(line).ok()?;
-    let (crc_hex, json) = text.split_once(' ')?;
-    let crc = u32::from_str_radix(crc_hex, 16).ok()?;
-    if crc != crc32c::crc32c(json.as_bytes()) {
-        return None;
+enum Line {
+    Record(Box<MetadataRecord>),
+    Torn,
+    Unknown(String),
+}
+
+fn parse_line(line: &[u8]) -> Line {
+    let Some((crc_hex, json)) = std::str::from_utf8(line)
+        .ok()
+        .and_then(|text| text.split_once(' '))
+    else {
+        return Line::Torn;
+    };
+    let crc_ok =
+        u32::from_str_radix(crc_hex, 16).is_ok_and(|crc| crc == crc32c::crc32c(json.as_bytes()));
+    if !crc_ok {
+        return Line::Torn;
     }
-    serde_json::from_str(json).ok()
+    match serde_json::from_str(json) {
+        Ok(record) => Line::Record(Box::new(record)),
+        Err(error) => Line::Unknown(error.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -162,6 +202,33 @@ mod tests {
         let (log, records) = MetadataLog::open(dir.path()).unwrap();
         assert_eq!(records, written);
         assert_eq!(log.next_offset(), 2);
+    }
+
+    #[test]
+    fn an_intact_unknown_record_is_an_error_not_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut log, _) = MetadataLog::open(dir.path()).unwrap();
+            log.append(&[topic("a")]).unwrap();
+        }
+        let path = dir.path().join("metadata.log");
+        let future = r#"{"type":"SomethingNewer","x":1}"#;
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&format!(
+            "{:08x} {future}\n",
+            crc32c::crc32c(future.as_bytes())
+        ));
+        std::fs::write(&path, &text).unwrap();
+        let error = MetadataLog::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(error, MetadataLogError::UnknownRecord { offset: 1, .. }),
+            "{error}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            text,
+            "nothing truncated"
+        );
     }
 
     #[test]
