@@ -200,7 +200,9 @@ fn records(count: usize) -> Vec<Record> {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // offset - sequence is constant, so kafka-protocol encodes one batch (Produce v3+
+            // takes exactly one per partition); with producer id -1 the sequence means nothing.
+            sequence: i as i32,
             timestamp: 1_700_000_000_000 + i as i64,
             key: Some(Bytes::from(format!("key-{i}"))),
             value: Some(Bytes::from(format!("value-{i}"))),
@@ -297,6 +299,13 @@ async fn produce_then_fetch_returns_the_stored_bytes() {
     far.topics[0].partitions[0].fetch_offset = 11;
     let fetched: FetchResponse = call(&mut stream, &far, 12).await;
     assert_eq!(fetched.responses[0].partitions[0].error_code, 1);
+
+    // Two batches for one partition: Produce v3+ takes exactly one (INVALID_RECORD).
+    let mut two = BytesMut::from(&sent[..]);
+    two.extend_from_slice(&sent);
+    produce.topic_data[0].partition_data[0].records = Some(two.freeze());
+    let produced: ProduceResponse = call(&mut stream, &produce, 9).await;
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 87);
 
     // A batch with one flipped bit is CORRUPT_MESSAGE and appends nothing.
     let mut corrupt = BytesMut::from(&sent[..]);
