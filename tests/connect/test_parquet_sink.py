@@ -184,6 +184,8 @@ def test_parquet_to_s3_compatible_store(broker, tmp_path, s3_server):
     wait_for(lambda: len(objects()) >= 2, 60, "objects in the bucket", procs=(sink,))
     sink.kill()
     sink = strom(broker, *args, log=tmp_path / "sink.log", env=env)
+    # The killed member keeps its partitions until its group session times out.
+    wait_for(lambda: sink.log.read_text().count("partition start") >= 4, 60, "partitions taken over", procs=(sink,))
     time.sleep(2)
     assert sink.stop() == 0, sink.tail()
     values, offsets = [], set()

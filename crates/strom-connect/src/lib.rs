@@ -3,7 +3,8 @@
 //! server through [`Pipelines`].
 //!
 //! Owns: the pipeline file format ([`config`]), the runner and its progress ([`runner`],
-//! [`status`]), Flume-like interceptors ([`transform`]), the Parquet and JSON-lines sinks in a
+//! [`status`]), the Kafka source (a member of the pipeline's consumer group through
+//! `strom_client::Consumer::subscribe`, committing only what its sink made durable), Flume-like interceptors ([`transform`]), the Parquet and JSON-lines sinks in a
 //! Hive layout on a local directory or an object store ([`sink`]), and the ingest sources
 //! (taildir, HTTP, stdin: [`source`]).
 //!
@@ -33,7 +34,7 @@
 
 pub mod config;
 mod error;
-pub mod group;
+mod kafka_source;
 mod pipelines;
 pub mod record;
 pub mod runner;

@@ -2,19 +2,20 @@
 //! HTTP, stdin) into a topic. Progress goes to the logs every [`PROGRESS_INTERVAL`] and to a
 //! shared [`Status`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strom_client::{
-    AutoOffsetReset, Client, ClientConfig, Consumer, ConsumerConfig, DeliveryFuture, OffsetSpec,
-    Producer, ProducerConfig, TopicPartition,
+    Acks, Client, ClientConfig, Consumer, ConsumerRecord, DeliveryFuture, OffsetSpec, Producer,
+    ProducerConfig, TopicPartition,
 };
 use tokio::sync::watch;
 
-use crate::config::{PipelineConfig, SinkConfig, SourceConfig, Start};
+use crate::config::{PipelineConfig, SinkConfig, SourceConfig};
 use crate::error::{Error, Result};
-use crate::group;
+use crate::kafka_source::{self, Change, KafkaSource, Ownership};
 use crate::record::Record;
 use crate::sink::encode::parse_compression;
 use crate::sink::file::{FileSink, Format};
@@ -72,12 +73,11 @@ pub async fn run(
                 file.declared_schema()?,
             );
             let source = KafkaSource {
-                client: client.clone(),
                 topics: topics.clone(),
                 group: group.clone(),
                 start: *start,
             };
-            kafka_to_files(source, chain, sink, &status, shutdown).await
+            kafka_to_files(&client, source, chain, sink, &status, shutdown).await
         }
         (
             SourceConfig::Kafka {
@@ -93,12 +93,11 @@ pub async fn run(
         ) => {
             let producer = producer(&client, acks.as_deref(), compression.as_deref())?;
             let source = KafkaSource {
-                client: client.clone(),
                 topics: topics.clone(),
                 group: group.clone(),
                 start: *start,
             };
-            kafka_to_kafka(source, chain, producer, topic, &status, shutdown).await
+            kafka_to_kafka(&client, source, chain, producer, topic, &status, shutdown).await
         }
         (
             ingest,
@@ -160,6 +159,8 @@ fn producer(client: &Client, acks: Option<&str>, compression: Option<&str>) -> R
     if let Some(compression) = compression {
         config.compression = strom_client::parse_compression(compression).map_err(Error::Config)?;
     }
+    // A retried batch is not written twice (idempotence needs acks=all).
+    config.enable_idempotence = config.acks == Acks::All;
     Ok(Producer::new(client.clone(), config))
 }
 
@@ -210,66 +211,9 @@ impl Output {
     }
 }
 
-struct KafkaSource {
-    client: Client,
-    topics: Vec<String>,
-    group: String,
-    start: Start,
-}
-
-impl KafkaSource {
-    /// A consumer of every partition of the topics, positioned at `resume` where given, else
-    /// at the group's committed offsets, else at `start`.
-    async fn consumer(&self, resume: &BTreeMap<TopicPartition, i64>) -> Result<Consumer> {
-        let reset = match self.start {
-            Start::Earliest => AutoOffsetReset::Earliest,
-            Start::Latest => AutoOffsetReset::Latest,
-        };
-        let mut consumer = Consumer::new(
-            self.client.clone(),
-            ConsumerConfig {
-                auto_offset_reset: reset,
-                ..ConsumerConfig::default()
-            },
-        );
-        for topic in &self.topics {
-            consumer.assign_topic(topic).await?;
-        }
-        let assignment = consumer.assignment();
-        let committed = group::fetch_offsets(&self.client, &self.group, &assignment).await?;
-        for tp in &assignment {
-            let from = committed.get(tp).copied().max(resume.get(tp).copied());
-            if let Some(offset) = from {
-                consumer.seek(tp, OffsetSpec::Offset(offset))?;
-            }
-            tracing::info!(%tp, committed = ?committed.get(tp), files_end = ?resume.get(tp), start = ?from, "partition start");
-        }
-        Ok(consumer)
-    }
-
-    async fn commit(&self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
-        group::commit_offsets(&self.client, &self.group, None, offsets)
-            .await
-            .map_err(Error::from)
-    }
-}
-
-fn lag(consumer: &Consumer) -> i64 {
-    consumer
-        .assignment()
-        .iter()
-        .map(|tp| match consumer.position(tp) {
-            Some(position) if consumer.high_watermark(tp) >= 0 => {
-                (consumer.high_watermark(tp) - position).max(0)
-            }
-            _ => 0,
-        })
-        .sum()
-}
-
-/// Commits what changed since the last commit; returns whether it committed.
+/// Commits, as the member, the offsets of `durable` that changed since the last commit.
 async fn commit_changes(
-    source: &KafkaSource,
+    consumer: &mut Consumer,
     durable: &BTreeMap<TopicPartition, i64>,
     committed: &mut BTreeMap<TopicPartition, i64>,
 ) -> Result<()> {
@@ -278,34 +222,160 @@ async fn commit_changes(
         .filter(|(tp, o)| committed.get(*tp) != Some(*o))
         .map(|(tp, o)| (tp.clone(), *o))
         .collect();
-    if changed.is_empty() {
-        return Ok(());
+    if kafka_source::commit(consumer, &changed).await? {
+        committed.extend(changed);
     }
-    source.commit(&changed).await?;
-    committed.extend(changed);
     Ok(())
 }
 
+/// Per owned partition, what a file sink has done with it.
+#[derive(Default)]
+struct FileProgress {
+    /// The offset after the last record written to an open file (or filtered), or where the
+    /// partition started.
+    consumed: BTreeMap<TopicPartition, i64>,
+    /// What the group last accepted from this member.
+    committed: BTreeMap<TopicPartition, i64>,
+}
+
+impl FileProgress {
+    fn forget(&mut self, tp: &TopicPartition) {
+        self.consumed.remove(tp);
+        self.committed.remove(tp);
+    }
+
+    /// Per partition, the offset below which everything is in finished files (or was filtered).
+    fn durable(&self, sink: &FileSink) -> BTreeMap<TopicPartition, i64> {
+        self.consumed
+            .iter()
+            .map(|(tp, next)| (tp.clone(), sink.open_first_offset(tp).unwrap_or(*next)))
+            .collect()
+    }
+}
+
+/// Applies an assignment change to a file sink; `records` (from the poll that changed it)
+/// loses the records of partitions that restart elsewhere.
+///
+/// Revoked partitions drop their open file unwritten: the new owner may be reading them
+/// already, and starts after the last finished file. Gained partitions start after the last
+/// offset in a finished file or at the committed offset, whichever is later. A partition kept
+/// through a new generation keeps its open file if no one wrote or committed past it
+/// meanwhile (it was not lost, or lost and given back untouched), else it restarts like a
+/// gained one.
+async fn reassign_files(
+    consumer: &mut Consumer,
+    source: &KafkaSource,
+    sink: &mut FileSink,
+    progress: &mut FileProgress,
+    change: Change,
+    records: &mut Vec<ConsumerRecord>,
+) -> Result<()> {
+    for tp in &change.revoked {
+        let dropped = sink.discard(tp);
+        progress.forget(tp);
+        tracing::info!(%tp, dropped, "partition revoked; its open file is dropped for the new owner to write");
+    }
+    let check: Vec<TopicPartition> = change.gained.iter().chain(&change.kept).cloned().collect();
+    if check.is_empty() {
+        return Ok(());
+    }
+    let on_disk = sink.prepare(&check).await?;
+    let committed = consumer.committed(&check).await?;
+    let mut restarted = BTreeSet::new();
+    for tp in &check {
+        let files_end = on_disk.get(tp).copied();
+        let committed = committed.get(tp).copied().flatten();
+        let start = files_end.max(committed);
+        let kept = change.kept.contains(tp);
+        if let (true, Some(&next)) = (kept, progress.consumed.get(tp)) {
+            let durable = sink.open_first_offset(tp).unwrap_or(next);
+            if start.is_none_or(|start| start <= durable) {
+                // Nobody wrote past this sink: go on where it was (the client may have moved
+                // the position back to the committed offset).
+                consumer.seek(tp, OffsetSpec::Offset(next))?;
+                restarted.insert(tp.clone());
+                progress.committed.remove(tp); // commit again: the group may hold another's
+                tracing::info!(%tp, ?files_end, ?committed, next, "partition kept");
+                continue;
+            }
+        }
+        let dropped = sink.discard(tp);
+        progress.forget(tp);
+        match start {
+            Some(start) => {
+                consumer.seek(tp, OffsetSpec::Offset(start))?;
+                progress.consumed.insert(tp.clone(), start);
+                restarted.insert(tp.clone());
+            }
+            None if kept => {
+                consumer.seek(tp, source.start_spec())?;
+                restarted.insert(tp.clone());
+            }
+            // Nothing written or committed: the client's start (the pipeline's `start`) stands.
+            None => {}
+        }
+        tracing::info!(%tp, ?files_end, ?committed, ?start, dropped, "partition start");
+    }
+    kafka_source::drop_records_of(records, &restarted);
+    Ok(())
+}
+
+fn store_file_counts(sink: &FileSink, status: &Status) {
+    let counts = sink.counts();
+    status.files.store(counts.files, Ordering::Relaxed);
+    status.records_out.store(counts.rows, Ordering::Relaxed);
+}
+
 async fn kafka_to_files(
+    client: &Client,
     source: KafkaSource,
     chain: Chain,
     mut sink: FileSink,
     status: &Status,
+    shutdown: Shutdown,
+) -> Result<()> {
+    sink.load_schemas(&source.topics).await?;
+    let mut consumer = source.consumer(client)?;
+    let result = files_loop(&mut consumer, &source, &chain, &mut sink, status, shutdown).await;
+    leave(&mut consumer).await;
+    result
+}
+
+/// Leaves the group (also after a failure, so the partitions move at once rather than after
+/// the session timeout; nothing is committed: auto-commit is off).
+async fn leave(consumer: &mut Consumer) {
+    if let Err(error) = consumer.close().await {
+        tracing::warn!(%error, "leaving the group failed; the group notices when the session times out");
+    }
+}
+
+async fn files_loop(
+    consumer: &mut Consumer,
+    source: &KafkaSource,
+    chain: &Chain,
+    sink: &mut FileSink,
+    status: &Status,
     mut shutdown: Shutdown,
 ) -> Result<()> {
-    let on_disk = sink.recover(&source.topics).await?;
-    let mut consumer = source.consumer(&on_disk).await?;
-    tracing::info!(pipeline = %status.name, root = %sink.describe(), topics = ?source.topics, group = %source.group, "file sink running (interim: simple-group commits, all partitions assigned)");
+    tracing::info!(pipeline = %status.name, root = %sink.describe(), topics = ?source.topics, group = %source.group, "file sink running");
     status.set_state("running");
-    let mut consumed: BTreeMap<TopicPartition, i64> = BTreeMap::new();
-    let mut committed: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    let mut ownership = Ownership::default();
+    let mut progress = FileProgress::default();
     let (mut last_commit, mut last_progress) = (Instant::now(), Instant::now());
     let mut files_before = 0;
     loop {
-        let records = tokio::select! {
+        let mut records = tokio::select! {
             records = consumer.poll(POLL_TIMEOUT) => records?,
             _ = shutdown.changed() => break,
         };
+        if let Some(change) = ownership.observe(consumer) {
+            reassign_files(consumer, source, sink, &mut progress, change, &mut records).await?;
+        }
+        if kafka_source::fenced(consumer) {
+            // Out of the group until the next poll rejoins: write nothing (the partitions may
+            // be another member's now); the rejoin checks every partition again.
+            continue;
+        }
         Status::add(&status.records_in, records.len() as u64);
         for record in records {
             let tp = TopicPartition::new(record.topic.clone(), record.partition);
@@ -316,22 +386,21 @@ async fn kafka_to_files(
                 None => Status::add(&status.records_filtered, 1),
             }
             sink.write(&tp, offset, out).await?;
-            consumed.insert(tp, offset + 1);
+            progress.consumed.insert(tp, offset + 1);
+        }
+        if kafka_source::fenced(consumer) {
+            continue;
         }
         sink.finish_due(false).await?;
-        let counts = sink.counts();
-        status
-            .files
-            .store(counts.files, std::sync::atomic::Ordering::Relaxed);
-        status
-            .records_out
-            .store(counts.rows, std::sync::atomic::Ordering::Relaxed);
+        store_file_counts(sink, status);
         status
             .lag
-            .store(lag(&consumer), std::sync::atomic::Ordering::Relaxed);
+            .store(kafka_source::lag(consumer), Ordering::Relaxed);
+        let counts = sink.counts();
         if counts.files != files_before || last_commit.elapsed() >= COMMIT_INTERVAL {
             files_before = counts.files;
-            commit_changes(&source, &durable(&sink, &consumed), &mut committed).await?;
+            let durable = progress.durable(sink);
+            commit_changes(consumer, &durable, &mut progress.committed).await?;
             last_commit = Instant::now();
         }
         if last_progress.elapsed() >= PROGRESS_INTERVAL {
@@ -342,38 +411,57 @@ async fn kafka_to_files(
             break;
         }
     }
-    sink.finish_due(true).await?;
-    let counts = sink.counts();
-    status
-        .files
-        .store(counts.files, std::sync::atomic::Ordering::Relaxed);
-    status
-        .records_out
-        .store(counts.rows, std::sync::atomic::Ordering::Relaxed);
-    commit_changes(&source, &durable(&sink, &consumed), &mut committed).await
-}
-
-/// Per partition, the offset below which everything is in finished files (or was filtered).
-fn durable(
-    sink: &FileSink,
-    consumed: &BTreeMap<TopicPartition, i64>,
-) -> BTreeMap<TopicPartition, i64> {
-    consumed
-        .iter()
-        .map(|(tp, next)| (tp.clone(), sink.open_first_offset(tp).unwrap_or(*next)))
-        .collect()
+    // A poll cut short by the shutdown may have rebalanced: finish only what is still ours.
+    if let Some(change) = ownership.observe(consumer) {
+        reassign_files(
+            consumer,
+            source,
+            sink,
+            &mut progress,
+            change,
+            &mut Vec::new(),
+        )
+        .await?;
+    }
+    if kafka_source::fenced(consumer) {
+        for tp in sink.open_partitions() {
+            sink.discard(&tp);
+        }
+    } else {
+        sink.finish_due(true).await?;
+        store_file_counts(sink, status);
+        let durable = progress.durable(sink);
+        commit_changes(consumer, &durable, &mut progress.committed).await?;
+    }
+    Ok(())
 }
 
 async fn kafka_to_kafka(
+    client: &Client,
     source: KafkaSource,
     chain: Chain,
     producer: Producer,
     topic: &str,
     status: &Status,
+    shutdown: Shutdown,
+) -> Result<()> {
+    let mut consumer = source.consumer(client)?;
+    let result = kafka_loop(&mut consumer, &chain, &producer, topic, status, shutdown).await;
+    producer.close().await;
+    leave(&mut consumer).await;
+    result
+}
+
+async fn kafka_loop(
+    consumer: &mut Consumer,
+    chain: &Chain,
+    producer: &Producer,
+    topic: &str,
+    status: &Status,
     mut shutdown: Shutdown,
 ) -> Result<()> {
-    let mut consumer = source.consumer(&BTreeMap::new()).await?;
     status.set_state("running");
+    let mut ownership = Ownership::default();
     let mut committed = BTreeMap::new();
     let mut last_progress = Instant::now();
     loop {
@@ -381,6 +469,18 @@ async fn kafka_to_kafka(
             records = consumer.poll(POLL_TIMEOUT) => records?,
             _ = shutdown.changed() => break,
         };
+        if let Some(change) = ownership.observe(consumer) {
+            // Positions of gained partitions come from the group's committed offsets: what
+            // was acknowledged before their last commit is not sent again.
+            for tp in change
+                .revoked
+                .iter()
+                .chain(&change.gained)
+                .chain(&change.kept)
+            {
+                committed.remove(tp);
+            }
+        }
         Status::add(&status.records_in, records.len() as u64);
         let mut consumed = BTreeMap::new();
         let mut deliveries = Vec::with_capacity(records.len());
@@ -403,15 +503,14 @@ async fn kafka_to_kafka(
             delivery.await?;
         }
         Status::add(&status.records_out, sent);
-        commit_changes(&source, &consumed, &mut committed).await?;
+        commit_changes(consumer, &consumed, &mut committed).await?;
         status
             .lag
-            .store(lag(&consumer), std::sync::atomic::Ordering::Relaxed);
+            .store(kafka_source::lag(consumer), Ordering::Relaxed);
         if last_progress.elapsed() >= PROGRESS_INTERVAL {
             status.log_progress();
             last_progress = Instant::now();
         }
     }
-    producer.close().await;
     Ok(())
 }

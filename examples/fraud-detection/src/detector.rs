@@ -1,7 +1,8 @@
-//! The detector: a member of consumer group `fraud-detectors`. Per player it remembers the
-//! last 20 logins and the last 20 unflagged trades, and flags a trade whose amount is far above
-//! the player's normal (more than `amount_factor` times the mean of their recent trades) or
-//! whose IP is none of the IPs of their last 20 logins.
+//! The detector: a member of consumer group `fraud-detectors` (classic protocol, cooperative
+//! sticky assignor). Per player it remembers the last 20 logins and the last 20 unflagged
+//! trades, and flags a trade whose amount is far above the player's normal (more than
+//! `amount_factor` times the mean of their recent trades) or whose IP is none of the IPs of
+//! their last 20 logins.
 //!
 //! No detection is lost when a detector dies: alerts are acknowledged by the broker before the
 //! offsets of the trades they cover are committed, and a detector that gains a partition
@@ -10,14 +11,18 @@
 //! and its death are sent again (at least once; `trade_id` identifies duplicates).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use strom_client::{
-    AutoOffsetReset, Client, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, OffsetSpec,
-    Producer, ProducerConfig, ProducerRecord, TopicPartition,
+    Assignor, AutoOffsetReset, Client, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord,
+    OffsetSpec, Producer, ProducerConfig, ProducerRecord, TopicPartition,
 };
-use strom_connect::group::{fetch_offsets, GroupMember};
+
+/// `session.timeout.ms`: how long a killed detector keeps its partitions from the others.
+const SESSION_TIMEOUT_MS: i32 = 10_000;
+/// `heartbeat.interval.ms`.
+const HEARTBEAT_INTERVAL_MS: u64 = 1_000;
 
 /// `fraud-detection detector` options.
 #[derive(Debug, clap::Args)]
@@ -103,13 +108,18 @@ impl Rules {
 struct Detector {
     args: DetectorArgs,
     rules: Rules,
-    client: Client,
     consumer: Consumer,
     producer: Producer,
     /// Per owned partition: players' memory.
     memory: BTreeMap<TopicPartition, HashMap<String, PlayerMemory>>,
-    /// Per owned partition being rebuilt: alerts start at this offset.
+    /// Per owned partition: alerts start at this offset (the committed offset when it was
+    /// gained; the events before it only rebuild the memory).
     replay_until: BTreeMap<TopicPartition, i64>,
+    /// Per owned partition: the offset after the last event applied to its memory.
+    next: BTreeMap<TopicPartition, i64>,
+    /// The assignment and generation the memory was last reconciled with.
+    owned: BTreeSet<TopicPartition>,
+    generation: Option<i32>,
     alerts: u64,
 }
 
@@ -119,13 +129,19 @@ pub async fn run(brokers: &str, args: DetectorArgs) -> anyhow::Result<()> {
         ..ClientConfig::new(brokers)
     })
     .await?;
-    let consumer = Consumer::new(
+    let mut consumer = Consumer::new(
         client.clone(),
         ConsumerConfig {
             auto_offset_reset: AutoOffsetReset::Earliest,
-            ..ConsumerConfig::default()
+            // Offsets are committed once the alerts they cover are acknowledged.
+            enable_auto_commit: false,
+            assignors: vec![Assignor::CooperativeSticky],
+            session_timeout_ms: SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
+            ..ConsumerConfig::with_group(args.group.clone())
         },
     );
+    consumer.subscribe(std::slice::from_ref(&args.input))?;
     let producer = Producer::new(
         client.clone(),
         ProducerConfig {
@@ -138,87 +154,105 @@ pub async fn run(brokers: &str, args: DetectorArgs) -> anyhow::Result<()> {
         amount_factor: args.amount_factor,
         min_trades: args.min_trades,
     };
-    let mut member = GroupMember::join(
-        client.clone(),
-        &args.group,
-        std::slice::from_ref(&args.input),
-    )
-    .await?;
-    tracing::info!(name = %args.name, member = %member.member_id, "joined group {}", args.group);
+    tracing::info!(name = %args.name, "joining group {}", args.group);
     let mut detector = Detector {
         args,
         rules,
-        client,
         consumer,
         producer,
         memory: BTreeMap::new(),
         replay_until: BTreeMap::new(),
+        next: BTreeMap::new(),
+        owned: BTreeSet::new(),
+        generation: None,
         alerts: 0,
     };
-    detector
-        .reassign(&member, member.assignment().to_vec())
-        .await?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut next_heartbeat = Instant::now();
     loop {
-        if Instant::now() >= next_heartbeat {
-            if let Some(assignment) = member.heartbeat().await? {
-                detector.reassign(&member, assignment).await?;
-                member.heartbeat().await?; // acknowledge what is owned now
-            }
-            next_heartbeat =
-                Instant::now() + Duration::from_millis(member.heartbeat_interval_ms as u64);
-        }
-        let records = tokio::select! {
+        let mut records = tokio::select! {
             records = detector.consumer.poll(Duration::from_millis(200)) => records?,
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
         };
-        detector.process(&member, records).await?;
+        detector.reassign(&mut records).await?;
+        detector.process(records).await?;
     }
-    detector.commit(&member).await?;
-    member.leave().await?;
+    // A poll cut short may have rebalanced: commit only what is still owned.
+    detector.reassign(&mut Vec::new()).await?;
+    detector.commit().await;
     detector.producer.close().await;
+    detector.consumer.close().await?;
     tracing::info!(alerts = detector.alerts, "left the group");
     Ok(())
 }
 
 impl Detector {
-    /// Takes a new assignment: commits and forgets revoked partitions, rebuilds gained ones.
-    async fn reassign(
-        &mut self,
-        member: &GroupMember,
-        assignment: Vec<TopicPartition>,
-    ) -> anyhow::Result<()> {
-        let next: BTreeSet<TopicPartition> = assignment.into_iter().collect();
+    /// Follows the assignment the last poll left: forgets revoked partitions and rebuilds
+    /// gained ones (replaying them from the start, alerting only past the committed offset).
+    /// A partition kept through a new generation keeps its memory unless another member
+    /// committed past it meanwhile (it was lost and given back). Records of the poll for
+    /// partitions that restart are dropped.
+    async fn reassign(&mut self, records: &mut Vec<ConsumerRecord>) -> anyhow::Result<()> {
+        let generation = self
+            .consumer
+            .group_member()
+            .map(|(_, generation)| generation);
         let now: BTreeSet<TopicPartition> = self.consumer.assignment().into_iter().collect();
-        let revoked: Vec<TopicPartition> = now.difference(&next).cloned().collect();
-        let gained: Vec<TopicPartition> = next.difference(&now).cloned().collect();
-        if revoked.is_empty() && gained.is_empty() {
+        let new_generation = generation.is_some() && generation != self.generation;
+        if now == self.owned && !new_generation {
             return Ok(());
         }
-        self.commit(member).await?;
+        let revoked: Vec<TopicPartition> = self.owned.difference(&now).cloned().collect();
+        let gained: Vec<TopicPartition> = now.difference(&self.owned).cloned().collect();
+        let kept: Vec<TopicPartition> = if new_generation {
+            self.owned.intersection(&now).cloned().collect()
+        } else {
+            Vec::new()
+        };
+        self.owned = now;
+        if generation.is_some() {
+            self.generation = generation;
+        }
         for tp in &revoked {
             self.memory.remove(tp);
             self.replay_until.remove(tp);
+            self.next.remove(tp);
         }
-        let committed = fetch_offsets(&self.client, &self.args.group, &gained).await?;
-        self.consumer.assign(next.iter().cloned());
-        for tp in &gained {
-            let until = committed.get(tp).copied().unwrap_or(0);
+        let check: Vec<TopicPartition> = gained.iter().chain(&kept).cloned().collect();
+        let committed = if check.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.consumer.committed(&check).await?
+        };
+        let mut restarted = BTreeSet::new();
+        let mut rebuilt = Vec::new();
+        for tp in &check {
+            let committed = committed.get(tp).copied().flatten();
+            restarted.insert(tp.clone());
+            if let (true, Some(&next)) = (kept.contains(tp), self.next.get(tp)) {
+                let reached = next.max(self.replay_until.get(tp).copied().unwrap_or(0));
+                if committed.is_none_or(|c| c <= reached) {
+                    // The client may have moved the position back to the committed offset.
+                    self.consumer.seek(tp, OffsetSpec::Offset(next))?;
+                    continue;
+                }
+            }
             self.consumer.seek(tp, OffsetSpec::Earliest)?;
             self.memory.insert(tp.clone(), HashMap::new());
-            self.replay_until.insert(tp.clone(), until);
+            self.replay_until.insert(tp.clone(), committed.unwrap_or(0));
+            self.next.remove(tp);
+            rebuilt.push(tp.clone());
         }
-        tracing::info!(name = %self.args.name, ?revoked, ?gained, epoch = member.member_epoch, "assignment changed");
+        records.retain(|r| {
+            !restarted
+                .iter()
+                .any(|tp| tp.partition == r.partition && tp.topic == r.topic)
+        });
+        tracing::info!(name = %self.args.name, ?revoked, ?gained, ?rebuilt, ?generation, "assignment changed");
         Ok(())
     }
 
-    async fn process(
-        &mut self,
-        member: &GroupMember,
-        records: Vec<ConsumerRecord>,
-    ) -> anyhow::Result<()> {
+    async fn process(&mut self, records: Vec<ConsumerRecord>) -> anyhow::Result<()> {
         if records.is_empty() {
             return Ok(());
         }
@@ -228,6 +262,7 @@ impl Detector {
             let Some(players) = self.memory.get_mut(&tp) else {
                 continue;
             };
+            self.next.insert(tp.clone(), record.offset + 1);
             let Some(event) = record
                 .value
                 .as_deref()
@@ -255,27 +290,26 @@ impl Detector {
         for delivery in deliveries {
             delivery.await?;
         }
-        self.commit(member).await
+        self.commit().await;
+        Ok(())
     }
 
-    /// Commits the positions of owned partitions past their replay point. Alerts are already
-    /// acknowledged when this runs.
-    async fn commit(&mut self, member: &GroupMember) -> anyhow::Result<()> {
-        let mut offsets = BTreeMap::new();
-        for tp in self.consumer.assignment() {
-            let (Some(position), Some(until)) =
-                (self.consumer.position(&tp), self.replay_until.get(&tp))
-            else {
-                continue;
-            };
-            if position >= *until {
-                offsets.insert(tp, position);
-            }
-        }
-        if let Err(error) = member.commit(&offsets).await {
+    /// Commits, per owned partition past its replay point, the offset after the last event
+    /// applied. Alerts are already acknowledged when this runs.
+    async fn commit(&mut self) {
+        let offsets: BTreeMap<TopicPartition, i64> = self
+            .next
+            .iter()
+            .filter(|(tp, next)| {
+                self.replay_until
+                    .get(*tp)
+                    .is_some_and(|until| *next >= until)
+            })
+            .map(|(tp, next)| (tp.clone(), *next))
+            .collect();
+        if let Err(error) = self.consumer.commit_offsets(&offsets).await {
             tracing::warn!(%error, "commit refused (a rebalance is under way); the next owner replays from the last commit");
         }
-        Ok(())
     }
 }
 

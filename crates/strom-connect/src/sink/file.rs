@@ -2,13 +2,16 @@
 //! one hour bucket, rolled by records, bytes or age, written atomically under a name made of
 //! its offset range.
 //!
-//! Exactly once across crashes: a restarted sink lists the finished files of each topic and
-//! starts every partition after the last offset already on disk (or at the group's committed
-//! offset, whichever is later), after deleting temporary files a crash left. The group's
-//! committed offsets trail the files (committed only after a rename), so the files are the
-//! truth; commits give lag to tools and a start point when the root is new.
+//! Exactly once across crashes and rebalances: when a sink is given a partition (at start, or
+//! when it moves from another sink of the group) it deletes the partition's temporary files a
+//! crash left ([`FileSink::prepare`]), lists its finished files and starts it after the last
+//! offset already on disk (or at the group's committed offset, whichever is later). A sink
+//! that loses a partition drops its open file ([`FileSink::discard`]): the records are read
+//! again by the new owner. The group's committed offsets trail the files (committed only after
+//! a rename), so the files are the truth; commits give lag to tools and a start point when the
+//! root is new.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -128,17 +131,41 @@ impl FileSink {
         self.store.describe()
     }
 
-    /// Prepares `topics` for a (re)start: removes partial files, loads a persisted JSON schema,
-    /// and returns per partition the offset after the last one already in a finished file.
-    pub async fn recover(&mut self, topics: &[String]) -> Result<BTreeMap<TopicPartition, i64>> {
-        let ext = self.format.ext();
-        let mut next = BTreeMap::new();
+    /// Loads the JSON schemas persisted for `topics` (JSON mode without a declared schema), so
+    /// a restarted sink keeps the columns of its earlier files.
+    pub async fn load_schemas(&mut self, topics: &[String]) -> Result<()> {
+        if self.mode != Mode::Json || self.declared_schema.is_some() {
+            return Ok(());
+        }
         for topic in topics {
-            self.store.remove_temporaries(topic).await?;
+            if let Some(schema) = self.load_schema(topic).await? {
+                self.schemas.insert(topic.clone(), Arc::new(schema));
+            }
+        }
+        Ok(())
+    }
+
+    /// Prepares `partitions`, just given to this sink, to be written: removes the partial
+    /// files a crash left for them, and returns per partition the offset after the last one
+    /// already in a finished file (absent when none is).
+    pub async fn prepare(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
+        let ext = self.format.ext();
+        let mut by_topic: BTreeMap<&str, BTreeSet<i32>> = BTreeMap::new();
+        for tp in partitions {
+            by_topic.entry(&tp.topic).or_default().insert(tp.partition);
+        }
+        let mut next = BTreeMap::new();
+        for (topic, wanted) in by_topic {
+            self.store.remove_temporaries(topic, &wanted).await?;
             let mut ranges: BTreeMap<i32, Vec<(i64, i64)>> = BTreeMap::new();
             for (_, name) in self.store.list(topic).await? {
                 if let Some((partition, first, last)) = layout::parse_file_name(&name, ext) {
-                    ranges.entry(partition).or_default().push((first, last));
+                    if wanted.contains(&partition) {
+                        ranges.entry(partition).or_default().push((first, last));
+                    }
                 }
             }
             for (partition, mut ranges) in ranges {
@@ -149,15 +176,25 @@ impl FileSink {
                     }
                 }
                 let last = ranges.iter().map(|r| r.1).max().expect("non-empty");
-                next.insert(TopicPartition::new(topic.clone(), partition), last + 1);
-            }
-            if self.mode == Mode::Json && self.declared_schema.is_none() {
-                if let Some(schema) = self.load_schema(topic).await? {
-                    self.schemas.insert(topic.clone(), Arc::new(schema));
-                }
+                next.insert(TopicPartition::new(topic, partition), last + 1);
             }
         }
         Ok(next)
+    }
+
+    /// Drops `tp`'s open file unwritten (the partition went to another sink, whose start is
+    /// after the last finished file); returns how many records it held.
+    pub fn discard(&mut self, tp: &TopicPartition) -> usize {
+        let Some(file) = self.open.remove(tp) else {
+            return 0;
+        };
+        self.buffered_bytes -= file.bytes;
+        file.records.len()
+    }
+
+    /// The partitions with an open file.
+    pub fn open_partitions(&self) -> Vec<TopicPartition> {
+        self.open.keys().cloned().collect()
     }
 
     async fn load_schema(&self, topic: &str) -> Result<Option<JsonSchema>> {
@@ -249,6 +286,12 @@ impl FileSink {
         }
         if let Some(schema) = self.schemas.get(topic) {
             return Ok(schema.clone());
+        }
+        // Another sink of the group may have inferred it since this one started.
+        if let Some(schema) = self.load_schema(topic).await? {
+            let schema = Arc::new(schema);
+            self.schemas.insert(topic.to_string(), schema.clone());
+            return Ok(schema);
         }
         let schema = encode::infer_schema(records);
         let text = serde_json::to_vec_pretty(&schema).map_err(|e| Error::Parquet(e.to_string()))?;

@@ -2,10 +2,12 @@
 //! (`s3://bucket/prefix`).
 //!
 //! Both make a file appear whole or not at all. Locally a file is written under a temporary
-//! name starting with a dot (`.<name>.tmp`, which Hive, Spark and pyarrow skip), fsynced, renamed
-//! into place and the directory fsynced. On S3 a single PUT is atomic, so no temporary object is
+//! name starting with a dot (`.<name>.<unique>.tmp`, which Hive, Spark and pyarrow skip; unique
+//! so two sinks of one group never write the same temporary file), fsynced, renamed into place
+//! and the directory fsynced. On S3 a single PUT is atomic, so no temporary object is
 //! ever visible.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -178,24 +180,44 @@ impl Store {
         }
     }
 
-    /// Deletes temporary files a crashed sink left under `<root>/<topic>/` (local only: object
-    /// stores never show partial objects). Returns how many.
-    pub async fn remove_temporaries(&self, topic: &str) -> Result<usize> {
+    /// Deletes the temporary files a crashed sink left under `<root>/<topic>/` for
+    /// `partitions` (local only: object stores never show partial objects). A sink calls it for
+    /// partitions it was just given, which no other sink of its group writes any more; the
+    /// temporaries of other partitions may be another sink's writes in progress. Returns how
+    /// many it deleted.
+    pub async fn remove_temporaries(
+        &self,
+        topic: &str,
+        partitions: &BTreeSet<i32>,
+    ) -> Result<usize> {
         let Store::Local(dir) = self else {
             return Ok(0);
         };
         let mut removed = 0;
         for (relative, name) in self.list(topic).await? {
-            if name.starts_with('.') && name.ends_with(".tmp") {
+            let Some(partition) = temporary_partition(&name) else {
+                continue;
+            };
+            if partitions.contains(&partition) {
                 let path = dir.join(&relative);
-                std::fs::remove_file(&path)
-                    .map_err(|e| Error::io(format!("remove {}", path.display()), e))?;
-                tracing::info!(file = %path.display(), "removed a partial file left by an earlier run");
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io(format!("remove {}", path.display()), e)),
+                }
+                tracing::info!(file = %path.display(), "removed a partial file left by an earlier owner");
                 removed += 1;
             }
         }
         Ok(removed)
     }
+}
+
+/// The partition of a temporary file's name (`.<partition>-<first>-<last>.<ext>[.<unique>].tmp`).
+fn temporary_partition(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix('.')?;
+    name.ends_with(".tmp").then_some(())?;
+    rest.split_once('-')?.0.parse().ok()
 }
 
 fn walk_local(dir: &Path, relative: &str, out: &mut Vec<(String, String)>) -> Result<()> {
@@ -231,7 +253,7 @@ fn write_local_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
-    let temporary = dir.join(format!(".{name}.tmp"));
+    let temporary = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
     let mut file = std::fs::File::create(&temporary)
         .map_err(|e| Error::io(format!("create {}", temporary.display()), e))?;
     file.write_all(bytes)
@@ -280,9 +302,37 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, [".0-10-19.parquet.tmp", "0-0-9.parquet"]);
-        assert_eq!(store.remove_temporaries("t").await.unwrap(), 1);
+        std::fs::write(
+            dir.path()
+                .join("t/dt=1970-01-01/hour=00/.1-10-19.parquet.0123abcd.tmp"),
+            b"another partition's write in progress",
+        )
+        .unwrap();
+        assert_eq!(
+            store
+                .remove_temporaries("t", &BTreeSet::from([0, 2]))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(store.list("t").await.unwrap().len(), 2);
+        assert_eq!(
+            store
+                .remove_temporaries("t", &BTreeSet::from([1]))
+                .await
+                .unwrap(),
+            1
+        );
         assert_eq!(store.list("t").await.unwrap().len(), 1);
         assert!(store.list("missing").await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn temporaries_name_their_partition() {
+        assert_eq!(temporary_partition(".3-10-19.parquet.tmp"), Some(3));
+        assert_eq!(temporary_partition(".12-0-0.jsonl.ab12.tmp"), Some(12));
+        assert_eq!(temporary_partition("3-10-19.parquet"), None);
+        assert_eq!(temporary_partition("._strom_schema.json.ab12.tmp"), None);
     }
 
     #[test]
