@@ -109,6 +109,15 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
+    if !matches!(cli.command, Command::Server(_) | Command::Connect(_)) {
+        // Tools that print behave like other Unix tools when their reader goes away
+        // (`strom consume T | head`): end quietly instead of failing to print. Long-running
+        // services keep Rust's default (SIGPIPE ignored, EPIPE handled as an error).
+        // SAFETY: setting a signal disposition before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Server(args) => server::run(args),
         Command::Topic(args) => cli::block_on(cli::topic::run(&cli.global, args)),
