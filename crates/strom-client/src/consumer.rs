@@ -604,6 +604,17 @@ impl Consumer {
             .collect();
         tracing::info!(group = %membership.group_id(), generation = joined.generation, assigned = joined.assigned.len(),
             added = added.len(), revoked = revoked.len(), "joined group");
+        if membership.take_lost() {
+            // The member was unknown to the coordinator during the join: its old positions are
+            // stale, so every partition it gets starts again from the committed offsets.
+            tracing::info!(group = %membership.group_id(), "membership was lost during the join; positions reset");
+            self.assign(Vec::new());
+        }
+        let revoked = if self.assignment().is_empty() {
+            Vec::new()
+        } else {
+            revoked
+        };
         if !revoked.is_empty() {
             if self.config.enable_auto_commit {
                 if let Err(error) = self.commit_positions(Some(&revoked)).await {

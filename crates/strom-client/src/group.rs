@@ -450,7 +450,10 @@ impl Membership {
                 true
             }
             code::UNKNOWN_MEMBER_ID => {
-                self.state.lock().member_id.clear();
+                // The session expired unnoticed: whatever this member owned may have moved.
+                let mut state = self.state.lock();
+                state.member_id.clear();
+                state.lost = true;
                 true
             }
             code::REBALANCE_IN_PROGRESS | code::ILLEGAL_GENERATION | code::MEMBER_ID_REQUIRED => {
