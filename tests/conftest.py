@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-STROM_BIN = Path(os.environ.get("STROM_BIN", str(ROOT / "target" / "debug" / "strom")))
+from stromtest import ROOT, STROM_BIN  # noqa: E402  (one definition for every test)
 if not STROM_BIN.is_absolute():
     STROM_BIN = ROOT / STROM_BIN
 

@@ -12,6 +12,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import kwire
+from pathlib import Path
+
+# The repository root and the broker binary the tests start (tests import these from here, not
+# from conftest: several conftest modules exist and only one may own that name at a time).
+ROOT = Path(__file__).resolve().parent.parent
+STROM_BIN = Path(os.environ.get("STROM_BIN", str(ROOT / "target" / "debug" / "strom")))
 
 _counter = itertools.count()
 # librdkafka logs through Python logging (captured by pytest) instead of straight to stderr.

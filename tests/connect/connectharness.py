@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from conftest import ROOT, STROM_BIN
+from stromtest import ROOT, STROM_BIN
 
 FRAUD_BIN = Path(os.environ.get("FRAUD_BIN", str(ROOT / "target" / "debug" / "fraud-detection")))
 

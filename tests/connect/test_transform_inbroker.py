@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from conftest import STROM_BIN
+from stromtest import STROM_BIN
 from stromtest import consume_range, create_topic, produce_sync, producer, unique_topic, watermarks, wait_until
 
 FILTER_TRADES = '{"type":"filter","field":"$.type","equals":"trade"}'

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from stromtest import ROOT
 from stromtest import consume_range, watermarks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "connect"))
