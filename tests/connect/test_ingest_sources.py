@@ -10,7 +10,7 @@ import time
 import urllib.request
 
 from connectharness import strom, wait_for
-from stromtest import consume_range, create_topic, produce_sync, producer, unique_topic, watermarks
+from stromtest import STROM_BIN, consume_range, create_topic, produce_sync, producer, unique_topic, watermarks
 
 
 def topic_values(bootstrap: str, topic: str, partitions: int = 1) -> list[bytes]:
@@ -102,7 +102,7 @@ def test_http_ingest_with_keys_and_stdin(broker, tmp_path):
 
     stdin_topic = unique_topic("stdin")
     create_topic(broker.bootstrap, stdin_topic, partitions=1)
-    proc = subprocess.run([str(__import__("conftest").STROM_BIN), "-b", broker.bootstrap, "connect", "source", "stdin",
+    proc = subprocess.run([str(STROM_BIN), "-b", broker.bootstrap, "connect", "source", "stdin",
                            "--topic", stdin_topic, "--key-separator", ":"], input=b"a:1\nb:2\nno-key\n",
                           capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
