@@ -301,12 +301,18 @@ impl ReplicaManager {
         let partitions: Vec<Arc<Partition>> =
             self.partitions.write().drain().map(|(_, p)| p).collect();
         for partition in partitions {
-            if let Err(error) = partition.log.lock().flush() {
-                tracing::error!(topic = %partition.topic, partition = partition.index, %error, "flush on shutdown failed");
-            }
-            if let Ok(partition) = Arc::try_unwrap(partition) {
-                if let Err(error) = partition.log.into_inner().close() {
-                    tracing::error!(%error, "close on shutdown failed");
+            match Arc::try_unwrap(partition) {
+                // close() flushes what is new, snapshots producer state and marks it clean.
+                Ok(partition) => {
+                    if let Err(error) = partition.log.into_inner().close() {
+                        tracing::error!(%error, "close on shutdown failed");
+                    }
+                }
+                // A request still holds it: flush at least.
+                Err(partition) => {
+                    if let Err(error) = partition.log.lock().flush() {
+                        tracing::error!(topic = %partition.topic, partition = partition.index, %error, "flush on shutdown failed");
+                    }
                 }
             }
         }
