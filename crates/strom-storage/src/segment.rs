@@ -50,26 +50,7 @@ impl Segment {
     /// Creates a new empty segment (truncating stale files of the same name).
     pub(crate) fn create(dir: &Path, base_offset: i64, config: &LogConfig) -> Result<Segment> {
         let log = LogFile::create(&dir.join(segment_file_name(base_offset, "log")))?;
-        let offset_index = OffsetIndex::create(
-            &dir.join(segment_file_name(base_offset, "index")),
-            config.segment_index_size_bytes,
-        )?;
-        let time_index = TimeIndex::create(
-            &dir.join(segment_file_name(base_offset, "timeindex")),
-            config.segment_index_size_bytes,
-        )?;
-        Ok(Segment {
-            base_offset,
-            next_offset: base_offset,
-            log,
-            offset_index,
-            time_index,
-            max_timestamp_ms: NO_TIMESTAMP,
-            max_timestamp_batch_base_offset: base_offset,
-            bytes_since_index_entry: 0,
-            index_interval_bytes: u64::from(config.index_interval_bytes),
-            rolling_base_ms: None,
-        })
+        Segment::create_indexes_for(dir, base_offset, log, config)
     }
 
     /// Opens a closed segment below the recovery point whose end offset is known
