@@ -4,7 +4,8 @@ Clients reach the broker through it because the broker advertises the proxy's ad
 (`advertised_kafka_addr`). The proxy reads the Kafka frames going both ways. While cutting is on,
 after it forwarded a Produce request it may decide to cut that connection:
 
-- **on the response** (`cut_on_response`): it waits for the broker's response to that very request
+- **on the response** (`cut_on_response`, the response to every `cut_every`-th Produce request, so
+  a load of a known number of requests meets a known number of cuts): it waits for the broker's response to that very request
   (same correlation id), drops it and closes both sides. The broker has certainly handled the
   request; the client never learns the outcome and must retry it on a new connection.
 - **the next one** (`cut_next_produce_response`): one response on purpose, e.g. right before the
@@ -132,6 +133,8 @@ class CuttingProxy:
         self.rng = random.Random(seed)
         self.cutting = False
         self.p_on_response = 0.0
+        self.cut_every = 0  # cut the response to every n-th Produce request (0: never)
+        self.produce_seen = 0
         self.p_after_delay = 0.0
         self.max_delay_s = 0.02
         self.counters: dict[str, int] = {}
@@ -158,9 +161,12 @@ class CuttingProxy:
         with self.lock:
             self.pipes.discard(pipe)
 
-    def start_cutting(self, p_on_response: float = 0.02, p_after_delay: float = 0.01,
-                      max_delay_s: float = 0.02) -> None:
+    def start_cutting(self, p_on_response: float = 0.0, p_after_delay: float = 0.01,
+                      max_delay_s: float = 0.02, cut_every: int = 0) -> None:
+        """Cut responses to every `cut_every`-th Produce request (deterministic) and, at random,
+        with probability `p_on_response`; cut connections `p_after_delay` of the time after a delay."""
         self.p_on_response, self.p_after_delay, self.max_delay_s = p_on_response, p_after_delay, max_delay_s
+        self.cut_every, self.produce_seen = cut_every, 0
         self.cutting = True
 
     def stop_cutting(self) -> None:
@@ -170,7 +176,7 @@ class CuttingProxy:
         """Drop the response to the next Produce request (only that one), then stop cutting.
         Returns an event set once it was dropped."""
         self.response_cut.clear()
-        self.p_on_response, self.p_after_delay = 1.0, 0.0
+        self.p_on_response, self.p_after_delay, self.cut_every = 1.0, 0.0, 0
         self.one_shot = True
         self.cutting = True
         return self.response_cut
@@ -182,7 +188,9 @@ class CuttingProxy:
                 return None
             r = self.rng.random()
             delay = self.rng.uniform(0, self.max_delay_s)
-            if r < self.p_on_response:
+            self.produce_seen += 1
+            nth = self.cut_every > 0 and self.produce_seen % self.cut_every == 0
+            if nth or r < self.p_on_response:
                 pipe.cut_corr.add(corr)
                 if self.one_shot:
                     self.one_shot = False

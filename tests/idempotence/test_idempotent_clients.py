@@ -69,7 +69,7 @@ def test_confluent_idempotent_producer_through_cutting_proxy(proxied_broker):
     broker, proxy = proxied_broker
     topic = unique_topic("idem-rdk")
     create_topic(broker.bootstrap, topic, partitions=PARTITIONS)
-    proxy.start_cutting(p_on_response=0.03, p_after_delay=0.01)
+    proxy.start_cutting(cut_every=12, p_after_delay=0.01)
     p, sent, acked, errors = confluent_load(broker.bootstrap, topic, "rdk", True, LOAD_SECONDS)
     remaining = p.flush(60)  # cutting is still on: retries must get through it
     proxy.stop_cutting()
@@ -86,7 +86,7 @@ def test_control_plain_retries_through_cutting_proxy_duplicate(proxied_broker):
     broker, proxy = proxied_broker
     topic = unique_topic("idem-ctl")
     create_topic(broker.bootstrap, topic, partitions=PARTITIONS)
-    proxy.start_cutting(p_on_response=0.05, p_after_delay=0.0)
+    proxy.start_cutting(cut_every=10, p_after_delay=0.0)
     p, sent, acked, errors = confluent_load(broker.bootstrap, topic, "ctl", False, 3.0)
     proxy.stop_cutting()
     assert p.flush(60) == 0 and not errors, errors[:5]
@@ -125,7 +125,7 @@ def test_kafka_python_idempotent_producer_through_cutting_proxy(proxied_broker):
                 errors.append((value, repr(exc)))
         return cb
 
-    proxy.start_cutting(p_on_response=0.03, p_after_delay=0.01)
+    proxy.start_cutting(cut_every=12, p_after_delay=0.01)
     rate, n, start = 1500, 0, time.monotonic()
     while (now := time.monotonic()) < start + LOAD_SECONDS:
         due = int((now - start) * rate)
@@ -187,7 +187,7 @@ def test_kafkajs_idempotent_producer_through_cutting_proxy(proxied_broker, tmp_p
     batch = 20
     cfg = {"bootstrap": broker.bootstrap, "topic": topic, "partitions": PARTITIONS, "seconds": LOAD_SECONDS,
            "batch": batch, "keys": [payload("kjs", i)[0].decode() for i in range(KEYS)]}
-    proxy.start_cutting(p_on_response=0.05, p_after_delay=0.02)
+    proxy.start_cutting(cut_every=10, p_after_delay=0.02)
     r = subprocess.run([node, str(script), json.dumps(cfg)], capture_output=True, timeout=150,
                        env=dict(os.environ, KAFKAJS_DIR=str(NODE_DIR / "node_modules")))
     proxy.stop_cutting()
