@@ -35,7 +35,8 @@ pub struct BrokerConfig {
     /// Bytes of request frames held in memory at once over all connections
     /// (`queued.max.request.bytes`); a reader waits when it is reached.
     pub queued_request_bytes_max: usize,
-    /// Requests one connection may have in flight before the broker stops reading from it.
+    /// Responses one connection gathers before they are written (requests are read ahead only
+    /// as far as one read buffer; their answers are coalesced into one vectored write).
     pub inflight_requests_per_connection_max: usize,
     /// Open client connections at most (`max.connections`).
     pub connections_max: usize,

@@ -1,123 +1,235 @@
 //! One client connection: read length-prefixed frames, decode each request through the bounded
-//! decoder, handle requests one at a time in arrival order, and write each response before
-//! handling the next request.
+//! decoder, handle requests one at a time in arrival order, and write the responses in that
+//! order.
 //!
 //! Like Kafka, a connection's requests are processed in order, one at a time: two produce
-//! requests pipelined on one connection are appended in the order they were sent. Reading and
-//! decoding run ahead of handling (pipelining), bounded by
-//! `inflight_requests_per_connection_max`. A frame larger than `socket_request_max_bytes` (or
-//! negative) closes the connection; the frame bytes held over all connections are bounded by the
-//! `queued_request_kib` semaphore.
+//! requests pipelined on one connection are appended in the order they were sent. One task
+//! serves the connection (no hand-off between a reader and a processor, so no wake-up per
+//! request): it reads whatever the socket holds into one buffer, handles every complete frame
+//! in it, and writes the responses it gathered with one vectored write before it reads again.
+//! A request whose handler must wait (a long-poll fetch, a JoinGroup) first flushes the
+//! responses gathered before it, so no answer waits behind another request. Responses are
+//! coalesced up to `inflight_requests_per_connection_max` or [`PENDING_RESPONSE_BYTES_MAX`].
+//!
+//! Limits: a frame larger than `socket_request_max_bytes` (or negative) closes the connection;
+//! the bytes of a frame being read or handled are held under the `queued_request_kib`
+//! semaphore shared by all connections; the read buffer of an idle connection is released.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 
-use bytes::{Bytes, BytesMut};
-use strom_protocol::request::{decode_request, DecodedRequest, RequestError};
+use bytes::{Buf, Bytes, BytesMut};
+use strom_protocol::chunked::Frame;
+use strom_protocol::request::{decode_request, RequestError};
 use strom_protocol::response::encode_api_versions_fallback;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::handlers::{self, Outcome};
 use crate::state::BrokerState;
 
-/// Work for the connection's processor, in arrival order.
-enum Work {
-    /// A decoded request and the memory budget its frame holds until it is handled.
-    Request(Box<DecodedRequest>, OwnedSemaphorePermit),
-    /// A response decided while reading (the ApiVersions fallback).
-    Respond(Bytes),
+/// Bytes read from the socket at a time when no larger frame is being read.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Responses gathered beyond this many bytes are written before the next request is handled.
+pub const PENDING_RESPONSE_BYTES_MAX: usize = 1024 * 1024;
+
+/// Chunks handed to one `writev` at most (Linux's IOV_MAX is 1024).
+const IOV_CHUNKS_MAX: usize = 64;
+
+/// Responses handled but not written yet, in order.
+struct Pending {
+    chunks: Vec<Bytes>,
+    responses: usize,
+    bytes: usize,
+}
+
+impl Pending {
+    fn new() -> Pending {
+        Pending {
+            chunks: Vec::new(),
+            responses: 0,
+            bytes: 0,
+        }
+    }
+
+    fn push(&mut self, frame: Frame) {
+        self.responses += 1;
+        self.bytes += frame.len();
+        self.chunks
+            .extend(frame.into_chunks().into_iter().filter(|c| !c.is_empty()));
+    }
 }
 
 /// Serves one connection until the client closes it, sends something unacceptable, or the
 /// broker shuts down.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, state: Arc<BrokerState>) {
+pub async fn serve(mut stream: TcpStream, peer: SocketAddr, state: Arc<BrokerState>) {
     let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
-    let (work_sender, mut work_receiver) =
-        mpsc::channel::<Work>(state.config.inflight_requests_per_connection_max);
-
-    let processor_state = state.clone();
-    let processor = tokio::spawn(async move {
-        while let Some(work) = work_receiver.recv().await {
-            let outcome = match work {
-                Work::Request(request, permit) => {
-                    let outcome = handlers::handle(&processor_state, *request, peer).await;
-                    drop(permit);
-                    outcome
-                }
-                Work::Respond(bytes) => Outcome::Respond(bytes),
-            };
-            match outcome {
-                Outcome::Respond(bytes) => {
-                    if writer.write_all(&bytes).await.is_err() {
-                        break;
-                    }
-                }
-                Outcome::Silent => {}
-                Outcome::Close(reason) => {
-                    tracing::error!(%peer, %reason, "closing connection");
-                    break;
-                }
-            }
-        }
-        let _ = writer.shutdown().await;
-    });
-
-    if let Err(reason) = read_requests(&mut reader, peer, &state, &work_sender).await {
-        tracing::info!(%peer, %reason, "closing connection");
+    match serve_requests(&mut stream, peer, &state).await {
+        Ok(()) => {}
+        Err(Closed::Quietly(reason)) => tracing::info!(%peer, %reason, "closing connection"),
+        Err(Closed::Loudly(reason)) => tracing::error!(%peer, %reason, "closing connection"),
     }
-    drop(work_sender);
-    let _ = processor.await;
+    let _ = stream.shutdown().await;
 }
 
-/// Reads and dispatches frames until the stream ends (Ok) or must be closed (Err with why).
-async fn read_requests(
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
+/// Why a connection ends early.
+enum Closed {
+    /// The client's doing (bad frame, idle, reset): logged at info.
+    Quietly(String),
+    /// The broker could not answer: logged at error.
+    Loudly(String),
+}
+
+async fn serve_requests(
+    stream: &mut TcpStream,
     peer: SocketAddr,
     state: &Arc<BrokerState>,
-    work: &mpsc::Sender<Work>,
-) -> Result<(), String> {
+) -> Result<(), Closed> {
     let max_bytes = state.config.socket_request_max_bytes;
+    let responses_max = state.config.inflight_requests_per_connection_max.max(1);
     let idle = std::time::Duration::from_millis(state.config.connections_max_idle_ms.max(1));
+    let mut input = BytesMut::new();
+    let mut pending = Pending::new();
+    // The memory budget of the frame at the front of `input`, taken before its bytes are.
+    let mut permit: Option<OwnedSemaphorePermit> = None;
     loop {
-        let mut prefix = [0u8; 4];
-        match tokio::time::timeout(idle, reader.read_exact(&mut prefix)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Ok(Err(e)) => return Err(format!("read failed: {e}")),
-            Err(_) => return Err(format!("idle for {} ms", idle.as_millis())),
+        // Handle every complete frame already read.
+        while input.len() >= 4 {
+            let prefix: [u8; 4] = input[..4].try_into().expect("4 bytes");
+            let size_bytes = strom_protocol::frame::frame_size(prefix, max_bytes)
+                .map_err(|e| Closed::Quietly(format!("bad frame: {e}")))?;
+            if permit.is_none() {
+                let kib = (size_bytes.div_ceil(1024)).max(1) as u32;
+                permit = Some(
+                    state
+                        .queued_request_kib
+                        .clone()
+                        .acquire_many_owned(kib)
+                        .await
+                        .map_err(|_| Closed::Quietly("broker shutting down".to_string()))?,
+                );
+            }
+            if input.len() < 4 + size_bytes {
+                input.reserve(4 + size_bytes - input.len());
+                break;
+            }
+            input.advance(4);
+            let frame = input.split_to(size_bytes).freeze();
+            let outcome = match decode_request(frame, &state.decode_limits) {
+                Ok(request) => {
+                    let handling = handlers::handle(state, request, peer);
+                    tokio::pin!(handling);
+                    match futures::poll!(&mut handling) {
+                        Poll::Ready(outcome) => outcome,
+                        Poll::Pending => {
+                            // It waits: answer what came before it first.
+                            write_pending(stream, &mut pending).await?;
+                            handling.await
+                        }
+                    }
+                }
+                Err(RequestError::UnsupportedVersion(prefix))
+                    if prefix.api_key == kafka_protocol::messages::ApiKey::ApiVersions as i16 =>
+                {
+                    Outcome::Respond(Frame::single(encode_api_versions_fallback(
+                        prefix.correlation_id,
+                    )))
+                }
+                Err(error) => {
+                    tracing::warn!(%peer, %error, "rejecting request");
+                    write_pending(stream, &mut pending).await?;
+                    return Err(Closed::Quietly(format!("unacceptable request: {error}")));
+                }
+            };
+            permit = None;
+            match outcome {
+                Outcome::Respond(frame) => pending.push(frame),
+                Outcome::Silent => {}
+                Outcome::Close(reason) => {
+                    write_pending(stream, &mut pending).await?;
+                    return Err(Closed::Loudly(reason));
+                }
+            }
+            if pending.responses >= responses_max || pending.bytes >= PENDING_RESPONSE_BYTES_MAX {
+                write_pending(stream, &mut pending).await?;
+            }
         }
-        let size_bytes = strom_protocol::frame::frame_size(prefix, max_bytes)
-            .map_err(|e| format!("bad frame: {e}"))?;
-        let kib = (size_bytes.div_ceil(1024)).max(1) as u32;
-        let permit = state
-            .queued_request_kib
-            .clone()
-            .acquire_many_owned(kib)
-            .await
-            .map_err(|_| "broker shutting down".to_string())?;
-        let mut frame = BytesMut::zeroed(size_bytes);
-        reader
-            .read_exact(&mut frame)
-            .await
-            .map_err(|e| format!("truncated frame of {size_bytes} bytes: {e}"))?;
-        let frame = frame.freeze();
-        let next = match decode_request(frame, &state.decode_limits) {
-            Ok(request) => Work::Request(Box::new(request), permit),
-            Err(RequestError::UnsupportedVersion(prefix))
-                if prefix.api_key == kafka_protocol::messages::ApiKey::ApiVersions as i16 =>
-            {
-                Work::Respond(encode_api_versions_fallback(prefix.correlation_id))
+        write_pending(stream, &mut pending).await?;
+        if input.is_empty() {
+            let readable = stream.readable();
+            tokio::pin!(readable);
+            if futures::poll!(&mut readable).is_pending() {
+                input = BytesMut::new(); // an idle connection holds no read buffer
+                match tokio::time::timeout(idle, readable).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(Closed::Quietly(format!("read failed: {e}"))),
+                    Err(_) => {
+                        return Err(Closed::Quietly(format!(
+                            "idle for {} ms",
+                            idle.as_millis()
+                        )))
+                    }
+                }
             }
-            Err(error) => {
-                tracing::warn!(%peer, %error, "rejecting request");
-                return Err(format!("unacceptable request: {error}"));
+        }
+        if input.capacity() - input.len() < READ_BUFFER_BYTES / 4 {
+            input.reserve(READ_BUFFER_BYTES);
+        }
+        match tokio::time::timeout(idle, stream.read_buf(&mut input)).await {
+            Ok(Ok(0)) if input.is_empty() => return Ok(()),
+            Ok(Ok(0)) => {
+                return Err(Closed::Quietly(format!(
+                    "closed by the client inside a frame ({} bytes read of it)",
+                    input.len()
+                )))
             }
-        };
-        work.send(next)
-            .await
-            .map_err(|_| "connection processor gone".to_string())?;
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(Closed::Quietly(format!("read failed: {e}"))),
+            Err(_) => {
+                return Err(Closed::Quietly(format!(
+                    "idle for {} ms",
+                    idle.as_millis()
+                )))
+            }
+        }
     }
+}
+
+/// Writes the gathered responses with vectored writes.
+async fn write_pending(stream: &mut TcpStream, pending: &mut Pending) -> Result<(), Closed> {
+    let mut chunks = std::mem::take(&mut pending.chunks);
+    pending.responses = 0;
+    pending.bytes = 0;
+    let mut first = 0;
+    while first < chunks.len() {
+        let slices: Vec<IoSlice<'_>> = chunks[first..]
+            .iter()
+            .take(IOV_CHUNKS_MAX)
+            .map(|c| IoSlice::new(c))
+            .collect();
+        let mut written = stream
+            .write_vectored(&slices)
+            .await
+            .map_err(|e| Closed::Quietly(format!("write failed: {e}")))?;
+        if written == 0 {
+            return Err(Closed::Quietly("write returned 0 bytes".to_string()));
+        }
+        while written > 0 {
+            let chunk = &mut chunks[first];
+            if written >= chunk.len() {
+                written -= chunk.len();
+                first += 1;
+            } else {
+                chunk.advance(written);
+                written = 0;
+            }
+        }
+    }
+    chunks.clear();
+    pending.chunks = chunks; // keep the Vec's capacity
+    Ok(())
 }

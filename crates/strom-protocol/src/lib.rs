@@ -11,6 +11,8 @@
 //!   caps the total number of array elements.
 //! - [`request`]: request decoding (prefix, version check, bounded pre-pass, then `kafka-protocol`).
 //! - [`response`]: response frame encoding, including the ApiVersions fallback.
+//! - [`chunked`]: response frames as chunks, so fetched record batches are written to the socket
+//!   from the buffers they were read into, not copied into the response.
 //!
 //! What it never does: socket I/O or anything async (the broker owns connections), panic on
 //! input, or hand bytes to `kafka-protocol`'s decoders before [`bounded::check_request`] accepted
@@ -19,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod bounded;
+pub mod chunked;
 pub mod frame;
 pub mod request;
 pub mod response;

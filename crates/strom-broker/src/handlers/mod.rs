@@ -11,18 +11,18 @@ mod produce;
 mod producer_ids;
 mod topics;
 
-use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use strom_protocol::chunked::Frame;
 use strom_protocol::request::DecodedRequest;
-use strom_protocol::response::encode_response;
+use strom_protocol::response::{encode_fetch_response, encode_response};
 
 use crate::state::BrokerState;
 
 /// What the connection does after a request.
 pub enum Outcome {
     /// Write this response frame.
-    Respond(Bytes),
+    Respond(Frame),
     /// The client expects no response (acks=0 produce).
     Silent,
     /// No answer can be given (a response that cannot be encoded, a request without a
@@ -151,8 +151,13 @@ pub async fn handle(
     let Some(response) = response else {
         return Outcome::Silent;
     };
-    match encode_response(correlation_id, api_key, version, &response) {
-        Ok(bytes) => Outcome::Respond(bytes),
+    let encoded = match &response {
+        // Fetched batches go to the socket from the buffers they were read into.
+        ResponseKind::Fetch(fetch) => encode_fetch_response(correlation_id, version, fetch),
+        other => encode_response(correlation_id, api_key, version, other).map(Frame::single),
+    };
+    match encoded {
+        Ok(frame) => Outcome::Respond(frame),
         Err(error) => {
             tracing::error!(?api_key, version, %error, "cannot encode response");
             Outcome::Close(format!("cannot encode the {api_key:?} v{version} response"))
