@@ -43,6 +43,7 @@ pub mod group;
 mod offsets;
 mod partitioner;
 mod producer;
+mod record_batch;
 mod types;
 
 pub use admin::{
@@ -62,5 +63,5 @@ pub use partitioner::{murmur2, partition_for_key, to_positive, NullKeyPartitioni
 pub use producer::{DeliveryFuture, Producer, ProducerConfig};
 pub use types::{
     compression_name, now_ms, parse_compression, Acks, Compression, ConsumerRecord, Header,
-    ProducerRecord, RecordMetadata, TopicPartition,
+    ProducerRecord, RecordMetadata, RecordRef, TopicPartition,
 };

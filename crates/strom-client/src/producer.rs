@@ -6,35 +6,46 @@
 //! requests in flight per broker. With `linger_ms = 0` batches still fill up while requests are
 //! in flight, as in the Java client.
 //!
+//! A record costs no allocation of its own: `send` encodes it straight into its batch's buffer
+//! (record format v2, in `record_batch.rs`), reserved at `batch_size_bytes` and charged to
+//! `buffer_memory_bytes` as a whole when the batch opens (so a full buffer makes `send` wait,
+//! and makes every batch ready to go). The batch header (and compression) is
+//! written when the batch first leaves; retries resend the same bytes. The records of a batch
+//! share one completion, which their [`DeliveryFuture`]s hold.
+//!
 //! With `enable_idempotence`, the producer gets a producer id (InitProducerId) and gives each
 //! batch a per-partition sequence number when it is first sent; a retried batch keeps its
 //! sequence (so the broker drops a duplicate) and goes out alone and in order. When sequences
 //! can no longer line up (the broker forgot the producer, or a sequenced batch failed for
 //! good), the producer waits for its in-flight requests, bumps its epoch (KIP-360) and numbers
-//! the queued batches afresh.
+//! the queued batches afresh. Stamping a batch patches its header (producer id, epoch, base
+//! sequence) and CRC only.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::OnceLock;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use indexmap::IndexMap;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use parking_lot::Mutex;
-use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::partitioner::{partition_for_key, NullKeyPartitioning};
-use crate::types::{now_ms, Acks, Compression, ProducerRecord, RecordMetadata, TopicPartition};
+use crate::record_batch::{self, ProducerStamp, RecordBatchBuilder, HEADER_BYTES};
+use crate::types::{
+    now_ms, Acks, Compression, ProducerRecord, RecordMetadata, RecordRef, TopicPartition,
+};
 
 /// Producer settings; the defaults follow the Java client's.
 #[derive(Debug, Clone)]
@@ -90,42 +101,289 @@ impl Default for ProducerConfig {
     }
 }
 
-type DeliverySender = oneshot::Sender<Result<RecordMetadata>>;
+/// One batch's outcome, shared by the delivery futures of its records: set once, when the
+/// broker acknowledged the batch or it failed for good.
+struct Completion {
+    tp: TopicPartition,
+    done: OnceLock<Done>,
+    wakers: Mutex<Vec<Waker>>,
+}
+
+struct Done {
+    /// Base offset and log append time, or the failure.
+    result: Result<(i64, i64)>,
+    at: std::time::Instant,
+}
+
+impl Completion {
+    fn new(tp: TopicPartition) -> Completion {
+        Completion {
+            tp,
+            done: OnceLock::new(),
+            wakers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sets the outcome (the first one wins) and wakes every waiting delivery future.
+    fn set(&self, result: Result<(i64, i64)>) {
+        let at = std::time::Instant::now();
+        if self.done.set(Done { result, at }).is_ok() {
+            let wakers = std::mem::take(&mut *self.wakers.lock());
+            for waker in wakers {
+                waker.wake();
+            }
+        }
+    }
+}
 
 /// Resolves when the broker acknowledged (or finally rejected) one record.
-#[derive(Debug)]
+///
+/// The records of one batch share one completion, so a future costs no allocation; dropping
+/// it does not cancel the record.
 pub struct DeliveryFuture {
-    receiver: oneshot::Receiver<Result<RecordMetadata>>,
+    completion: Arc<Completion>,
+    index: u32,
+    timestamp_ms: i64,
+    /// Where this future's waker sits in the completion's list, once registered.
+    slot: u32,
+}
+
+/// `DeliveryFuture::slot` before the future registered a waker.
+const NO_SLOT: u32 = u32::MAX;
+
+impl std::fmt::Debug for DeliveryFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryFuture")
+            .field("tp", &self.completion.tp)
+            .field("index", &self.index)
+            .field("done", &self.completion.done.get().is_some())
+            .finish()
+    }
+}
+
+impl DeliveryFuture {
+    /// Whether `other`'s record travels in the same batch as this one (so both resolve at the
+    /// same moment, with the same outcome).
+    pub fn same_batch(&self, other: &DeliveryFuture) -> bool {
+        Arc::ptr_eq(&self.completion, &other.completion)
+    }
+
+    /// When the producer learned the outcome of this record's batch (its acknowledgement or
+    /// final failure); `None` while it is pending.
+    pub fn completed_at(&self) -> Option<std::time::Instant> {
+        self.completion.done.get().map(|d| d.at)
+    }
+
+    fn outcome(&self, done: &Done) -> Result<RecordMetadata> {
+        match &done.result {
+            Ok((base_offset, log_append_time_ms)) => Ok(RecordMetadata {
+                topic: self.completion.tp.topic.clone(),
+                partition: self.completion.tp.partition,
+                offset: if *base_offset < 0 {
+                    -1
+                } else {
+                    base_offset + i64::from(self.index)
+                },
+                timestamp_ms: if *log_append_time_ms >= 0 {
+                    *log_append_time_ms
+                } else {
+                    self.timestamp_ms
+                },
+            }),
+            Err(error) => Err(error.duplicate()),
+        }
+    }
 }
 
 impl Future for DeliveryFuture {
     type Output = Result<RecordMetadata>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.receiver)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(Error::Closed)))
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(done) = this.completion.done.get() {
+            return Poll::Ready(this.outcome(done));
+        }
+        let mut wakers = this.completion.wakers.lock();
+        // Checked again under the lock: `set` takes the wakers after setting the outcome.
+        if let Some(done) = this.completion.done.get() {
+            drop(wakers);
+            return Poll::Ready(this.outcome(done));
+        }
+        match wakers.get_mut(this.slot as usize) {
+            Some(waker) => {
+                if !waker.will_wake(cx.waker()) {
+                    *waker = cx.waker().clone();
+                }
+            }
+            None => {
+                this.slot = wakers.len() as u32;
+                wakers.push(cx.waker().clone());
+            }
+        }
+        Poll::Pending
     }
+}
+
+/// A batch's records: encoded as they arrive, then (once first sent) the finished batch,
+/// which retries resend.
+enum BatchData {
+    Open(RecordBatchBuilder),
+    Closed(Bytes),
 }
 
 struct Batch {
     tp: TopicPartition,
-    records: Vec<Record>,
-    waiters: Vec<DeliverySender>,
-    size_bytes: usize,
+    data: BatchData,
+    record_count: usize,
+    /// Bytes the batch may grow to (what it holds of `buffer_memory_bytes`).
+    limit_bytes: usize,
+    completion: Arc<Completion>,
     created: Instant,
     attempts: u32,
     retry_at: Option<Instant>,
     last_error: Option<String>,
     /// Idempotence: the first record's sequence and the producer epoch, once first sent.
     sequence: Option<(i32, i16)>,
+    /// Idempotence: the producer id the sequence belongs to.
+    producer_id: i64,
     _memory: Option<OwnedSemaphorePermit>,
 }
 
+impl Batch {
+    fn size_bytes(&self) -> usize {
+        match &self.data {
+            BatchData::Open(builder) => builder.size_bytes(),
+            BatchData::Closed(bytes) => bytes.len(),
+        }
+    }
+
+    /// The batch's bytes as they go out now: finished (and compressed) the first time, and
+    /// stamped with the producer id, epoch and sequence the batch has (the same bytes again
+    /// for a retry with the same sequence).
+    fn encoded(&mut self, compression: Compression) -> Result<Bytes> {
+        let stamp = match self.sequence {
+            Some((base_sequence, producer_epoch)) => ProducerStamp {
+                producer_id: self.producer_id,
+                producer_epoch,
+                base_sequence,
+            },
+            None => ProducerStamp::NONE,
+        };
+        let bytes = match std::mem::replace(&mut self.data, BatchData::Closed(Bytes::new())) {
+            BatchData::Open(builder) => builder.finish(compression, stamp).map_err(|e| {
+                Error::Invalid(format!("cannot encode a record batch for {}: {e}", self.tp))
+            })?,
+            BatchData::Closed(bytes) => record_batch::restamp(bytes, stamp),
+        };
+        self.data = BatchData::Closed(bytes.clone());
+        Ok(bytes)
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // A batch dropped unfinished (the producer went away): its records fail.
+        self.completion.set(Err(Error::Closed));
+    }
+}
+
+/// The batches of one partition.
+#[derive(Default)]
+struct PartitionQueue {
+    batches: VecDeque<Batch>,
+    /// Whether the partition is in `Accumulator::active`.
+    active: bool,
+}
+
+/// A topic's queues and partitioner state.
+struct TopicQueues {
+    name: String,
+    partition_count: usize,
+    /// Sends left before the partition count is read from the metadata cache again (0: at
+    /// the next send; also after every new batch).
+    sends_until_check: u32,
+    partitions: Vec<PartitionQueue>,
+    /// Sticky partitioner: the partition and the bytes sent to it.
+    sticky: Option<(i32, usize)>,
+    round_robin: Option<i32>,
+}
+
+/// How many sends may go by on a cached partition count.
+const SENDS_PER_PARTITION_COUNT_CHECK: u32 = 256;
+
 #[derive(Default)]
 struct Accumulator {
-    queues: HashMap<TopicPartition, VecDeque<Batch>>,
-    sticky: HashMap<String, (i32, usize)>,
-    round_robin: HashMap<String, i32>,
+    topics: Vec<TopicQueues>,
+    by_name: HashMap<String, usize>,
+    /// The topic of the last send (most sends go where the last one went).
+    last_topic: usize,
+    /// Partitions with queued batches: (topic index, partition).
+    active: Vec<(usize, i32)>,
+    /// Where the next drain starts in `active` (so every partition gets its turn at the
+    /// front of a request).
+    drain_start: usize,
+}
+
+impl Accumulator {
+    /// The topic's index if it is known and its partition count need not be checked now.
+    fn lookup(&mut self, name: &str) -> Option<usize> {
+        let index = match self.topics.get(self.last_topic) {
+            Some(t) if t.name == name => self.last_topic,
+            _ => *self.by_name.get(name)?,
+        };
+        self.last_topic = index;
+        let topic = &mut self.topics[index];
+        if topic.sends_until_check == 0 {
+            return None;
+        }
+        topic.sends_until_check -= 1;
+        Some(index)
+    }
+
+    /// Records the topic's partition count (adding the topic if new).
+    fn set_partition_count(&mut self, name: &str, count: usize) -> usize {
+        let index = match self.by_name.get(name) {
+            Some(&i) => i,
+            None => {
+                self.topics.push(TopicQueues {
+                    name: name.to_string(),
+                    partition_count: 0,
+                    sends_until_check: 0,
+                    partitions: Vec::new(),
+                    sticky: None,
+                    round_robin: None,
+                });
+                self.by_name.insert(name.to_string(), self.topics.len() - 1);
+                self.topics.len() - 1
+            }
+        };
+        let topic = &mut self.topics[index];
+        topic.partition_count = count;
+        if topic.partitions.len() < count {
+            topic.partitions.resize_with(count, PartitionQueue::default);
+        }
+        topic.sends_until_check = SENDS_PER_PARTITION_COUNT_CHECK;
+        self.last_topic = index;
+        index
+    }
+
+    fn queue(&mut self, tp: &TopicPartition) -> Option<&mut PartitionQueue> {
+        let &topic = self.by_name.get(&tp.topic)?;
+        let queue = self.topics[topic]
+            .partitions
+            .get_mut(usize::try_from(tp.partition).ok()?)?;
+        if !queue.active {
+            queue.active = true;
+            self.active.push((topic, tp.partition));
+        }
+        Some(queue)
+    }
+
+    fn batches_mut(&mut self) -> impl Iterator<Item = &mut Batch> {
+        self.topics
+            .iter_mut()
+            .flat_map(|t| t.partitions.iter_mut())
+            .flat_map(|q| q.batches.iter_mut())
+    }
 }
 
 struct Inner {
@@ -135,8 +393,11 @@ struct Inner {
     wake: Notify,
     idle: Notify,
     memory: Arc<Semaphore>,
+    /// Sends waiting for `memory`: every batch is ready then, so memory comes back.
+    memory_waiters: AtomicUsize,
     in_flight: Mutex<HashMap<i32, Arc<Semaphore>>>,
-    outstanding_records: AtomicUsize,
+    /// Batches created and not completed yet.
+    outstanding_batches: AtomicUsize,
     flushes: AtomicUsize,
     closed: AtomicBool,
     refreshing: AtomicBool,
@@ -208,12 +469,13 @@ impl Producer {
         let inner = Arc::new(Inner {
             client,
             memory: Arc::new(Semaphore::new(memory_permits)),
+            memory_waiters: AtomicUsize::new(0),
             config,
             accumulator: Mutex::new(Accumulator::default()),
             wake: Notify::new(),
             idle: Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
-            outstanding_records: AtomicUsize::new(0),
+            outstanding_batches: AtomicUsize::new(0),
             flushes: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             refreshing: AtomicBool::new(false),
@@ -236,145 +498,172 @@ impl Producer {
     /// Waits only when the topic's metadata must be loaded or `buffer_memory_bytes` is full.
     /// Records to one partition are sent in order.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        self.send_ref(record.borrowed()).await
+    }
+
+    /// [`send`](Self::send) for a borrowed record: the record is encoded into its batch
+    /// right away, so nothing of it is kept (or allocated) per record.
+    pub async fn send_ref(&self, record: RecordRef<'_>) -> Result<DeliveryFuture> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        let partition_count = self.partition_count(&record.topic).await?;
-        let size_bytes = record.size_estimate_bytes();
-        let permits = size_bytes.clamp(1, self.inner.config.buffer_memory_bytes.max(1)) as u32;
-        let memory = self
-            .inner
-            .memory
-            .clone()
-            .acquire_many_owned(permits)
-            .await
-            .map_err(|_| Error::Closed)?;
-        let (sender, receiver) = oneshot::channel();
-        let mut accumulator = self.inner.accumulator.lock();
-        let partition = match record.partition {
-            Some(p) if p < 0 || p as usize >= partition_count => {
+        check_sizes(&record)?;
+        let timestamp = record.timestamp_ms.unwrap_or_else(now_ms);
+        let mut state = SendState {
+            partition: record.partition,
+            partition_count: None,
+            memory: None,
+        };
+        loop {
+            match self.try_append(&record, timestamp, &mut state)? {
+                Appended::Done(delivery) => return Ok(delivery),
+                Appended::NeedsPartitionCount => {
+                    state.partition_count = Some(self.partition_count(record.topic).await?);
+                }
+                Appended::NeedsMemory(permits) => {
+                    state.memory = Some(self.wait_for_memory(permits).await?);
+                }
+            }
+        }
+    }
+
+    /// Appends the record under the accumulator's lock, unless the topic's partition count
+    /// or memory must be waited for first.
+    fn try_append(
+        &self,
+        record: &RecordRef<'_>,
+        timestamp: i64,
+        state: &mut SendState,
+    ) -> Result<Appended> {
+        let inner = &*self.inner;
+        let batch_size = inner.config.batch_size_bytes;
+        let mut accumulator = inner.accumulator.lock();
+        let fresh_count = state.partition_count.take();
+        let topic_index = match (accumulator.lookup(record.topic), fresh_count) {
+            (_, Some(count)) => accumulator.set_partition_count(record.topic, count),
+            (Some(index), None) => index,
+            (None, None) => return Ok(Appended::NeedsPartitionCount),
+        };
+        let topic = &mut accumulator.topics[topic_index];
+        let p = match state.partition {
+            Some(p) if p < 0 || p as usize >= topic.partition_count => {
+                if fresh_count.is_none() && p >= 0 {
+                    // The cached count may be behind the metadata cache: look once more.
+                    return Ok(Appended::NeedsPartitionCount);
+                }
                 return Err(Error::UnknownPartition {
-                    topic: record.topic,
+                    topic: record.topic.to_string(),
                     partition: p,
-                })
+                });
             }
             Some(p) => p,
-            None => self.choose_partition(
-                &mut accumulator,
-                &record,
-                partition_count as i32,
-                size_bytes,
-            ),
+            None => {
+                let p = choose_partition(&inner.config, topic, record);
+                state.partition = Some(p);
+                p
+            }
         };
+        let queue = &mut topic.partitions[p as usize];
+        let key = record.key;
+        let value = record.value;
+        let headers = record.headers;
+        // The open batch at the back takes the record if it fits.
+        if let Some(batch) = queue.batches.back_mut() {
+            if let BatchData::Open(builder) = &mut batch.data {
+                let index = builder.count() as u32;
+                if builder.try_append(timestamp, key, value, headers, batch.limit_bytes) {
+                    batch.record_count += 1;
+                    let full = builder.size_bytes() >= batch_size;
+                    let completion = batch.completion.clone();
+                    drop(accumulator);
+                    if full {
+                        inner.wake.notify_one();
+                    }
+                    return Ok(Appended::Done(DeliveryFuture {
+                        completion,
+                        index,
+                        timestamp_ms: timestamp,
+                        slot: NO_SLOT,
+                    }));
+                }
+            }
+        }
+        // A new batch, holding its share of `buffer_memory_bytes` until it completes.
+        let limit_bytes = batch_size
+            .max(HEADER_BYTES + RecordBatchBuilder::first_record_size(key, value, headers));
+        let permits = limit_bytes.clamp(1, inner.config.buffer_memory_bytes.max(1));
+        let permit = match state.memory.take() {
+            Some(permit) if permit.num_permits() == permits => permit,
+            _ => match inner.memory.clone().try_acquire_many_owned(permits as u32) {
+                Ok(permit) => permit,
+                Err(TryAcquireError::Closed) => return Err(Error::Closed),
+                Err(TryAcquireError::NoPermits) => return Ok(Appended::NeedsMemory(permits)),
+            },
+        };
+        let mut builder = RecordBatchBuilder::with_capacity(limit_bytes);
+        builder.append(timestamp, key, value, headers);
         let tp = TopicPartition {
-            topic: record.topic,
-            partition,
+            topic: topic.name.clone(),
+            partition: p,
         };
-        let timestamp = record.timestamp_ms.unwrap_or_else(now_ms);
-        let queue = accumulator.queues.entry(tp.clone()).or_default();
-        let batch_size = self.inner.config.batch_size_bytes;
-        let needs_new = match queue.back() {
-            Some(last) => last.attempts > 0 || last.size_bytes + size_bytes > batch_size,
-            None => true,
-        };
-        if needs_new {
-            queue.push_back(Batch {
-                tp,
-                records: Vec::new(),
-                waiters: Vec::new(),
-                size_bytes: 0,
-                created: Instant::now(),
-                attempts: 0,
-                retry_at: None,
-                last_error: None,
-                sequence: None,
-                _memory: None,
-            });
-        }
-        let batch = queue.back_mut().expect("a batch was just ensured");
-        let index = batch.records.len() as i64;
-        batch.records.push(Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
+        let completion = Arc::new(Completion::new(tp.clone()));
+        // A new batch is a good moment to look at the partition count again.
+        topic.sends_until_check = 0;
+        queue.batches.push_back(Batch {
+            tp,
+            data: BatchData::Open(builder),
+            record_count: 1,
+            limit_bytes,
+            completion: completion.clone(),
+            created: Instant::now(),
+            attempts: 0,
+            retry_at: None,
+            last_error: None,
+            sequence: None,
             producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: index,
-            // Offset minus sequence must be constant within a batch for the encoder; this makes
-            // the batch's base sequence -1 (no idempotence).
-            sequence: (index - 1) as i32,
-            timestamp,
-            key: record.key,
-            value: record.value,
-            headers: record
-                .headers
-                .into_iter()
-                .map(|(k, v)| (StrBytes::from_string(k), v))
-                .collect::<IndexMap<_, _>>(),
+            _memory: Some(permit),
         });
-        batch.waiters.push(sender);
-        batch.size_bytes += size_bytes;
-        match &mut batch._memory {
-            Some(held) => held.merge(memory),
-            None => batch._memory = Some(memory),
+        if !queue.active {
+            queue.active = true;
+            accumulator.active.push((topic_index, p));
         }
-        let wake = needs_new || batch.size_bytes >= batch_size;
+        inner.outstanding_batches.fetch_add(1, Ordering::AcqRel);
         drop(accumulator);
-        self.inner
-            .outstanding_records
-            .fetch_add(1, Ordering::AcqRel);
-        if wake {
-            self.inner.wake.notify_one();
-        }
-        Ok(DeliveryFuture { receiver })
+        inner.wake.notify_one();
+        Ok(Appended::Done(DeliveryFuture {
+            completion,
+            index: 0,
+            timestamp_ms: timestamp,
+            slot: NO_SLOT,
+        }))
+    }
+
+    /// Waits for `permits` bytes of `buffer_memory_bytes`; meanwhile every batch counts as
+    /// ready, so the sender frees memory.
+    async fn wait_for_memory(&self, permits: usize) -> Result<OwnedSemaphorePermit> {
+        let inner = &self.inner;
+        inner.memory_waiters.fetch_add(1, Ordering::AcqRel);
+        inner.wake.notify_one();
+        let permit = inner
+            .memory
+            .clone()
+            .acquire_many_owned(permits as u32)
+            .await;
+        inner.memory_waiters.fetch_sub(1, Ordering::AcqRel);
+        permit.map_err(|_| Error::Closed)
     }
 
     async fn partition_count(&self, topic: &str) -> Result<usize> {
         if let Some(n) = self.inner.client.cached_partition_count(topic) {
-            return Ok(n);
+            if n > 0 {
+                return Ok(n);
+            }
         }
         let info = self.inner.client.topic(topic, true).await?;
         if info.partitions.is_empty() {
             return Err(Error::UnknownTopic(topic.to_string()));
         }
         Ok(info.partitions.len())
-    }
-
-    fn choose_partition(
-        &self,
-        accumulator: &mut Accumulator,
-        record: &ProducerRecord,
-        count: i32,
-        size_bytes: usize,
-    ) -> i32 {
-        if let Some(key) = &record.key {
-            return partition_for_key(key, count);
-        }
-        match self.inner.config.null_key_partitioning {
-            NullKeyPartitioning::RoundRobin => {
-                let next = accumulator
-                    .round_robin
-                    .entry(record.topic.clone())
-                    .or_insert_with(|| start_partition(count));
-                let partition = *next % count;
-                *next = (partition + 1) % count;
-                partition
-            }
-            NullKeyPartitioning::Sticky => {
-                let batch_size = self.inner.config.batch_size_bytes;
-                let sticky = accumulator
-                    .sticky
-                    .entry(record.topic.clone())
-                    .or_insert_with(|| (start_partition(count), 0));
-                if sticky.1 >= batch_size {
-                    *sticky = ((sticky.0 + 1) % count, 0);
-                }
-                sticky.1 += size_bytes;
-                sticky.0 % count
-            }
-        }
     }
 
     /// Sends everything queued now and waits until every record sent so far is acknowledged
@@ -384,7 +673,7 @@ impl Producer {
         self.inner.wake.notify_one();
         loop {
             let idle = self.inner.idle.notified();
-            if self.inner.outstanding_records.load(Ordering::Acquire) == 0 {
+            if self.inner.outstanding_batches.load(Ordering::Acquire) == 0 {
                 break;
             }
             idle.await;
@@ -400,6 +689,84 @@ impl Producer {
     }
 }
 
+/// What a send has found out so far.
+struct SendState {
+    partition: Option<i32>,
+    /// The topic's partition count, just loaded.
+    partition_count: Option<usize>,
+    /// Memory for a new batch, waited for.
+    memory: Option<OwnedSemaphorePermit>,
+}
+
+enum Appended {
+    Done(DeliveryFuture),
+    NeedsPartitionCount,
+    NeedsMemory(usize),
+}
+
+/// Refuses what a record batch cannot express.
+fn check_sizes(record: &RecordRef<'_>) -> Result<()> {
+    const MAX: usize = i32::MAX as usize / 2;
+    let too_large = record.key.is_some_and(|k| k.len() > MAX)
+        || record.value.is_some_and(|v| v.len() > MAX)
+        || record.headers.len() > MAX
+        || record
+            .headers
+            .iter()
+            .any(|(k, v)| k.len() > MAX || v.as_ref().is_some_and(|v| v.len() > MAX));
+    if too_large {
+        return Err(Error::Invalid(format!(
+            "a record for {} is too large for a record batch",
+            record.topic
+        )));
+    }
+    Ok(())
+}
+
+fn choose_partition(
+    config: &ProducerConfig,
+    topic: &mut TopicQueues,
+    record: &RecordRef<'_>,
+) -> i32 {
+    let count = topic.partition_count.max(1) as i32;
+    if let Some(key) = record.key {
+        return partition_for_key(key, count);
+    }
+    match config.null_key_partitioning {
+        NullKeyPartitioning::RoundRobin => {
+            let next = topic
+                .round_robin
+                .get_or_insert_with(|| start_partition(count));
+            let partition = *next % count;
+            *next = (partition + 1) % count;
+            partition
+        }
+        NullKeyPartitioning::Sticky => {
+            let sticky = topic
+                .sticky
+                .get_or_insert_with(|| (start_partition(count), 0));
+            if sticky.1 >= config.batch_size_bytes {
+                *sticky = ((sticky.0 + 1) % count, 0);
+            }
+            sticky.1 += record_size_estimate(record);
+            sticky.0 % count
+        }
+    }
+}
+
+/// Bytes a record adds to a batch, roughly (as `ProducerRecord::size_estimate_bytes`).
+fn record_size_estimate(record: &RecordRef<'_>) -> usize {
+    const RECORD_OVERHEAD_BYTES: usize = 21;
+    RECORD_OVERHEAD_BYTES
+        + record.key.map_or(0, <[u8]>::len)
+        + record.value.map_or(0, <[u8]>::len)
+        + record
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len) + 2)
+            .sum::<usize>()
+}
+
 fn start_partition(count: i32) -> i32 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -411,6 +778,8 @@ fn start_partition(count: i32) -> i32 {
 struct Request {
     leader: i32,
     batches: Vec<Batch>,
+    /// Bytes of the batches (before compression).
+    bytes: usize,
     permit: OwnedSemaphorePermit,
 }
 
@@ -460,8 +829,16 @@ fn drain_ready(inner: &Arc<Inner>, may_send: bool) -> (Vec<Request>, Option<Inst
     let mut next_deadline: Option<Instant> = None;
     let mut missing_leader = false;
     let delivery_timeout = Duration::from_millis(config.delivery_timeout_ms);
+    let memory_short = inner.memory_waiters.load(Ordering::Acquire) > 0;
     let mut accumulator = inner.accumulator.lock();
-    for (tp, queue) in accumulator.queues.iter_mut() {
+    let accumulator = &mut *accumulator;
+    let active_count = accumulator.active.len();
+    let start = accumulator.drain_start % active_count.max(1);
+    accumulator.drain_start = accumulator.drain_start.wrapping_add(1);
+    for i in 0..active_count {
+        let (topic_index, partition) = accumulator.active[(start + i) % active_count];
+        let topic = &mut accumulator.topics[topic_index];
+        let queue = &mut topic.partitions[partition as usize].batches;
         while queue
             .front()
             .is_some_and(|b| now >= b.created + delivery_timeout)
@@ -480,15 +857,16 @@ fn drain_ready(inner: &Arc<Inner>, may_send: bool) -> (Vec<Request>, Option<Inst
             continue;
         }
         let ready = flushing
+            || memory_short
             || queue.len() > 1
-            || front.size_bytes >= config.batch_size_bytes
+            || front.size_bytes() >= config.batch_size_bytes
             || now >= front.created + linger;
         if !ready {
             let at = front.created + linger;
             next_deadline = Some(next_deadline.map_or(at, |d| d.min(at)));
             continue;
         }
-        let Some(leader) = inner.client.cached_leader(&tp.topic, tp.partition) else {
+        let Some(leader) = inner.client.cached_leader(&topic.name, partition) else {
             missing_leader = true;
             continue;
         };
@@ -512,6 +890,7 @@ fn drain_ready(inner: &Arc<Inner>, may_send: bool) -> (Vec<Request>, Option<Inst
                     Ok(permit) => e.insert(Request {
                         leader,
                         batches: Vec::new(),
+                        bytes: 0,
                         permit,
                     }),
                     Err(_) => {
@@ -521,19 +900,23 @@ fn drain_ready(inner: &Arc<Inner>, may_send: bool) -> (Vec<Request>, Option<Inst
                 }
             }
         };
-        let request_bytes: usize = request.batches.iter().map(|b| b.size_bytes).sum();
         if !request.batches.is_empty()
-            && request_bytes + front.size_bytes > config.max_request_size_bytes
+            && request.bytes + front.size_bytes() > config.max_request_size_bytes
         {
             continue;
         }
         let mut batch = queue.pop_front().expect("front exists");
         stamp_sequence(inner, &mut batch);
+        request.bytes += batch.size_bytes();
         request.batches.push(batch);
     }
-    accumulator.queues.retain(|_, q| !q.is_empty());
-    let empty = accumulator.queues.is_empty();
-    drop(accumulator);
+    let topics = &mut accumulator.topics;
+    accumulator.active.retain(|&(t, p)| {
+        let queue = &mut topics[t].partitions[p as usize];
+        queue.active = !queue.batches.is_empty();
+        queue.active
+    });
+    let empty = accumulator.active.is_empty();
     if missing_leader {
         let backoff = now + Duration::from_millis(config.retry_backoff_ms);
         next_deadline = Some(next_deadline.map_or(backoff, |d| d.min(backoff)));
@@ -555,9 +938,9 @@ fn refresh_metadata_in_background(inner: &Arc<Inner>) {
         let topics: Vec<String> = {
             let accumulator = inner.accumulator.lock();
             let mut topics: Vec<String> = accumulator
-                .queues
-                .keys()
-                .map(|tp| tp.topic.clone())
+                .active
+                .iter()
+                .map(|&(t, _)| accumulator.topics[t].name.clone())
                 .collect();
             topics.sort();
             topics.dedup();
@@ -603,10 +986,8 @@ async fn prepare_idempotence(inner: &Arc<Inner>) -> bool {
             };
             drop(state);
             // Queued batches are numbered afresh under the new epoch.
-            for queue in inner.accumulator.lock().queues.values_mut() {
-                for batch in queue.iter_mut() {
-                    batch.sequence = None;
-                }
+            for batch in inner.accumulator.lock().batches_mut() {
+                batch.sequence = None;
             }
             true
         }
@@ -665,16 +1046,12 @@ fn stamp_sequence(inner: &Inner, batch: &mut Batch) {
         None => {
             let next = state.next_sequence.entry(batch.tp.clone()).or_insert(0);
             let base = *next;
-            *next = next.wrapping_add(batch.records.len() as i32) & i32::MAX;
+            *next = next.wrapping_add(batch.record_count as i32) & i32::MAX;
+            batch.producer_id = state.producer_id;
             (base, state.epoch)
         }
     };
     batch.sequence = Some((base, epoch));
-    for (i, record) in batch.records.iter_mut().enumerate() {
-        record.producer_id = state.producer_id;
-        record.producer_epoch = epoch;
-        record.sequence = base.wrapping_add(i as i32);
-    }
     *state.in_flight.entry(batch.tp.clone()).or_insert(0) += 1;
 }
 
@@ -722,27 +1099,12 @@ fn sequence_verdict(inner: &Inner, batch: &Batch, error: &Error) -> SequenceVerd
     }
 }
 
-fn encode_batch(batch: &Batch, compression: Compression) -> Result<Bytes> {
-    let mut buf = BytesMut::with_capacity(batch.size_bytes + 64);
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression,
-    };
-    RecordBatchEncoder::encode(&mut buf, batch.records.iter(), &options).map_err(|e| {
-        Error::Invalid(format!(
-            "cannot encode a record batch for {}: {e}",
-            batch.tp
-        ))
-    })?;
-    Ok(buf.freeze())
-}
-
-fn build_request(inner: &Inner, batches: &[Batch]) -> Result<ProduceRequest> {
+fn build_request(inner: &Inner, batches: &mut [Batch]) -> Result<ProduceRequest> {
     let mut topics: IndexMap<String, Vec<PartitionProduceData>> = IndexMap::new();
     for batch in batches {
         let mut data = PartitionProduceData::default();
         data.index = batch.tp.partition;
-        data.records = Some(encode_batch(batch, inner.config.compression)?);
+        data.records = Some(batch.encoded(inner.config.compression)?);
         topics.entry(batch.tp.topic.clone()).or_default().push(data);
     }
     let mut request = ProduceRequest::default();
@@ -783,10 +1145,11 @@ fn fail_all(batches: Vec<Batch>, error: &Error) -> Failed {
 async fn start_request(inner: &Arc<Inner>, request: Request) -> Started {
     let Request {
         leader,
-        batches,
+        mut batches,
         permit,
+        ..
     } = request;
-    let produce = match build_request(inner, &batches) {
+    let produce = match build_request(inner, &mut batches) {
         Ok(produce) => produce,
         Err(error) => return Started::Done(fail_all(batches, &error), permit),
     };
@@ -858,7 +1221,12 @@ async fn finish_request(inner: Arc<Inner>, started: Started) {
     if !retry.is_empty() {
         let mut accumulator = inner.accumulator.lock();
         for batch in retry.into_iter().rev() {
-            let queue = accumulator.queues.entry(batch.tp.clone()).or_default();
+            let Some(queue) = accumulator.queue(&batch.tp) else {
+                // Unreachable: topics and partitions stay in the accumulator.
+                complete(&inner, batch, Err(Error::Closed));
+                continue;
+            };
+            let queue = &mut queue.batches;
             // Retries go back in sequence order (ahead of batches not sent yet).
             let at = match batch.sequence {
                 Some((base, _)) => queue
@@ -932,7 +1300,7 @@ fn delivery_timeout_error(inner: &Inner, batch: &Batch) -> Error {
 }
 
 fn complete(inner: &Inner, batch: Batch, result: Result<(i64, i64)>) {
-    let count = batch.waiters.len();
+    let count = batch.record_count;
     if let (Some(state), Some((base, epoch)), Ok(_)) = (&inner.idempotence, batch.sequence, &result)
     {
         let mut state = state.lock();
@@ -942,37 +1310,219 @@ fn complete(inner: &Inner, batch: Batch, result: Result<(i64, i64)>) {
                 .insert(batch.tp.clone(), base.wrapping_add(count as i32) & i32::MAX);
         }
     }
-    match result {
-        Ok((base_offset, log_append_time_ms)) => {
-            for (i, (waiter, record)) in batch
-                .waiters
-                .into_iter()
-                .zip(batch.records.iter())
-                .enumerate()
-            {
-                let _ = waiter.send(Ok(RecordMetadata {
-                    topic: batch.tp.topic.clone(),
-                    partition: batch.tp.partition,
-                    offset: if base_offset < 0 {
-                        -1
-                    } else {
-                        base_offset + i as i64
-                    },
-                    timestamp_ms: if log_append_time_ms >= 0 {
-                        log_append_time_ms
-                    } else {
-                        record.timestamp
-                    },
-                }));
-            }
-        }
-        Err(error) => {
-            for waiter in batch.waiters {
-                let _ = waiter.send(Err(error.duplicate()));
-            }
-        }
-    }
-    if inner.outstanding_records.fetch_sub(count, Ordering::AcqRel) == count {
+    batch.completion.set(result);
+    // The batch's memory goes back before anyone sees the producer idle.
+    drop(batch);
+    if inner.outstanding_batches.fetch_sub(1, Ordering::AcqRel) == 1 {
         inner.idle.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{Admin, ClientConfig, Consumer, ConsumerConfig, NewTopic, OffsetSpec};
+
+    async fn broker() -> (strom_broker::Broker, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = strom_broker::BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            kafka_addr: "127.0.0.1:0".parse().unwrap(),
+            http_addr: None,
+            ..Default::default()
+        };
+        (strom_broker::Broker::start(config).await.unwrap(), dir)
+    }
+
+    async fn client_with_topic(broker: &strom_broker::Broker, topic: &str) -> Client {
+        let client = Client::connect(ClientConfig::new(&broker.kafka_addr().to_string()))
+            .await
+            .unwrap();
+        Admin::new(client.clone())
+            .create_topics(&[NewTopic::new(topic, 1)])
+            .await
+            .unwrap();
+        client
+    }
+
+    async fn consume(client: &Client, topic: &str, expected: usize) -> Vec<crate::ConsumerRecord> {
+        let mut consumer = Consumer::new(client.clone(), ConsumerConfig::default());
+        consumer.assign_topic(topic).await.unwrap();
+        consumer.seek_all(OffsetSpec::Earliest);
+        let mut records = Vec::new();
+        for _ in 0..50 {
+            records.extend(consumer.poll(Duration::from_millis(200)).await.unwrap());
+            if records.len() >= expected {
+                break;
+            }
+        }
+        records
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_come_back_as_sent_with_the_offsets_their_futures_gave() {
+        let (broker, _dir) = broker().await;
+        let client = client_with_topic(&broker, "t").await;
+        for compression in [Compression::None, Compression::Lz4] {
+            let producer = Producer::new(
+                client.clone(),
+                ProducerConfig {
+                    batch_size_bytes: 300,
+                    compression,
+                    ..ProducerConfig::default()
+                },
+            );
+            let headers = vec![
+                ("h".to_string(), Some(Bytes::from_static(b"v"))),
+                ("null".to_string(), None),
+            ];
+            let mut deliveries = Vec::new();
+            let mut expected = Vec::new();
+            for i in 0..100i64 {
+                let key = format!("k{i}");
+                let value = format!("value {i}");
+                let (delivery, value) = match i % 4 {
+                    0 => (
+                        producer
+                            .send(ProducerRecord::new("t", value.clone()).key(key.clone()))
+                            .await,
+                        Some(value),
+                    ),
+                    1 => (
+                        producer
+                            .send_ref(
+                                RecordRef::new("t", value.as_bytes())
+                                    .key(key.as_bytes())
+                                    .headers(&headers),
+                            )
+                            .await,
+                        Some(value),
+                    ),
+                    2 => {
+                        let record = RecordRef {
+                            topic: "t",
+                            key: Some(key.as_bytes()),
+                            timestamp_ms: Some(1_700_000_000_000 + i),
+                            ..RecordRef::default()
+                        };
+                        (producer.send_ref(record).await, None)
+                    }
+                    _ => (
+                        producer
+                            .send(ProducerRecord::new("t", value.clone()).key(key.clone()))
+                            .await,
+                        Some(value),
+                    ),
+                };
+                deliveries.push(delivery.unwrap());
+                expected.push((key, value, i % 4 == 1, i % 4 == 2));
+            }
+            assert!(deliveries[0].same_batch(&deliveries[1]));
+            assert!(
+                !deliveries[0].same_batch(&deliveries[99]),
+                "several batches"
+            );
+            let mut offsets = Vec::new();
+            for (i, mut delivery) in deliveries.into_iter().enumerate() {
+                let metadata = (&mut delivery).await.unwrap();
+                assert!(delivery.completed_at().is_some());
+                assert_eq!(metadata.topic, "t");
+                if i % 4 == 2 {
+                    assert_eq!(metadata.timestamp_ms, 1_700_000_000_000 + i as i64);
+                }
+                offsets.push(metadata.offset);
+            }
+            let base = offsets[0];
+            assert_eq!(offsets, (base..base + 100).collect::<Vec<_>>());
+            let records = consume(&client, "t", base as usize + 100).await;
+            let records = &records[base as usize..];
+            assert_eq!(records.len(), 100);
+            for (record, (key, value, with_headers, stamped)) in records.iter().zip(&expected) {
+                assert_eq!(record.key.as_deref(), Some(key.as_bytes()));
+                assert_eq!(
+                    record.value.as_deref(),
+                    value.as_ref().map(|v| v.as_bytes())
+                );
+                if *with_headers {
+                    assert_eq!(record.headers, headers);
+                } else {
+                    assert!(record.headers.is_empty());
+                }
+                if *stamped {
+                    assert!(record.timestamp_ms < 1_800_000_000_000);
+                }
+            }
+            producer.close().await;
+        }
+        broker.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_buffer_makes_every_batch_ready_instead_of_waiting_for_linger() {
+        let (broker, _dir) = broker().await;
+        let client = client_with_topic(&broker, "m").await;
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig {
+                batch_size_bytes: 1024,
+                buffer_memory_bytes: 3 * 1024,
+                linger_ms: 60_000,
+                acks: Acks::Leader,
+                ..ProducerConfig::default()
+            },
+        );
+        let value = [7u8; 100];
+        let mut last = None;
+        let sending = async {
+            for _ in 0..1000 {
+                last = Some(
+                    producer
+                        .send_ref(RecordRef::new("m", &value))
+                        .await
+                        .unwrap(),
+                );
+            }
+        };
+        // Sends waiting for memory make the queued batches ready (else they would wait out
+        // the linger, one batch a minute).
+        tokio::time::timeout(Duration::from_secs(20), sending)
+            .await
+            .expect("sends went on");
+        producer.flush().await;
+        let last = last.unwrap().await.unwrap();
+        assert_eq!(last.offset, 999);
+        producer.close().await;
+        assert_eq!(producer.inner.memory.available_permits(), 3 * 1024);
+        broker.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unknown_partition_is_refused_and_a_closed_producer_refuses_sends() {
+        let (broker, _dir) = broker().await;
+        let client = client_with_topic(&broker, "u").await;
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig {
+                linger_ms: 60_000,
+                ..ProducerConfig::default()
+            },
+        );
+        let error = producer
+            .send_ref(RecordRef::new("u", b"x").partition(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            Error::UnknownPartition { partition: 1, .. }
+        ));
+        producer.close().await;
+        let error = producer
+            .send_ref(RecordRef::new("u", b"x"))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::Closed));
+        broker.shutdown().await;
     }
 }

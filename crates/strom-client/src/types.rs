@@ -163,6 +163,80 @@ impl ProducerRecord {
     }
 }
 
+/// A record to produce, borrowed: [`Producer::send_ref`](crate::Producer::send_ref) encodes it
+/// straight into its batch, so sending it copies its bytes once and allocates nothing per
+/// record.
+///
+/// ```
+/// use strom_client::RecordRef;
+/// let record = RecordRef::new("events", b"hello").key(b"user-1");
+/// assert_eq!(record.key, Some(&b"user-1"[..]));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordRef<'a> {
+    /// Target topic.
+    pub topic: &'a str,
+    /// Explicit partition; `None` lets the partitioner choose.
+    pub partition: Option<i32>,
+    /// Key (`None` is Kafka's null key).
+    pub key: Option<&'a [u8]>,
+    /// Value (`None` is a tombstone).
+    pub value: Option<&'a [u8]>,
+    /// Headers, in order (duplicate keys are kept).
+    pub headers: &'a [Header],
+    /// Create time in ms since the epoch; `None` means now.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl<'a> RecordRef<'a> {
+    /// A record with a value and no key.
+    pub fn new(topic: &'a str, value: &'a [u8]) -> RecordRef<'a> {
+        RecordRef {
+            topic,
+            value: Some(value),
+            ..RecordRef::default()
+        }
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: &'a [u8]) -> RecordRef<'a> {
+        self.key = Some(key);
+        self
+    }
+
+    /// Sets an explicit partition.
+    pub fn partition(mut self, partition: i32) -> RecordRef<'a> {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the headers.
+    pub fn headers(mut self, headers: &'a [Header]) -> RecordRef<'a> {
+        self.headers = headers;
+        self
+    }
+
+    /// Sets the create timestamp.
+    pub fn timestamp_ms(mut self, timestamp_ms: i64) -> RecordRef<'a> {
+        self.timestamp_ms = Some(timestamp_ms);
+        self
+    }
+}
+
+impl ProducerRecord {
+    /// This record, borrowed (what [`Producer::send`](crate::Producer::send) encodes).
+    pub fn borrowed(&self) -> RecordRef<'_> {
+        RecordRef {
+            topic: &self.topic,
+            partition: self.partition,
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            headers: &self.headers,
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
 /// Where a produced record landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
