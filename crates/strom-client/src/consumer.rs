@@ -4,11 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
 
 use crate::assignor::Assignor;
 use crate::client::Client;
@@ -16,6 +15,10 @@ use crate::error::{Error, Result};
 use crate::group::{self, Membership, MembershipConfig};
 use crate::offsets::{leader_of, list_offsets, OffsetSpec};
 use crate::types::{ConsumerRecord, TopicPartition};
+
+mod batch_reader;
+
+pub use batch_reader::decode_records;
 
 /// What to do when a position is missing or out of range (`auto.offset.reset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -160,12 +163,6 @@ pub struct Consumer {
     last_committed: BTreeMap<TopicPartition, i64>,
     last_auto_commit: tokio::time::Instant,
 }
-
-/// Records of a compressed batch may number this many at most (a guard against a broker
-/// claiming billions of records in a few bytes).
-const COMPRESSED_BATCH_RECORDS_MAX: i64 = 16 * 1024 * 1024;
-/// An uncompressed record takes at least this many bytes.
-const RECORD_BYTES_MIN: i64 = 7;
 
 impl Consumer {
     /// A consumer with nothing assigned.
@@ -743,88 +740,13 @@ struct FetchedPartition {
     records: Bytes,
 }
 
-/// Decodes every complete batch in `bytes` (a fetch may end in a partial batch), appends the
-/// records at or after `position` to `out`, and returns the offset after the last complete
-/// batch.
-pub fn decode_records(
-    tp: &TopicPartition,
-    mut bytes: Bytes,
-    position: i64,
-    out: &mut Vec<ConsumerRecord>,
-) -> Result<i64> {
-    const BATCH_HEADER_BYTES: usize = 61;
-    let mut next = position;
-    while bytes.len() >= BATCH_HEADER_BYTES {
-        let base_offset = (&bytes[0..8]).get_i64();
-        let batch_length = (&bytes[8..12]).get_i32();
-        let magic = bytes[16] as i8;
-        if batch_length < 0 {
-            return Err(Error::Protocol(format!(
-                "{tp}: negative batch length at offset {base_offset}"
-            )));
-        }
-        let total = 12 + batch_length as usize;
-        if bytes.len() < total {
-            break; // a partial batch at the end of the response
-        }
-        if magic != 2 {
-            return Err(Error::Protocol(format!(
-                "{tp}: message format v{magic} at offset {base_offset} is not supported"
-            )));
-        }
-        let mut batch = bytes.split_to(total);
-        let attributes = (&batch[21..23]).get_i16();
-        let last_offset_delta = (&batch[23..27]).get_i32();
-        let record_count = (&batch[57..61]).get_i32() as i64;
-        let compressed = attributes & 0x7 != 0;
-        let control = attributes & 0x20 != 0;
-        let count_max = if compressed {
-            COMPRESSED_BATCH_RECORDS_MAX
-        } else {
-            batch_length as i64 / RECORD_BYTES_MIN
-        };
-        if record_count < 0 || record_count > count_max {
-            return Err(Error::Protocol(format!(
-                "{tp}: batch at offset {base_offset} claims {record_count} records"
-            )));
-        }
-        next = base_offset + last_offset_delta as i64 + 1;
-        if control || next <= position {
-            continue;
-        }
-        let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| {
-            Error::Protocol(format!(
-                "{tp}: cannot decode the batch at offset {base_offset}: {e}"
-            ))
-        })?;
-        for record in set.records {
-            if record.offset < position {
-                continue;
-            }
-            out.push(ConsumerRecord {
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                offset: record.offset,
-                timestamp_ms: record.timestamp,
-                log_append_time: record.timestamp_type == TimestampType::LogAppend,
-                key: record.key,
-                value: record.value,
-                headers: record
-                    .headers
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect(),
-            });
-        }
-    }
-    Ok(next)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
 
     fn batch(base_offset: i64, count: i64, compression: Compression, control: bool) -> Bytes {
         let records: Vec<Record> = (0..count)

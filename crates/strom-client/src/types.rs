@@ -253,8 +253,8 @@ pub struct RecordMetadata {
 /// A record read by a [`Consumer`](crate::Consumer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
-    /// Topic.
-    pub topic: String,
+    /// Topic (shared by the records of a partition: cloning it costs no allocation).
+    pub topic: std::sync::Arc<str>,
     /// Partition.
     pub partition: i32,
     /// Offset.

@@ -170,7 +170,7 @@ pub(crate) fn drop_records_of(
     records.retain(|r| {
         !partitions
             .iter()
-            .any(|tp| tp.partition == r.partition && tp.topic == r.topic)
+            .any(|tp| tp.partition == r.partition && *tp.topic == *r.topic)
     });
 }
 
@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn records_of_restarted_partitions_are_dropped() {
         let record = |topic: &str, partition| ConsumerRecord {
-            topic: topic.to_string(),
+            topic: topic.into(),
             partition,
             offset: 0,
             timestamp_ms: 0,
@@ -208,7 +208,7 @@ mod tests {
         drop_records_of(&mut records, &BTreeSet::from([TopicPartition::new("a", 0)]));
         let left: Vec<(String, i32)> = records
             .iter()
-            .map(|r| (r.topic.clone(), r.partition))
+            .map(|r| (r.topic.to_string(), r.partition))
             .collect();
         assert_eq!(left, [("a".to_string(), 1), ("b".to_string(), 0)]);
     }

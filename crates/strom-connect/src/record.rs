@@ -65,7 +65,7 @@ impl Record {
 impl From<ConsumerRecord> for Record {
     fn from(r: ConsumerRecord) -> Record {
         Record {
-            topic: r.topic,
+            topic: r.topic.to_string(),
             partition: r.partition,
             offset: r.offset,
             timestamp_ms: r.timestamp_ms,

@@ -378,7 +378,7 @@ async fn files_loop(
         }
         Status::add(&status.records_in, records.len() as u64);
         for record in records {
-            let tp = TopicPartition::new(record.topic.clone(), record.partition);
+            let tp = TopicPartition::new(&*record.topic, record.partition);
             let offset = record.offset;
             let out = chain.apply(Record::from(record));
             match &out {
@@ -486,7 +486,7 @@ async fn kafka_loop(
         let mut deliveries = Vec::with_capacity(records.len());
         for record in records {
             consumed.insert(
-                TopicPartition::new(record.topic.clone(), record.partition),
+                TopicPartition::new(&*record.topic, record.partition),
                 record.offset + 1,
             );
             let mut record = Record::from(record);

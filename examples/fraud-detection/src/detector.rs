@@ -246,7 +246,7 @@ impl Detector {
         records.retain(|r| {
             !restarted
                 .iter()
-                .any(|tp| tp.partition == r.partition && tp.topic == r.topic)
+                .any(|tp| tp.partition == r.partition && *tp.topic == *r.topic)
         });
         tracing::info!(name = %self.args.name, ?revoked, ?gained, ?rebuilt, ?generation, "assignment changed");
         Ok(())
@@ -258,7 +258,7 @@ impl Detector {
         }
         let mut deliveries = Vec::new();
         for record in records {
-            let tp = TopicPartition::new(record.topic.clone(), record.partition);
+            let tp = TopicPartition::new(&*record.topic, record.partition);
             let Some(players) = self.memory.get_mut(&tp) else {
                 continue;
             };

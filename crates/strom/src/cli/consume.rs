@@ -200,7 +200,7 @@ async fn group_loop(
                 return Err(error.into());
             }
             next.insert(
-                TopicPartition::new(record.topic.clone(), record.partition),
+                TopicPartition::new(&*record.topic, record.partition),
                 record.offset + 1,
             );
             printed += 1;
@@ -314,7 +314,7 @@ pub fn record_json(record: &ConsumerRecord) -> serde_json::Value {
         .map(|(k, v)| (k.clone(), lossy(v.as_deref())))
         .collect();
     json!({
-        "topic": record.topic,
+        "topic": &*record.topic,
         "partition": record.partition,
         "offset": record.offset,
         "timestamp": record.timestamp_ms,

@@ -1,0 +1,840 @@
+//! The consumer's reader of v2 record batches, lean on purpose: it walks batch headers, checks
+//! each batch's CRC-32C, and reads records in place. Keys, values and header values are
+//! zero-copy slices of the fetched buffer (or of a compressed batch's records section,
+//! decompressed once, under a bound), so a record costs no allocation beyond its
+//! [`ConsumerRecord`] (and its header keys, if it has headers).
+//!
+//! Every varint and length is bounds-checked: malformed input is an [`Error::Protocol`], never a
+//! panic.
+//!
+//! Batch layout (Kafka's `DefaultRecordBatch`): base offset (8), length (4), partition leader
+//! epoch (4), magic (1), CRC-32C (4) of everything after it, attributes (2), last offset delta
+//! (4), base timestamp (8), max timestamp (8), producer id (8), producer epoch (2), base
+//! sequence (4), record count (4), then the records. A record: length (varint), attributes (1),
+//! timestamp delta (varlong), offset delta (varint), key and value (varint length, -1 for null,
+//! bytes), header count (varint), headers (key: varint length and UTF-8 bytes; value: varint
+//! length, -1 for null, bytes).
+
+use std::io::Read;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::types::{ConsumerRecord, Header, TopicPartition};
+
+/// Bytes of a v2 batch header.
+pub(crate) const BATCH_HEADER_BYTES: usize = 61;
+/// The batch length field counts the bytes after it.
+const LENGTH_COUNTS_FROM: usize = 12;
+const MAGIC_AT: usize = 16;
+const CRC_AT: usize = 17;
+/// The CRC covers the batch from the attributes to its end.
+const ATTRIBUTES_AT: usize = 21;
+const LAST_OFFSET_DELTA_AT: usize = 23;
+const BASE_TIMESTAMP_AT: usize = 27;
+const MAX_TIMESTAMP_AT: usize = 35;
+const RECORD_COUNT_AT: usize = 57;
+
+const COMPRESSION_MASK: i16 = 0x07;
+const TIMESTAMP_TYPE_BIT: i16 = 0x08;
+const CONTROL_BIT: i16 = 0x20;
+
+/// Records of a compressed batch may number this many at most (a guard against a broker
+/// claiming billions of records in a few bytes).
+const COMPRESSED_BATCH_RECORDS_MAX: i64 = 16 * 1024 * 1024;
+/// A record takes at least this many bytes (length, attributes, two deltas, key and value
+/// lengths, header count: one byte each).
+const RECORD_BYTES_MIN: usize = 7;
+/// A compressed batch may decompress to this many bytes at most (a guard against compression
+/// bombs; Kafka's own limits keep real batches far below it).
+pub(crate) const DECOMPRESSED_BATCH_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// What one batch header says.
+#[derive(Debug, Clone, Copy)]
+struct BatchHeader {
+    base_offset: i64,
+    /// Bytes of the whole batch, header included.
+    size_bytes: usize,
+    attributes: i16,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    record_count: i32,
+    /// The offset after the batch's last record.
+    next_offset: i64,
+}
+
+fn i16_at(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn i32_at(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(bytes)
+}
+
+/// Reads the header of the batch at the start of `bytes`: `Ok(None)` when `bytes` holds only
+/// part of it (a fetch may end in a partial batch).
+fn read_header(tp: &TopicPartition, bytes: &[u8]) -> Result<Option<BatchHeader>> {
+    if bytes.len() < BATCH_HEADER_BYTES {
+        return Ok(None);
+    }
+    let base_offset = i64_at(bytes, 0);
+    let batch_length = i32_at(bytes, 8);
+    let bad = |what: String| {
+        Err(Error::Protocol(format!(
+            "{tp}: batch at offset {base_offset}: {what}"
+        )))
+    };
+    if batch_length < 0 {
+        return Err(Error::Protocol(format!(
+            "{tp}: negative batch length at offset {base_offset}"
+        )));
+    }
+    let size_bytes = LENGTH_COUNTS_FROM + batch_length as usize;
+    if size_bytes < BATCH_HEADER_BYTES {
+        return bad(format!(
+            "length {batch_length} is shorter than a batch header"
+        ));
+    }
+    if bytes.len() < size_bytes {
+        return Ok(None);
+    }
+    let magic = bytes[MAGIC_AT] as i8;
+    if magic != 2 {
+        return Err(Error::Protocol(format!(
+            "{tp}: message format v{magic} at offset {base_offset} is not supported"
+        )));
+    }
+    let attributes = i16_at(bytes, ATTRIBUTES_AT);
+    let last_offset_delta = i32_at(bytes, LAST_OFFSET_DELTA_AT);
+    let record_count = i32_at(bytes, RECORD_COUNT_AT);
+    let count_max = if attributes & COMPRESSION_MASK != 0 {
+        COMPRESSED_BATCH_RECORDS_MAX
+    } else {
+        ((size_bytes - BATCH_HEADER_BYTES) / RECORD_BYTES_MIN) as i64
+    };
+    if record_count < 0 || i64::from(record_count) > count_max {
+        return Err(Error::Protocol(format!(
+            "{tp}: batch at offset {base_offset} claims {record_count} records"
+        )));
+    }
+    if last_offset_delta < 0 {
+        return bad(format!("negative last offset delta {last_offset_delta}"));
+    }
+    let Some(next_offset) = base_offset.checked_add(i64::from(last_offset_delta) + 1) else {
+        return bad(format!("last offset delta {last_offset_delta} overflows"));
+    };
+    Ok(Some(BatchHeader {
+        base_offset,
+        size_bytes,
+        attributes,
+        base_timestamp: i64_at(bytes, BASE_TIMESTAMP_AT),
+        max_timestamp: i64_at(bytes, MAX_TIMESTAMP_AT),
+        record_count,
+        next_offset,
+    }))
+}
+
+/// Decodes every complete batch in `bytes` (a fetch may end in a partial batch), appends the
+/// records at or after `position` to `out`, and returns the offset after the last complete
+/// batch. Control batches are skipped (but moved past).
+pub fn decode_records(
+    tp: &TopicPartition,
+    bytes: Bytes,
+    position: i64,
+    out: &mut Vec<ConsumerRecord>,
+) -> Result<i64> {
+    let mut next = position;
+    let mut at = 0;
+    // One topic name for every record of the call.
+    let mut topic: Option<Arc<str>> = None;
+    while let Some(header) = read_header(tp, &bytes[at..])? {
+        let start = at;
+        at += header.size_bytes;
+        next = header.next_offset;
+        if header.attributes & CONTROL_BIT != 0
+            || header.next_offset <= position
+            || header.record_count == 0
+        {
+            continue;
+        }
+        let batch = &bytes[start..at];
+        let stored = u32::from_be_bytes([
+            batch[CRC_AT],
+            batch[CRC_AT + 1],
+            batch[CRC_AT + 2],
+            batch[CRC_AT + 3],
+        ]);
+        let computed = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+        if stored != computed {
+            return Err(Error::Protocol(format!(
+                "{tp}: cannot decode the batch at offset {}: CRC-32C is {computed:#010x}, the batch says {stored:#010x}",
+                header.base_offset
+            )));
+        }
+        let codec = header.attributes & COMPRESSION_MASK;
+        let section = start + BATCH_HEADER_BYTES..at;
+        let data = if codec == 0 {
+            bytes.slice(section)
+        } else {
+            let raw =
+                decompress(codec, &bytes[section], DECOMPRESSED_BATCH_BYTES_MAX).map_err(|e| {
+                    Error::Protocol(format!(
+                        "{tp}: cannot decode the batch at offset {}: {e}",
+                        header.base_offset
+                    ))
+                })?;
+            Bytes::from(raw)
+        };
+        let topic = topic.get_or_insert_with(|| Arc::from(tp.topic.as_str()));
+        read_records(topic, tp.partition, &header, &data, position, out).map_err(|e| {
+            Error::Protocol(format!(
+                "{tp}: cannot decode the batch at offset {}: {e}",
+                header.base_offset
+            ))
+        })?;
+    }
+    Ok(next.max(position))
+}
+
+/// Why a record could not be read.
+type Malformed = String;
+
+/// Reads a zigzag varlong at `*at` in `buf`: at most 10 bytes.
+#[inline(always)]
+fn varlong(buf: &[u8], at: &mut usize) -> Result<i64, Malformed> {
+    let Some(&first) = buf.get(*at) else {
+        return Err(truncated(*at));
+    };
+    *at += 1;
+    if first < 0x80 {
+        return Ok(i64::from(first >> 1) ^ -i64::from(first & 1));
+    }
+    let mut raw = u64::from(first & 0x7f);
+    let mut shift = 7;
+    loop {
+        let Some(&byte) = buf.get(*at) else {
+            return Err(truncated(*at));
+        };
+        *at += 1;
+        raw |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
+        }
+        shift += 7;
+        if shift > 63 {
+            return Err(format!("varint longer than 10 bytes at byte {}", *at));
+        }
+    }
+}
+
+/// Reads a zigzag varint (a varlong in the `i32` range).
+#[inline(always)]
+fn varint(buf: &[u8], at: &mut usize) -> Result<i32, Malformed> {
+    let start = *at;
+    let value = varlong(buf, at)?;
+    i32::try_from(value).map_err(|_| format!("varint {value} out of range at byte {start}"))
+}
+
+fn truncated(at: usize) -> Malformed {
+    format!("record truncated at byte {at}")
+}
+
+/// Reads a length-prefixed byte string (-1 for null) and returns its range in `buf`.
+#[inline(always)]
+fn nullable(
+    buf: &[u8],
+    at: &mut usize,
+    what: &str,
+) -> Result<Option<std::ops::Range<usize>>, Malformed> {
+    let length = varint(buf, at)?;
+    if length < 0 {
+        if length == -1 {
+            return Ok(None);
+        }
+        return Err(format!("negative {what} length {length} at byte {}", *at));
+    }
+    let start = *at;
+    let end = start + length as usize;
+    if end > buf.len() {
+        return Err(format!(
+            "{what} of {length} bytes at byte {start} runs past its record"
+        ));
+    }
+    *at = end;
+    Ok(Some(start..end))
+}
+
+/// Reads the `header.record_count` records of `data` (a batch's uncompressed records section)
+/// and appends those at or after `position` to `out`.
+fn read_records(
+    topic: &Arc<str>,
+    partition: i32,
+    header: &BatchHeader,
+    data: &Bytes,
+    position: i64,
+    out: &mut Vec<ConsumerRecord>,
+) -> Result<(), Malformed> {
+    let buf: &[u8] = data;
+    let log_append_time = header.attributes & TIMESTAMP_TYPE_BIT != 0;
+    let count = header.record_count as usize;
+    // The count is bounded by the bytes, so this cannot reserve absurdly.
+    out.reserve(count.min(buf.len() / RECORD_BYTES_MIN));
+    let mut at = 0usize;
+    for _ in 0..count {
+        let length = varint(buf, &mut at)?;
+        if length < 0 {
+            return Err(format!("negative record length {length} at byte {at}"));
+        }
+        let end = at + length as usize;
+        if end > buf.len() {
+            return Err(format!(
+                "record of {length} bytes at byte {at} runs past the batch"
+            ));
+        }
+        // Reads below are bounded by the record's end.
+        let record = &buf[..end];
+        at += 1; // attributes, unused
+        let timestamp_delta = varlong(record, &mut at)?;
+        let offset_delta = varint(record, &mut at)?;
+        let offset = header.base_offset.wrapping_add(i64::from(offset_delta));
+        if offset < position {
+            at = end;
+            continue;
+        }
+        let key = nullable(record, &mut at, "key")?;
+        let value = nullable(record, &mut at, "value")?;
+        let header_count = varint(record, &mut at)?;
+        let headers = if header_count == 0 {
+            Vec::new()
+        } else {
+            read_headers(data, record, &mut at, header_count)?
+        };
+        if at != end {
+            return Err(format!(
+                "record ending at byte {end} has {} bytes more than its fields",
+                end as i64 - at as i64
+            ));
+        }
+        out.push(ConsumerRecord {
+            topic: topic.clone(),
+            partition,
+            offset,
+            timestamp_ms: if log_append_time {
+                header.max_timestamp
+            } else {
+                header.base_timestamp.wrapping_add(timestamp_delta)
+            },
+            log_append_time,
+            key: key.map(|r| data.slice(r)),
+            value: value.map(|r| data.slice(r)),
+            headers,
+        });
+    }
+    if at != buf.len() {
+        return Err(format!(
+            "{} bytes after the last of {count} records",
+            buf.len().saturating_sub(at)
+        ));
+    }
+    Ok(())
+}
+
+fn read_headers(
+    data: &Bytes,
+    record: &[u8],
+    at: &mut usize,
+    count: i32,
+) -> Result<Vec<Header>, Malformed> {
+    if count < 0 {
+        return Err(format!("negative header count {count} at byte {}", *at));
+    }
+    // A header takes at least two bytes, so the count is bounded by the record.
+    let mut headers =
+        Vec::with_capacity((count as usize).min(record.len().saturating_sub(*at) / 2));
+    for _ in 0..count {
+        let key = match nullable(record, at, "header key")? {
+            Some(range) => std::str::from_utf8(&record[range])
+                .map_err(|_| format!("header key before byte {} is not UTF-8", *at))?
+                .to_owned(),
+            None => return Err(format!("null header key before byte {}", *at)),
+        };
+        let value = nullable(record, at, "header value")?.map(|r| data.slice(r));
+        headers.push((key, value));
+    }
+    Ok(headers)
+}
+
+/// Decompresses a records section with Kafka's codec `codec` (1 gzip, 2 snappy, 3 lz4, 4 zstd),
+/// failing once the result would exceed `limit` bytes.
+pub(crate) fn decompress(codec: i16, section: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    match codec {
+        1 => read_bounded(
+            flate2::read::MultiGzDecoder::new(section),
+            section.len(),
+            limit,
+        )
+        .map_err(|e| format!("gzip: {e}")),
+        2 => snappy(section, limit).map_err(|e| format!("snappy: {e}")),
+        3 => lz4::Decoder::new(section)
+            .and_then(|decoder| read_bounded(decoder, section.len(), limit))
+            .map_err(|e| format!("lz4: {e}")),
+        4 => zstd::stream::read::Decoder::with_buffer(section)
+            .and_then(|decoder| read_bounded(decoder, section.len(), limit))
+            .map_err(|e| format!("zstd: {e}")),
+        codec => Err(format!("unknown compression codec {codec}")),
+    }
+}
+
+fn read_bounded(reader: impl Read, compressed: usize, limit: usize) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(compressed.saturating_mul(4).min(limit));
+    reader.take(limit as u64 + 1).read_to_end(&mut out)?;
+    if out.len() > limit {
+        return Err(std::io::Error::other(format!(
+            "decompresses to more than {limit} bytes"
+        )));
+    }
+    Ok(out)
+}
+
+/// Kafka's snappy: the xerial framing (a 16-byte header, then blocks of a 4-byte length and raw
+/// snappy), or raw snappy without it.
+fn snappy(section: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+    const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
+    const XERIAL_HEADER_BYTES: usize = 16;
+    let mut out = Vec::new();
+    let decode_block = |block: &[u8], out: &mut Vec<u8>| -> Result<(), String> {
+        let length = snap::raw::decompress_len(block).map_err(|e| e.to_string())?;
+        if length > limit.saturating_sub(out.len()) {
+            return Err(format!("decompresses to more than {limit} bytes"));
+        }
+        let start = out.len();
+        out.resize(start + length, 0);
+        let written = snap::raw::Decoder::new()
+            .decompress(block, &mut out[start..])
+            .map_err(|e| e.to_string())?;
+        out.truncate(start + written);
+        Ok(())
+    };
+    if !(section.len() >= XERIAL_HEADER_BYTES && section.starts_with(XERIAL_MAGIC)) {
+        decode_block(section, &mut out)?;
+        return Ok(out);
+    }
+    let mut at = XERIAL_HEADER_BYTES;
+    while at < section.len() {
+        let Some(length) = section.get(at..at + 4) else {
+            return Err(format!("truncated block length at byte {at}"));
+        };
+        let length = u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize;
+        at += 4;
+        let Some(block) = section.get(at..at.saturating_add(length)) else {
+            return Err(format!("block of {length} bytes at byte {at} is truncated"));
+        };
+        at += length;
+        decode_block(block, &mut out)?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use indexmap::IndexMap;
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    const CODECS: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    fn record(offset: i64, key: Option<&str>, value: Option<&str>) -> Record {
+        Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            // kafka-protocol's encoder starts a new batch where offset - sequence changes.
+            sequence: offset as i32,
+            timestamp: 1_000 + offset * 3,
+            key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            headers: IndexMap::new(),
+        }
+    }
+
+    fn encode(records: &[Record], compression: Compression) -> Bytes {
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            records.iter(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .unwrap();
+        let one_batch = LENGTH_COUNTS_FROM + i32_at(&buf, 8) as usize;
+        assert_eq!(one_batch, buf.len(), "the records make one batch");
+        buf.freeze()
+    }
+
+    fn fix_crc(batch: &mut [u8]) {
+        let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+        batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    /// A batch of `n` records with keys, null keys, null values, empty values and headers.
+    fn varied(base: i64, n: i64) -> Vec<Record> {
+        (0..n)
+            .map(|i| {
+                let offset = base + i;
+                let key = format!("k{offset}");
+                let value = format!("value-{offset}");
+                let mut r = record(
+                    offset,
+                    (i % 3 != 0).then_some(key.as_str()),
+                    match i % 5 {
+                        0 => None,
+                        1 => Some(""),
+                        _ => Some(value.as_str()),
+                    },
+                );
+                if i % 4 == 1 {
+                    r.headers.insert(
+                        StrBytes::from_static_str("h"),
+                        Some(Bytes::from_static(b"1")),
+                    );
+                    r.headers.insert(StrBytes::from_static_str("empty"), None);
+                    r.headers.insert(
+                        StrBytes::from_string(format!("n{offset}")),
+                        Some(Bytes::new()),
+                    );
+                }
+                r
+            })
+            .collect()
+    }
+
+    fn assert_same(decoded: &[ConsumerRecord], expected: &[Record]) {
+        assert_eq!(decoded.len(), expected.len());
+        for (d, e) in decoded.iter().zip(expected) {
+            assert_eq!(d.offset, e.offset);
+            assert_eq!(d.timestamp_ms, e.timestamp);
+            assert!(!d.log_append_time);
+            assert_eq!(d.key, e.key);
+            assert_eq!(d.value, e.value);
+            let headers: Vec<Header> = e
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            assert_eq!(d.headers, headers);
+        }
+    }
+
+    #[test]
+    fn round_trips_every_codec() {
+        let tp = TopicPartition::new("t", 3);
+        for codec in CODECS {
+            let records = varied(10, 40);
+            let mut out = Vec::new();
+            let next = decode_records(&tp, encode(&records, codec), 10, &mut out).unwrap();
+            assert_eq!(next, 50, "{codec:?}");
+            assert_same(&out, &records);
+            assert!(out.iter().all(|r| &*r.topic == "t" && r.partition == 3));
+        }
+    }
+
+    #[test]
+    fn duplicate_header_keys_are_kept_in_order() {
+        // kafka-protocol's encoder takes an IndexMap (unique keys), so write the record by hand:
+        // key "k", value "v", headers a=1, a=null, a=2.
+        let tp = TopicPartition::new("t", 0);
+        let mut body = vec![0u8]; // attributes
+        body.extend_from_slice(&[0, 0]); // timestamp delta 0, offset delta 0
+        body.extend_from_slice(&[2, b'k', 2, b'v', 6]); // key, value, 3 headers
+        body.extend_from_slice(&[2, b'a', 2, b'1']);
+        body.extend_from_slice(&[2, b'a', 1]);
+        body.extend_from_slice(&[2, b'a', 2, b'2']);
+        let mut section = vec![(body.len() as u8) << 1];
+        section.extend_from_slice(&body);
+        let mut batch = encode(&[record(7, None, Some("x"))], Compression::None).to_vec();
+        batch.truncate(BATCH_HEADER_BYTES);
+        batch.extend_from_slice(&section);
+        let length = (batch.len() - LENGTH_COUNTS_FROM) as i32;
+        batch[8..12].copy_from_slice(&length.to_be_bytes());
+        fix_crc(&mut batch);
+        let mut out = Vec::new();
+        assert_eq!(
+            decode_records(&tp, Bytes::from(batch), 0, &mut out).unwrap(),
+            8
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(out[0].value.as_deref(), Some(&b"v"[..]));
+        let one = |s: &'static [u8]| Some(Bytes::from_static(s));
+        assert_eq!(
+            out[0].headers,
+            vec![
+                ("a".to_string(), one(b"1")),
+                ("a".to_string(), None),
+                ("a".to_string(), one(b"2"))
+            ]
+        );
+    }
+
+    #[test]
+    fn starts_inside_a_batch_and_stops_at_a_partial_one() {
+        let tp = TopicPartition::new("t", 0);
+        for codec in CODECS {
+            let first = varied(0, 10);
+            let second = varied(10, 5);
+            let mut bytes = BytesMut::new();
+            bytes.extend_from_slice(&encode(&first, codec));
+            bytes.extend_from_slice(&encode(&second, codec));
+            let third = encode(&varied(15, 5), codec);
+            bytes.extend_from_slice(&third[..third.len() - 1]);
+            let bytes = bytes.freeze();
+            let mut out = Vec::new();
+            assert_eq!(decode_records(&tp, bytes.clone(), 7, &mut out).unwrap(), 15);
+            let expected: Vec<Record> = first[7..].iter().chain(&second).cloned().collect();
+            assert_same(&out, &expected);
+            // A position past everything complete: nothing, and the position stays.
+            let mut out = Vec::new();
+            assert_eq!(
+                decode_records(&tp, bytes.clone(), 15, &mut out).unwrap(),
+                15
+            );
+            assert!(out.is_empty());
+            // Only a partial header.
+            assert_eq!(
+                decode_records(&tp, bytes.slice(..30), 0, &mut out).unwrap(),
+                0
+            );
+        }
+    }
+
+    #[test]
+    fn control_batches_are_skipped_and_moved_past() {
+        let tp = TopicPartition::new("t", 0);
+        let mut control = record(0, Some("\0\0\0\0"), Some("\0\0\0\0\0\0"));
+        control.control = true;
+        control.transactional = true;
+        let mut bytes = BytesMut::new();
+        bytes.extend_from_slice(&encode(&[control], Compression::None));
+        bytes.extend_from_slice(&encode(&[record(1, None, Some("a"))], Compression::None));
+        let mut out = Vec::new();
+        assert_eq!(decode_records(&tp, bytes.freeze(), 0, &mut out).unwrap(), 2);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].offset, 1);
+    }
+
+    #[test]
+    fn log_append_time_is_the_max_timestamp() {
+        let tp = TopicPartition::new("t", 0);
+        let mut batch = encode(&varied(0, 3), Compression::None).to_vec();
+        let attributes = i16_at(&batch, ATTRIBUTES_AT) | TIMESTAMP_TYPE_BIT;
+        batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+        batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&99_999i64.to_be_bytes());
+        fix_crc(&mut batch);
+        let mut out = Vec::new();
+        decode_records(&tp, Bytes::from(batch), 0, &mut out).unwrap();
+        assert!(out
+            .iter()
+            .all(|r| r.log_append_time && r.timestamp_ms == 99_999));
+    }
+
+    #[test]
+    fn malformed_records_are_errors() {
+        let tp = TopicPartition::new("t", 0);
+        let good = encode(&[record(0, Some("k"), Some("v"))], Compression::None).to_vec();
+        let decode = |batch: &[u8]| {
+            let mut batch = batch.to_vec();
+            fix_crc(&mut batch);
+            decode_records(&tp, Bytes::from(batch), 0, &mut Vec::new())
+        };
+        assert!(decode(&good).is_ok());
+        // The record: length, attributes, timestamp delta, offset delta, key length (1 byte:
+        // zigzag 2), 'k', value length, 'v', header count.
+        let key_length_at = BATCH_HEADER_BYTES + 4;
+        assert_eq!(good[key_length_at], 2);
+        let header_count_at = good.len() - 1;
+        for (at, patch, expected) in [
+            (key_length_at, 5u8, "negative key length"),   // -3
+            (key_length_at, 0x7e, "runs past its record"), // 63 bytes
+            (header_count_at, 0x80, "record truncated"),   // a varint running past the record
+            (header_count_at, 1, "negative header count"),
+            (BATCH_HEADER_BYTES, 0x7e, "runs past the batch"), // record length 63
+        ] {
+            let mut bad = good.clone();
+            bad[at] = patch;
+            let error = decode(&bad).unwrap_err().to_string();
+            assert!(error.contains(expected), "{at} {patch}: {error}");
+        }
+        // A record count above what the bytes hold.
+        let mut bad = good.clone();
+        bad[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&2i32.to_be_bytes());
+        assert!(decode(&bad).is_err());
+        // Trailing bytes after the last record.
+        let mut bad = good.clone();
+        bad.push(0);
+        let length = (bad.len() - LENGTH_COUNTS_FROM) as i32;
+        bad[8..12].copy_from_slice(&length.to_be_bytes());
+        assert!(decode(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("after the last"));
+        // A batch length shorter than a header.
+        let mut bad = good.clone();
+        bad[8..12].copy_from_slice(&10i32.to_be_bytes());
+        assert!(decode(&bad).unwrap_err().to_string().contains("shorter"));
+    }
+
+    #[test]
+    fn compression_bombs_stop_at_the_bound() {
+        let zeros = vec![0u8; 1 << 20];
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gzip, &zeros).unwrap();
+        let gzip = gzip.finish().unwrap();
+        assert!(decompress(1, &gzip, 1 << 20).is_ok());
+        let error = decompress(1, &gzip, 1000).unwrap_err();
+        assert!(error.contains("more than 1000"), "{error}");
+        let zstd = zstd::bulk::compress(&zeros, 3).unwrap();
+        assert!(decompress(4, &zstd, 1000)
+            .unwrap_err()
+            .contains("more than"));
+        // Raw snappy that claims 4 GiB: refused before anything is allocated.
+        let claim = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x00];
+        assert!(decompress(2, &claim, 1000).is_err());
+    }
+
+    /// Truncations and bit flips (with the CRC fixed up, so the record walker and the
+    /// decompressors see the damage) never panic.
+    #[test]
+    fn damaged_batches_never_panic() {
+        let tp = TopicPartition::new("t", 0);
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut random = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for codec in CODECS {
+            let good = encode(&varied(100, 12), codec);
+            for cut in 0..good.len() {
+                let mut out = Vec::new();
+                let next = decode_records(&tp, good.slice(..cut), 100, &mut out).unwrap();
+                assert_eq!(next, 100);
+                assert!(out.is_empty());
+            }
+            for _ in 0..3_000 {
+                let mut bad = good.to_vec();
+                for _ in 0..1 + random() % 3 {
+                    let bit = random() as usize % (bad.len() * 8);
+                    bad[bit / 8] ^= 1 << (bit % 8);
+                }
+                let _ = decode_records(&tp, Bytes::from(bad.clone()), 0, &mut Vec::new());
+                fix_crc(&mut bad);
+                let _ = decode_records(&tp, Bytes::from(bad.clone()), 0, &mut Vec::new());
+                if codec == Compression::None {
+                    // Random bytes as the records section.
+                    for b in &mut bad[BATCH_HEADER_BYTES..] {
+                        *b = random() as u8;
+                    }
+                    fix_crc(&mut bad);
+                    let _ = decode_records(&tp, Bytes::from(bad), 0, &mut Vec::new());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    #[test]
+    #[ignore]
+    fn decode_speed() {
+        let mut buf = BytesMut::new();
+        let value = Bytes::from(vec![b'x'; 100]);
+        let mut offset = 0i64;
+        while buf.len() < 8 << 20 {
+            let records: Vec<Record> = (0..150)
+                .map(|i| Record {
+                    transactional: false,
+                    control: false,
+                    delete_horizon: false,
+                    partition_leader_epoch: 0,
+                    producer_id: -1,
+                    producer_epoch: -1,
+                    timestamp_type: TimestampType::Creation,
+                    offset: offset + i,
+                    sequence: (offset + i) as i32,
+                    timestamp: 1000,
+                    key: None,
+                    value: Some(value.clone()),
+                    headers: Default::default(),
+                })
+                .collect();
+            offset += 150;
+            RecordBatchEncoder::encode(
+                &mut buf,
+                records.iter(),
+                &RecordEncodeOptions {
+                    version: 2,
+                    compression: Compression::None,
+                },
+            )
+            .unwrap();
+        }
+        let bytes = buf.freeze();
+        let tp = TopicPartition::new("c100", 0);
+        let mut total = 0;
+        let mut decoding = std::time::Duration::ZERO;
+        let mut dropping = std::time::Duration::ZERO;
+        let mut crc = std::time::Duration::ZERO;
+        for _ in 0..30 {
+            let mut out = Vec::with_capacity(offset as usize);
+            let started = std::time::Instant::now();
+            decode_records(&tp, bytes.clone(), 0, &mut out).unwrap();
+            decoding += started.elapsed();
+            total += out.len();
+            let started = std::time::Instant::now();
+            drop(out);
+            dropping += started.elapsed();
+            let started = std::time::Instant::now();
+            std::hint::black_box(crc32c::crc32c(&bytes));
+            crc += started.elapsed();
+        }
+        let per = |d: std::time::Duration| d.as_nanos() as f64 / total as f64;
+        println!(
+            "decode: {:.1} ns/record, drop {:.1}, crc {:.1} ({total} records)",
+            per(decoding),
+            per(dropping),
+            per(crc)
+        );
+    }
+}
