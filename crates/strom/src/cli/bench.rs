@@ -5,6 +5,19 @@
 //! from `send` to the moment the consumer holds the record (the send time travels in the
 //! first 8 bytes of the value, so it needs `--size 8` at least). MB are 10^6 bytes, as in
 //! `wire-limit`, so the two compare directly.
+//!
+//! Without `--rate` the producers send as fast as they can, and produce latency is mostly time
+//! queued in the producer's buffer. With `--rate N` (produce and e2e) they send open loop at N
+//! records per second in total, on the runtime's 1 ms timer: a record's latency counts from its
+//! send, or from 1 ms after its scheduled time when the producer fell further behind than
+//! that (blocked on a full buffer, say), so a stall shows in the latency of every record it
+//! delayed rather than hiding (no coordinated omission).
+//!
+//! The producers use `Producer::send_ref` (no per-record allocation) and track latency per
+//! batch: each record's send time is kept, and when its batch completes each record's latency
+//! is the batch's completion time minus its send time. Unpaced, the clock is read once per 8
+//! sends and the sends in between count from that reading (a few µs early, so latencies err
+//! high by as much).
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,20 +25,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bytes::{Bytes, BytesMut};
 use clap::{Args, Subcommand};
 use hdrhistogram::Histogram;
 use serde_json::json;
 use strom_client::{
     parse_compression, Acks, Admin, Client, ClientConfig, Compression, Consumer, ConsumerConfig,
-    NewTopic, OffsetSpec, Producer, ProducerConfig, ProducerRecord, ResponseError, TopicPartition,
+    DeliveryFuture, NewTopic, OffsetSpec, Producer, ProducerConfig, RecordRef, ResponseError,
+    TopicPartition,
 };
 use tokio::sync::mpsc;
 
 use super::{print_json, Format, GlobalArgs};
 
-/// Deliveries awaited by the latency collector at most; producers wait beyond it.
-const DELIVERIES_QUEUED_MAX: usize = 64 * 1024;
+/// Batches awaited by the latency collector at most; producers wait beyond it (the producer's
+/// buffer memory usually binds first).
+const BATCHES_QUEUED_MAX: usize = 4096;
+/// An unpaced producer reads the clock for every this many records (a reading costs about
+/// as much as a send); the records in between count from that reading, a few µs early.
+const CLOCK_READ_EVERY: u64 = 8;
+/// How far a rate-limited producer may fall behind its schedule before latency counts from
+/// the schedule (the runtime's timer ticks in milliseconds).
+const SCHEDULE_SLACK: Duration = Duration::from_millis(1);
 /// Highest latency the histogram records (longer ones are clamped), in microseconds.
 const LATENCY_US_MAX: u64 = 600_000_000;
 
@@ -38,11 +58,13 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
-    /// Produce as fast as possible and report throughput and acknowledgement latency.
+    /// Produce as fast as possible (or at --rate) and report throughput and acknowledgement
+    /// latency (send to ack).
     ///
     /// Examples:
     ///   strom bench produce --messages 1000000 --size 100 --acks 1
     ///   strom bench produce --topic bench --producers 4 --compression lz4 --format json
+    ///   strom bench produce --messages 2000000 --rate 500000   # latency at a fixed load
     Produce(LoadArgs),
     /// Read a topic from its start and report throughput and fetch latency.
     ///
@@ -53,6 +75,7 @@ enum BenchCommand {
     ///
     /// Examples:
     ///   strom bench e2e --messages 200000 --size 1000 --acks all
+    ///   strom bench e2e --messages 2000000 --rate 500000   # latency at a fixed load
     E2e(LoadArgs),
 }
 
@@ -86,6 +109,11 @@ pub struct LoadArgs {
     /// Partitions of the topic when it is created.
     #[arg(long, default_value_t = 1)]
     partitions: i32,
+    /// produce and e2e: send at this many messages per second in total, open loop (0: as
+    /// fast as possible). Latency then counts from each record's scheduled send time (less
+    /// 1 ms of timer slack) whenever the producer falls behind, so stalls are not hidden.
+    #[arg(long, default_value_t = 0, value_name = "MSGS_PER_SEC")]
+    rate: u64,
 }
 
 /// The figures of one run.
@@ -234,6 +262,33 @@ fn producer_config(load: &LoadArgs) -> ProducerConfig {
     }
 }
 
+/// The records of one producer batch: the first one's delivery and each one's send time.
+struct SentBatch {
+    delivery: DeliveryFuture,
+    sent: Vec<Instant>,
+}
+
+/// Open-loop pacing at a fixed rate.
+struct Schedule {
+    started: Instant,
+    nanos_per_record: f64,
+}
+
+impl Schedule {
+    /// Waits until record `index` is due; returns its send time for latency (see the module
+    /// documentation).
+    async fn wait(&self, index: u64) -> Instant {
+        let due =
+            self.started + Duration::from_nanos((index as f64 * self.nanos_per_record) as u64);
+        let now = Instant::now();
+        if due > now {
+            tokio::time::sleep_until(due.into()).await;
+            return Instant::now();
+        }
+        now.min(due + SCHEDULE_SLACK)
+    }
+}
+
 /// Runs the producers; `stamp` puts the send time into the first 8 bytes of each value.
 async fn run_producers(
     global: &GlobalArgs,
@@ -249,22 +304,29 @@ async fn run_producers(
         let client = connect(global).await?;
         let producer = Producer::new(client, producer_config(load));
         let topic = load.topic.clone();
-        let value = Bytes::from(payload(load.size, index + 1));
+        let mut value = payload(load.size, index + 1);
         let progress = progress.clone();
         let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let schedule = (load.rate > 0).then(|| Schedule {
+            started,
+            nanos_per_record: 1e9 * producers as f64 / load.rate as f64,
+        });
+        let started_ms = strom_client::now_ms() - started.elapsed().as_millis() as i64;
         tasks.push(tokio::spawn(async move {
-            let (sender, mut receiver) =
-                mpsc::channel::<(Instant, strom_client::DeliveryFuture)>(DELIVERIES_QUEUED_MAX);
+            let (sender, mut receiver) = mpsc::channel::<SentBatch>(BATCHES_QUEUED_MAX);
             let collector_failed = failed.clone();
             let collector = tokio::spawn(async move {
                 let mut histogram = new_histogram();
                 let mut first_error = None;
-                while let Some((sent, delivery)) = receiver.recv().await {
-                    match delivery.await {
+                while let Some(mut batch) = receiver.recv().await {
+                    match (&mut batch.delivery).await {
                         Ok(_) => {
-                            let us = (sent.elapsed().as_micros() as u64).clamp(1, LATENCY_US_MAX);
-                            histogram.saturating_record(us);
-                            progress.fetch_add(1, Ordering::Relaxed);
+                            let acked = batch.delivery.completed_at().unwrap_or_else(Instant::now);
+                            for sent in &batch.sent {
+                                let us = acked.saturating_duration_since(*sent).as_micros() as u64;
+                                histogram.saturating_record(us.clamp(1, LATENCY_US_MAX));
+                            }
+                            progress.fetch_add(batch.sent.len() as u64, Ordering::Relaxed);
                         }
                         Err(error) => {
                             collector_failed.store(true, Ordering::Relaxed);
@@ -274,28 +336,51 @@ async fn run_producers(
                 }
                 (histogram, first_error)
             });
-            for _ in 0..count {
+            let mut current: Option<SentBatch> = None;
+            let mut clock = Instant::now();
+            for i in 0..count {
                 if failed.load(Ordering::Relaxed) {
                     break;
                 }
-                let now = Instant::now();
-                let value = if stamp {
-                    let mut v = BytesMut::from(&value[..]);
-                    let nanos = now.duration_since(started).as_nanos() as u64;
-                    v[..8].copy_from_slice(&nanos.to_be_bytes());
-                    v.freeze()
-                } else {
-                    value.clone()
+                let sent = match &schedule {
+                    Some(schedule) => schedule.wait(i).await,
+                    None => {
+                        if i % CLOCK_READ_EVERY == 0 {
+                            clock = Instant::now();
+                        }
+                        clock
+                    }
                 };
-                let record = ProducerRecord {
-                    topic: topic.clone(),
-                    value: Some(value),
-                    ..ProducerRecord::default()
-                };
-                let delivery = producer.send(record).await?;
-                if sender.send((now, delivery)).await.is_err() {
-                    break;
+                if stamp {
+                    let nanos = sent.saturating_duration_since(started).as_nanos() as u64;
+                    value[..8].copy_from_slice(&nanos.to_be_bytes());
                 }
+                // The create time comes from the same clock reading as the send time.
+                let since = sent.saturating_duration_since(started);
+                let timestamp_ms =
+                    started_ms + since.as_secs() as i64 * 1000 + i64::from(since.subsec_millis());
+                let record = RecordRef::new(&topic, &value).timestamp_ms(timestamp_ms);
+                let delivery = producer.send_ref(record).await?;
+                match &mut current {
+                    Some(batch) if batch.delivery.same_batch(&delivery) => batch.sent.push(sent),
+                    _ => {
+                        let capacity = current.as_ref().map_or(64, |b| b.sent.len());
+                        let mut sent_times = Vec::with_capacity(capacity);
+                        sent_times.push(sent);
+                        let next = SentBatch {
+                            delivery,
+                            sent: sent_times,
+                        };
+                        if let Some(done) = current.replace(next) {
+                            if sender.send(done).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(done) = current.take() {
+                let _ = sender.send(done).await;
             }
             drop(sender);
             producer.close().await;
