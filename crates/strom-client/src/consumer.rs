@@ -1,13 +1,17 @@
 //! The consumer: by assignment or by subscription to a classic consumer group; positions,
 //! seeks, commits, the fetch loop and record decoding.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use tokio::task::JoinHandle;
 
 use crate::assignor::Assignor;
 use crate::client::Client;
@@ -17,6 +21,8 @@ use crate::offsets::{leader_of, list_offsets, OffsetSpec};
 use crate::types::{ConsumerRecord, TopicPartition};
 
 mod batch_reader;
+#[cfg(test)]
+mod pipelining_tests;
 
 pub use batch_reader::decode_records;
 
@@ -162,6 +168,38 @@ pub struct Consumer {
     /// Offsets last committed per partition, so auto-commit skips unchanged ones.
     last_committed: BTreeMap<TopicPartition, i64>,
     last_auto_commit: tokio::time::Instant,
+    /// Fetches sent and not applied yet, at most one per leader. A poll that gets an answer
+    /// with more to read behind it sends the leader's next fetch before decoding the answer,
+    /// so the broker reads while this side decodes and the application works.
+    in_flight: Vec<PendingFetch>,
+    /// A retriable fetch error said the metadata is stale: refresh it on the next poll.
+    refresh_due: bool,
+    /// A decoding error held back because the poll that met it returned records; the next
+    /// poll reports it.
+    deferred_error: Option<Error>,
+}
+
+/// Partitions to fetch from one leader, each with its position and its byte limit.
+type FetchList = Vec<(TopicPartition, i64, i32)>;
+
+/// A poll reserves room for this many records at most before decoding.
+const RESERVED_RECORDS_MAX: usize = 1 << 20;
+
+/// A fetch request on its way, with the positions it asked from: its answer is applied only to
+/// partitions still assigned at those positions (a seek, an assignment change or a rebalance
+/// in between makes it stale, and it is dropped).
+struct PendingFetch {
+    leader: i32,
+    positions: HashMap<TopicPartition, i64>,
+    task: JoinHandle<Result<FetchResponse>>,
+    /// The task's result once it is in (kept here, so a cancelled poll loses nothing).
+    result: Option<Result<FetchResponse>>,
+}
+
+impl Drop for PendingFetch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl Consumer {
@@ -175,6 +213,9 @@ impl Consumer {
             membership: None,
             last_committed: BTreeMap::new(),
             last_auto_commit: tokio::time::Instant::now(),
+            in_flight: Vec::new(),
+            refresh_due: false,
+            deferred_error: None,
         }
     }
 
@@ -314,72 +355,155 @@ impl Consumer {
         Ok(())
     }
 
-    /// Fetches once from every leader of the assignment and returns the records, in offset
-    /// order per partition. Waits at most about `timeout` when nothing is there.
+    /// Returns the records of the fetches that have answered, in offset order per partition:
+    /// waits for one fetch from every leader of the assignment, or until one answers with
+    /// records. Waits at most about `timeout` when nothing is there (a fetch sent by an earlier
+    /// poll keeps the wait that poll gave it).
+    ///
+    /// Fetching runs one request ahead: when an answer leaves more to read, the leader's next
+    /// fetch goes out before this poll decodes the answer (at most one fetch per leader is in
+    /// flight). Positions and commits only ever count records returned; data fetched for a
+    /// partition that was sought, unassigned or revoked meanwhile is dropped.
     ///
     /// A subscribed consumer also joins or rejoins its group here (a rebalance), and commits
     /// positions when auto-commit is due.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        if let Some(error) = self.deferred_error.take() {
+            return Err(error);
+        }
         if self.membership.is_some() {
             self.maintain_group().await?;
         }
         if self.partitions.is_empty() {
+            self.in_flight.clear();
             tokio::time::sleep(timeout).await;
             return Ok(Vec::new());
         }
+        if self.refresh_due {
+            tokio::time::sleep(Duration::from_millis(self.client.config().retry_backoff_ms)).await;
+            let mut topics: Vec<String> =
+                self.partitions.keys().map(|tp| tp.topic.clone()).collect();
+            topics.dedup();
+            self.client.refresh_metadata(Some(&topics), false).await?;
+            self.refresh_due = false;
+        }
         self.resolve_positions().await?;
-        let mut by_leader: HashMap<i32, Vec<(TopicPartition, i64, i32)>> = HashMap::new();
+        for (tp, state) in &self.partitions {
+            if state.position.is_some()
+                && self.client.cached_leader(&tp.topic, tp.partition).is_none()
+            {
+                leader_of(&self.client, tp).await?;
+            }
+        }
+        let max_wait_ms = (timeout.as_millis() as u64).min(self.config.fetch_max_wait_ms);
+        self.send_fetches(max_wait_ms, false);
+        self.wait_for_fetches().await;
+        // Nothing below awaits: what is taken here is applied in full.
+        let (fetches, waiting): (Vec<PendingFetch>, Vec<PendingFetch>) =
+            std::mem::take(&mut self.in_flight)
+                .into_iter()
+                .partition(|f| f.result.is_some());
+        self.in_flight = waiting;
+        let mut answers = Vec::with_capacity(fetches.len());
+        for mut fetch in fetches {
+            let result = fetch.result.take().expect("every fetch answered");
+            let parts = result.and_then(|response| fetched_partitions(fetch.leader, response));
+            match parts {
+                Ok(parts) => answers.push((std::mem::take(&mut fetch.positions), parts)),
+                Err(error) if error.is_retriable() => {
+                    tracing::debug!(%error, "fetch failed; will retry");
+                    self.refresh_due |= error.needs_metadata_refresh();
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        // Errors that fail the poll fail it before any position moves.
+        for (positions, parts) in &answers {
+            for part in parts {
+                if self.is_current(part, positions) {
+                    self.check_fatal(part)?;
+                }
+            }
+        }
+        let mut to_decode = Vec::new();
+        let mut expected_records = 0;
+        let mut first_error = None;
+        for (positions, parts) in answers {
+            for part in parts {
+                if !self.is_current(&part, &positions) {
+                    continue;
+                }
+                match self.apply(&part) {
+                    Ok(Some((position, count))) => {
+                        expected_records += count;
+                        to_decode.push((part, position));
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+        }
+        if !self.refresh_due {
+            self.send_fetches(max_wait_ms, true);
+        }
+        // One allocation for the poll's records (a hint: a batch's claim is checked only as
+        // it is decoded, so it is capped).
+        let mut records = Vec::with_capacity(expected_records.min(RESERVED_RECORDS_MAX));
+        for (part, position) in to_decode {
+            let before = records.len();
+            if let Err(error) = decode_records(&part.tp, part.records, position, &mut records) {
+                // Give back nothing of the partition and stay where it was.
+                records.truncate(before);
+                if let Some(state) = self.partitions.get_mut(&part.tp) {
+                    state.position = Some(position);
+                }
+                first_error.get_or_insert(error);
+            }
+        }
+        match first_error {
+            Some(error) if records.is_empty() => Err(error),
+            Some(error) => {
+                self.deferred_error = Some(error);
+                Ok(records)
+            }
+            None => Ok(records),
+        }
+    }
+
+    /// Sends a fetch to every leader that has none in flight, for its partitions with a
+    /// position that no fetch in flight covers; with `only_behind`, only to leaders with a
+    /// partition below its high watermark (a consumer that has caught up long-polls from the
+    /// next poll, with the assignment as it is then).
+    fn send_fetches(&mut self, max_wait_ms: u64, only_behind: bool) {
+        let busy: HashSet<i32> = self.in_flight.iter().map(|f| f.leader).collect();
+        let mut by_leader: BTreeMap<i32, (bool, FetchList)> = BTreeMap::new();
         for (tp, state) in &self.partitions {
             let Some(position) = state.position else {
                 continue;
             };
-            let leader = leader_of(&self.client, tp).await?;
-            by_leader
-                .entry(leader)
-                .or_default()
-                .push((tp.clone(), position, state.fetch_bytes));
-        }
-        let max_wait_ms = (timeout.as_millis() as u64).min(self.config.fetch_max_wait_ms);
-        let fetches = by_leader
-            .into_iter()
-            .map(|(leader, partitions)| self.fetch_from(leader, partitions, max_wait_ms));
-        let answers = futures::future::join_all(fetches).await;
-        let mut records = Vec::new();
-        let mut refresh = false;
-        for answer in answers {
-            let answer = match answer {
-                Ok(answer) => answer,
-                Err(error) if error.is_retriable() => {
-                    tracing::debug!(%error, "fetch failed; will retry");
-                    refresh |= error.needs_metadata_refresh();
-                    continue;
-                }
-                Err(error) => return Err(error),
+            let Some(leader) = self.client.cached_leader(&tp.topic, tp.partition) else {
+                continue;
             };
-            for part in answer {
-                refresh |= self.apply(part, &mut records)?;
+            if busy.contains(&leader) || self.in_flight.iter().any(|f| f.positions.contains_key(tp))
+            {
+                continue;
+            }
+            let entry = by_leader.entry(leader).or_default();
+            entry.0 |= position < state.high_watermark;
+            entry.1.push((tp.clone(), position, state.fetch_bytes));
+        }
+        for (leader, (behind, partitions)) in by_leader {
+            if behind || !only_behind {
+                let fetch = self.start_fetch(leader, partitions, max_wait_ms);
+                self.in_flight.push(fetch);
             }
         }
-        if refresh {
-            tokio::time::sleep(Duration::from_millis(self.client.config().retry_backoff_ms)).await;
-            let topics: Vec<String> = {
-                let mut t: Vec<String> =
-                    self.partitions.keys().map(|tp| tp.topic.clone()).collect();
-                t.dedup();
-                t
-            };
-            self.client.refresh_metadata(Some(&topics), false).await?;
-        }
-        Ok(records)
     }
 
-    async fn fetch_from(
-        &self,
-        leader: i32,
-        partitions: Vec<(TopicPartition, i64, i32)>,
-        max_wait_ms: u64,
-    ) -> Result<Vec<FetchedPartition>> {
-        let mut topics: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+    fn start_fetch(&self, leader: i32, partitions: FetchList, max_wait_ms: u64) -> PendingFetch {
+        let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
         for (tp, position, fetch_bytes) in &partitions {
             let mut p = FetchPartition::default();
             p.partition = tp.partition;
@@ -387,7 +511,7 @@ impl Consumer {
             p.fetch_offset = *position;
             p.log_start_offset = -1;
             p.partition_max_bytes = *fetch_bytes;
-            topics.entry(tp.topic.clone()).or_default().push(p);
+            topics.entry(&tp.topic).or_default().push(p);
         }
         let mut request = FetchRequest::default();
         request.replica_id = BrokerId(-1);
@@ -401,87 +525,180 @@ impl Consumer {
             .into_iter()
             .map(|(name, partitions)| {
                 let mut topic = FetchTopic::default();
-                topic.topic = TopicName(StrBytes::from_string(name));
+                topic.topic = TopicName(StrBytes::from_string(name.to_string()));
                 topic.partitions = partitions;
                 topic
             })
             .collect();
-        let connection = self.client.connection(leader).await?;
-        let timeout_ms = self.client.config().request_timeout_ms + max_wait_ms;
-        let (_, response) = connection.send_timeout(&request, timeout_ms).await?;
-        crate::error::check(
-            response.error_code,
-            || format!("fetch from broker {leader}"),
-            None,
-        )?;
-        let mut out = Vec::new();
-        for topic in response.responses {
-            let name = topic.topic.0.to_string();
-            for p in topic.partitions {
-                out.push(FetchedPartition {
-                    tp: TopicPartition::new(name.clone(), p.partition_index),
-                    error_code: p.error_code,
-                    high_watermark: p.high_watermark,
-                    log_start_offset: p.log_start_offset,
-                    records: p.records.unwrap_or_default(),
-                });
-            }
+        let client = self.client.clone();
+        let timeout_ms = client.config().request_timeout_ms + max_wait_ms;
+        let task = tokio::spawn(async move {
+            let connection = client.connection(leader).await?;
+            let (_, response) = connection.send_timeout(&request, timeout_ms).await?;
+            Ok(response)
+        });
+        PendingFetch {
+            leader,
+            positions: partitions
+                .into_iter()
+                .map(|(tp, position, _)| (tp, position))
+                .collect(),
+            task,
+            result: None,
         }
-        Ok(out)
     }
 
-    /// Applies one partition's fetch result; returns whether metadata needs a refresh.
-    fn apply(&mut self, part: FetchedPartition, out: &mut Vec<ConsumerRecord>) -> Result<bool> {
+    /// Waits until every fetch in flight has answered (each within its own timeout), or one
+    /// has answered with records (the others, long polls perhaps, stay in flight).
+    async fn wait_for_fetches(&mut self) {
+        let in_flight = &mut self.in_flight;
+        std::future::poll_fn(|cx| {
+            let mut waiting = false;
+            let mut records = false;
+            for fetch in in_flight.iter_mut() {
+                if fetch.result.is_none() {
+                    match Pin::new(&mut fetch.task).poll(cx) {
+                        Poll::Ready(joined) => {
+                            fetch.result = Some(joined.unwrap_or_else(|e| {
+                                Err(Error::Disconnected {
+                                    addr: format!("broker {}", fetch.leader),
+                                    reason: format!("fetch task ended: {e}"),
+                                })
+                            }))
+                        }
+                        Poll::Pending => waiting = true,
+                    }
+                }
+                records |= fetch.result.as_ref().is_some_and(has_records);
+            }
+            if waiting && !records {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await
+    }
+
+    /// Whether `part` answers a fetch from the partition's current position.
+    fn is_current(
+        &self,
+        part: &FetchedPartition,
+        positions: &HashMap<TopicPartition, i64>,
+    ) -> bool {
+        let asked = positions.get(&part.tp);
+        asked.is_some()
+            && self
+                .partitions
+                .get(&part.tp)
+                .is_some_and(|state| state.position.as_ref() == asked)
+    }
+
+    /// The error a partition's answer fails the poll with, if any.
+    fn check_fatal(&self, part: &FetchedPartition) -> Result<()> {
+        match part.error_code {
+            0 => Ok(()),
+            1 if self.config.auto_offset_reset == AutoOffsetReset::None => {
+                let position = self.position(&part.tp).unwrap_or(-1);
+                Err(Error::kafka(
+                    1,
+                    format!("fetch {} at offset {position}", part.tp),
+                    None,
+                ))
+            }
+            1 => Ok(()),
+            code => {
+                let error = Error::kafka(code, format!("fetch {}", part.tp), None);
+                if error.is_retriable() {
+                    Ok(())
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+
+    /// Applies one partition's answer (current, and not fatal) from its batch headers: moves
+    /// the position past the complete batches and returns the position they are to be decoded
+    /// from and about how many records that gives, or `None` when there is nothing to
+    /// decode.
+    fn apply(&mut self, part: &FetchedPartition) -> Result<Option<(i64, usize)>> {
         let reset = self.config.auto_offset_reset;
         let Some(state) = self.partitions.get_mut(&part.tp) else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(position) = state.position else {
-            return Ok(false);
+            return Ok(None);
         };
         match part.error_code {
             0 => {}
             1 => {
                 // OFFSET_OUT_OF_RANGE
-                match reset {
-                    AutoOffsetReset::Earliest => state.seek = Some(OffsetSpec::Earliest),
-                    AutoOffsetReset::Latest => state.seek = Some(OffsetSpec::Latest),
-                    AutoOffsetReset::None => {
-                        return Err(Error::kafka(
-                            1,
-                            format!("fetch {} at offset {position}", part.tp),
-                            None,
-                        ))
-                    }
-                }
+                state.seek = Some(match reset {
+                    AutoOffsetReset::Earliest => OffsetSpec::Earliest,
+                    _ => OffsetSpec::Latest,
+                });
                 tracing::debug!(tp = %part.tp, position, ?reset, "offset out of range; resetting");
                 state.position = None;
-                return Ok(false);
+                return Ok(None);
             }
-            code => {
-                let error = Error::kafka(code, format!("fetch {}", part.tp), None);
-                if error.is_retriable() {
-                    return Ok(true);
-                }
-                return Err(error);
+            _ => {
+                self.refresh_due = true;
+                return Ok(None);
             }
         }
         state.high_watermark = part.high_watermark;
         state.log_start_offset = part.log_start_offset;
-        let had_bytes = !part.records.is_empty();
-        let next = decode_records(&part.tp, part.records, position, out)?;
-        if had_bytes && next <= position {
+        if part.records.is_empty() {
+            return Ok(None);
+        }
+        let (next, count) = batch_reader::scan(&part.tp, &part.records, position)?;
+        if next <= position {
             // Only part of a batch came back: ask for more next time.
             state.fetch_bytes = state
                 .fetch_bytes
                 .saturating_mul(2)
                 .min(self.config.fetch_max_bytes.max(state.fetch_bytes));
-        } else {
-            state.fetch_bytes = self.config.max_partition_fetch_bytes;
+            return Ok(None);
         }
-        state.position = Some(next.max(position));
-        Ok(false)
+        state.fetch_bytes = self.config.max_partition_fetch_bytes;
+        state.position = Some(next);
+        Ok(Some((position, count)))
     }
+}
+
+fn has_records(result: &Result<FetchResponse>) -> bool {
+    result.as_ref().is_ok_and(|response| {
+        response.responses.iter().any(|topic| {
+            topic
+                .partitions
+                .iter()
+                .any(|p| p.records.as_ref().is_some_and(|r| !r.is_empty()))
+        })
+    })
+}
+
+/// The partitions of a fetch answer.
+fn fetched_partitions(leader: i32, response: FetchResponse) -> Result<Vec<FetchedPartition>> {
+    crate::error::check(
+        response.error_code,
+        || format!("fetch from broker {leader}"),
+        None,
+    )?;
+    let mut out = Vec::new();
+    for topic in response.responses {
+        let name = topic.topic.0.to_string();
+        for p in topic.partitions {
+            out.push(FetchedPartition {
+                tp: TopicPartition::new(name.clone(), p.partition_index),
+                error_code: p.error_code,
+                high_watermark: p.high_watermark,
+                log_start_offset: p.log_start_offset,
+                records: p.records.unwrap_or_default(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Group membership and commits.
@@ -715,6 +932,8 @@ impl Consumer {
     /// members at once rather than after the session timeout. A consumer by assignment only
     /// commits. The consumer can subscribe again afterwards.
     pub async fn close(&mut self) -> Result<()> {
+        self.in_flight.clear();
+        self.deferred_error = None;
         let mut first_error = None;
         if self.config.enable_auto_commit && self.config.group_id.is_some() {
             if let Err(error) = self.commit_positions(None).await {

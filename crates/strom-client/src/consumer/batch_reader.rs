@@ -141,6 +141,24 @@ fn read_header(tp: &TopicPartition, bytes: &[u8]) -> Result<Option<BatchHeader>>
     }))
 }
 
+/// Reads batch headers only: the offset after the last complete batch in `bytes` (at least
+/// `position`) and about how many records [`decode_records`] will return from `position`
+/// (what the headers claim, a compressed batch counted at most one record per byte). The
+/// checks are those of [`decode_records`] short of the CRC and the records.
+pub(crate) fn scan(tp: &TopicPartition, bytes: &[u8], position: i64) -> Result<(i64, usize)> {
+    let mut next = position;
+    let mut records = 0usize;
+    let mut at = 0;
+    while let Some(header) = read_header(tp, &bytes[at..])? {
+        next = next.max(header.next_offset);
+        at += header.size_bytes;
+        if header.attributes & CONTROL_BIT == 0 && header.next_offset > position {
+            records += (header.record_count as usize).min(header.size_bytes);
+        }
+    }
+    Ok((next, records))
+}
+
 /// Decodes every complete batch in `bytes` (a fetch may end in a partial batch), appends the
 /// records at or after `position` to `out`, and returns the offset after the last complete
 /// batch. Control batches are skipped (but moved past).
@@ -616,6 +634,8 @@ mod tests {
             assert_eq!(decode_records(&tp, bytes.clone(), 7, &mut out).unwrap(), 15);
             let expected: Vec<Record> = first[7..].iter().chain(&second).cloned().collect();
             assert_same(&out, &expected);
+            let (next, count) = scan(&tp, &bytes, 7).unwrap();
+            assert_eq!((next, count), (15, 15));
             // A position past everything complete: nothing, and the position stays.
             let mut out = Vec::new();
             assert_eq!(
@@ -754,6 +774,7 @@ mod tests {
                 let _ = decode_records(&tp, Bytes::from(bad.clone()), 0, &mut Vec::new());
                 fix_crc(&mut bad);
                 let _ = decode_records(&tp, Bytes::from(bad.clone()), 0, &mut Vec::new());
+                let _ = scan(&tp, &bad, 0);
                 if codec == Compression::None {
                     // Random bytes as the records section.
                     for b in &mut bad[BATCH_HEADER_BYTES..] {
