@@ -1,16 +1,50 @@
 //! The partition checkpoint file (`partition.checkpoint`): recovery point, log start offset,
 //! high watermark and whether the last shutdown was clean, written atomically (tmp, fsync,
 //! rename). Text, one `key value` per line, so an operator can read it.
+//!
+//! Also the log directory's clean-shutdown marker ([`CLEAN_SHUTDOWN_FILE_NAME`], Kafka's
+//! `.kafka_cleanshutdown`): written once every log of the directory was closed cleanly, and
+//! removed once they are all open again, before anything is appended. While it exists, a log
+//! whose checkpoint also says `clean_shutdown 1` is opened without scanning its active segment
+//! (see [`crate::LogOpenOptions`]). One file per directory instead of a checkpoint rewrite per
+//! partition at every start.
 
 use std::path::Path;
 
 use crate::error::{Result, StorageError};
-use crate::io::write_atomically_with;
+use crate::io::{remove_file, sync_dir, write_atomically_with};
 
 /// Name of the checkpoint file inside the partition directory.
 pub const CHECKPOINT_FILE_NAME: &str = "partition.checkpoint";
 
 const HEADER: &str = "strom-partition-checkpoint 1";
+
+/// Name of the clean-shutdown marker in the log directory (the broker's data directory).
+pub const CLEAN_SHUTDOWN_FILE_NAME: &str = ".strom-clean-shutdown";
+
+/// Whether the log directory `dir` holds the clean-shutdown marker.
+pub fn clean_shutdown_marked(dir: &Path) -> bool {
+    dir.join(CLEAN_SHUTDOWN_FILE_NAME).exists()
+}
+
+/// Syncs the file system holding `dir` (one `syncfs` for every log closed with
+/// [`crate::PartitionLog::close_unsynced`]) and then writes the clean-shutdown marker into
+/// `dir`, durably. Call it only after every log of the directory was closed without an error.
+pub fn mark_clean_shutdown(dir: &Path) -> Result<()> {
+    crate::io::sync_file_system(dir)?;
+    crate::io::write_atomically(&dir.join(CLEAN_SHUTDOWN_FILE_NAME), b"clean\n")
+}
+
+/// Removes the clean-shutdown marker from `dir`, durably. Call it once every log is open and
+/// before anything is appended: a crash after that must find no marker.
+pub fn unmark_clean_shutdown(dir: &Path) -> Result<()> {
+    let path = dir.join(CLEAN_SHUTDOWN_FILE_NAME);
+    if path.exists() {
+        remove_file(&path)?;
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
 
 /// The persisted offsets of a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -53,13 +53,14 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::batch::{BatchHeader, DELETE_HORIZON_BIT};
 use crate::config::CLEANER_OFFSET_MAP_BYTES_MAX;
 use crate::error::{Result, StorageError};
-use crate::io::{remove_file, sync_dir, write_atomically, LogFile};
+use crate::io::{remove_file, sync_dir, write_atomically, FileCache, LogFile};
 use crate::log::{parse_base_offset, PartitionLog};
 use crate::records::{build_batch, decompressed_records, records, write_record, RecordView};
 use crate::segment::{segment_file_name, Segment, NO_TIMESTAMP};
@@ -548,7 +549,7 @@ impl PartitionLog {
             return Ok(true);
         };
         let cleaned_path = self.dir.join(segment_file_name(first_base, "log.cleaned"));
-        let mut out = LogFile::create(&cleaned_path)?;
+        let mut out = LogFile::create(&cleaned_path, &self.files)?;
         let written = self.write_cleaned(group, group_end, cleaning, &mut out, stats, next_horizon);
         let (changed, written_end) = match written {
             Ok(outcome) => outcome,
@@ -664,8 +665,14 @@ impl PartitionLog {
             return Ok(false);
         }
         install_swap_file(&self.dir, first_base)?;
-        let (segment, outcome) =
-            Segment::open_and_scan(&self.dir, first_base, Some(group_end), &self.config, now_ms)?;
+        let (mut segment, outcome) = Segment::open_and_scan(
+            &self.dir,
+            first_base,
+            Some(group_end),
+            &self.config,
+            &self.files,
+            now_ms,
+        )?;
         if outcome.truncated_because.is_some() || segment.next_offset() != group_end {
             return Err(StorageError::Corrupt(format!(
                 "cleaned segment {first_base} ends at {} instead of {group_end}: {:?}",
@@ -673,6 +680,8 @@ impl PartitionLog {
                 outcome.truncated_because
             )));
         }
+        // A closed segment: its indexes are written now, as a roll would have.
+        segment.persist_indexes(true)?;
         for base in group {
             self.segments.remove(base);
         }
@@ -703,7 +712,7 @@ fn install_swap_file(dir: &Path, base: i64) -> Result<()> {
 /// Finishes or rolls back a clean interrupted by a crash (called by
 /// [`PartitionLog::open`] before it lists segments): deletes every `.cleaned` file and
 /// completes every `.swap` (deleting the old segments its offsets cover, then installing it).
-pub fn finish_interrupted_clean(dir: &Path) -> Result<()> {
+pub fn finish_interrupted_clean(dir: &Path, files: &Arc<FileCache>) -> Result<()> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
     let mut swaps = Vec::new();
@@ -726,7 +735,7 @@ pub fn finish_interrupted_clean(dir: &Path) -> Result<()> {
     swaps.sort_unstable();
     for base in swaps {
         let swap_path = dir.join(segment_file_name(base, "log.swap"));
-        let Some(end) = swap_end_offset(&swap_path)? else {
+        let Some(end) = swap_end_offset(&swap_path, files)? else {
             tracing::error!(path = %swap_path.display(), "swap file holds no valid batch; removing it");
             remove_file(&swap_path)?;
             continue;
@@ -742,8 +751,8 @@ pub fn finish_interrupted_clean(dir: &Path) -> Result<()> {
 
 /// The offset after the last well-framed batch of a swap file (headers only; the CRCs are
 /// checked when the installed segment is scanned), or `None` if it has none.
-fn swap_end_offset(path: &Path) -> Result<Option<i64>> {
-    let file = LogFile::open(path)?;
+fn swap_end_offset(path: &Path, files: &Arc<FileCache>) -> Result<Option<i64>> {
+    let file = LogFile::open(path, files)?;
     let mut position = 0u64;
     let mut end = None;
     let mut buf = [0u8; crate::batch::BATCH_HEADER_SIZE_BYTES];

@@ -2,14 +2,18 @@
 //! big-endian entries, one every `index.interval.bytes` of appended data. Also the generic
 //! append-only index file both indexes are built on.
 //!
-//! Entries are kept in memory and appended to a plain file; on open the file is checked (size a
-//! multiple of the entry size, strictly increasing, inside the segment) and the caller rebuilds
-//! it from the log when the check fails.
+//! Entries are kept in memory; the file holds no descriptor between calls. Entries are written
+//! out by [`IndexFile::persist`] (on roll, flush, close and after a recovery scan of a closed
+//! segment), so the file of the active segment may lag its memory: recovery after a crash
+//! never trusts it (the active segment is scanned), and after a clean shutdown it was written
+//! at close. On open the file is checked (size a multiple of the entry size, strictly
+//! increasing, inside the segment) and the caller rebuilds it from the log when the check fails.
 
-use std::path::Path;
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
-use crate::error::Result;
-use crate::io::LogFile;
+use crate::error::{Result, StorageError};
 
 /// A fixed-size index entry.
 pub(crate) trait IndexEntry: Copy + std::fmt::Debug {
@@ -25,22 +29,38 @@ pub(crate) trait IndexEntry: Copy + std::fmt::Debug {
     fn follows(&self, previous: &Self) -> bool;
 }
 
-/// An append-only index file with its entries mirrored in memory.
+/// An append-only index: entries in memory, mirrored to a file by [`IndexFile::persist`].
 #[derive(Debug)]
 pub(crate) struct IndexFile<E: IndexEntry> {
-    file: LogFile,
+    path: PathBuf,
     entries: Vec<E>,
     entries_max: usize,
+    /// `Some(n)`: the file holds exactly the first `n` entries; `None`: its contents are
+    /// unknown and the next persist rewrites it whole.
+    on_disk: Option<usize>,
+    /// The file's contents (as far as `on_disk` says) were fsynced.
+    synced: bool,
 }
 
 impl<E: IndexEntry> IndexFile<E> {
     /// Creates an empty index at `path` (truncating any file there).
+    #[cfg(test)]
     pub(crate) fn create(path: &Path, capacity_bytes: u32) -> Result<IndexFile<E>> {
-        Ok(IndexFile {
-            file: LogFile::create(path)?,
+        let mut index = IndexFile::rebuilt(path, capacity_bytes);
+        index.persist(false)?;
+        Ok(index)
+    }
+
+    /// An empty index for `path` whose file is left as it is until the next persist rewrites
+    /// it (a recovery scan fills the entries first).
+    pub(crate) fn rebuilt(path: &Path, capacity_bytes: u32) -> IndexFile<E> {
+        IndexFile {
+            path: path.to_path_buf(),
             entries: Vec::new(),
             entries_max: entries_max::<E>(capacity_bytes),
-        })
+            on_disk: None,
+            synced: false,
+        }
     }
 
     /// Loads an existing index; `None` (after a warning) when it is missing or fails `valid`
@@ -50,15 +70,16 @@ impl<E: IndexEntry> IndexFile<E> {
         capacity_bytes: u32,
         valid: impl Fn(&E) -> bool,
     ) -> Result<Option<IndexFile<E>>> {
-        if !path.exists() {
-            tracing::warn!(path = %path.display(), "index file missing; rebuilding");
-            return Ok(None);
-        }
-        let file = LogFile::open(path)?;
-        let len_bytes = file.len_bytes() as usize;
-        let mut bytes = vec![0u8; len_bytes];
-        let read = file.read_at(&mut bytes, 0)?;
-        if read != len_bytes || !len_bytes.is_multiple_of(E::SIZE_BYTES) {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(path = %path.display(), "index file missing; rebuilding");
+                return Ok(None);
+            }
+            Err(e) => return Err(StorageError::io(format!("reading {}", path.display()), e)),
+        };
+        let len_bytes = bytes.len();
+        if !len_bytes.is_multiple_of(E::SIZE_BYTES) {
             tracing::warn!(path = %path.display(), len_bytes, "index file has a partial entry; rebuilding");
             return Ok(None);
         }
@@ -68,10 +89,13 @@ impl<E: IndexEntry> IndexFile<E> {
             tracing::warn!(path = %path.display(), "index file is inconsistent with its segment; rebuilding");
             return Ok(None);
         }
+        let on_disk = Some(entries.len());
         Ok(Some(IndexFile {
-            file,
+            path: path.to_path_buf(),
             entries,
             entries_max: entries_max::<E>(capacity_bytes),
+            on_disk,
+            synced: true,
         }))
     }
 
@@ -91,14 +115,11 @@ impl<E: IndexEntry> IndexFile<E> {
         self.entries_max = entries_max::<E>(capacity_bytes);
     }
 
-    /// Appends one entry (which must follow the last).
+    /// Appends one entry (which must follow the last), in memory until the next persist.
     pub(crate) fn append(&mut self, entry: E) -> Result<()> {
         if let Some(last) = self.entries.last() {
             debug_assert!(entry.follows(last), "index entry {entry:?} after {last:?}");
         }
-        let mut encoded = Vec::with_capacity(E::SIZE_BYTES);
-        entry.encode(&mut encoded);
-        self.file.append(&encoded)?;
         self.entries.push(entry);
         Ok(())
     }
@@ -109,15 +130,50 @@ impl<E: IndexEntry> IndexFile<E> {
             .entries
             .partition_point(|e| e.relative_offset() < relative_offset);
         self.entries.truncate(keep);
-        self.file.truncate((keep * E::SIZE_BYTES) as u64)
+        if self.on_disk.is_some_and(|n| n > keep) {
+            self.on_disk = None;
+        }
+        Ok(())
     }
 
-    pub(crate) fn sync(&self) -> Result<()> {
-        self.file.sync()
+    /// Writes the entries the file lacks (the whole file when its contents are unknown), and
+    /// fsyncs it when `durable`. Opens and closes the file within the call.
+    pub(crate) fn persist(&mut self, durable: bool) -> Result<()> {
+        let from = match self.on_disk {
+            Some(n) if n == self.entries.len() && (!durable || self.synced) => return Ok(()),
+            Some(n) => n,
+            None => 0,
+        };
+        let context = |what: &str| format!("{what} {}", self.path.display());
+        let rewrite = self.on_disk.is_none();
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(rewrite)
+            .write(true)
+            .open(&self.path)
+            .map_err(|e| StorageError::io(context("opening"), e))?;
+        let mut bytes = Vec::with_capacity((self.entries.len() - from) * E::SIZE_BYTES);
+        for entry in &self.entries[from..] {
+            entry.encode(&mut bytes);
+        }
+        file.write_all_at(&bytes, (from * E::SIZE_BYTES) as u64)
+            .map_err(|e| StorageError::io(context("writing"), e))?;
+        if durable {
+            file.sync_data()
+                .map_err(|e| StorageError::io(context("fsync"), e))?;
+        }
+        self.synced = durable;
+        self.on_disk = Some(self.entries.len());
+        Ok(())
+    }
+
+    /// Persists and fsyncs.
+    pub(crate) fn sync(&mut self) -> Result<()> {
+        self.persist(true)
     }
 
     pub(crate) fn path(&self) -> &Path {
-        self.file.path()
+        &self.path
     }
 }
 
@@ -202,6 +258,7 @@ mod tests {
         let mut index = OffsetIndex::create(&path, 4096).unwrap();
         index.append(entry(10, 100)).unwrap();
         index.append(entry(20, 200)).unwrap();
+        index.persist(false).unwrap();
         drop(index);
         let loaded = OffsetIndex::load(&path, 4096, |_| true).unwrap().unwrap();
         assert_eq!(loaded.entries(), &[entry(10, 100), entry(20, 200)]);
@@ -232,8 +289,11 @@ mod tests {
         assert!(!index.is_full());
         index.append(entry(2, 20)).unwrap();
         assert!(index.is_full());
+        index.persist(false).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 16);
         index.truncate_from(2).unwrap();
         assert_eq!(index.entries(), &[entry(1, 10)]);
+        index.persist(false).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 8);
     }
 }

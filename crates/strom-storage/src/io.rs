@@ -1,46 +1,280 @@
 //! The file I/O seam: every byte the log reads or writes goes through [`LogFile`], so another
 //! backend (io_uring, direct I/O) can replace it in one place.
+//!
+//! Open file descriptors are a budget, not a consequence of the partition count: segment
+//! files are opened through a [`FileCache`], a bounded LRU of open handles shared by every log
+//! of a broker (Kafka keeps every segment open and asks operators for huge `ulimit -n`; with
+//! 10,000 partitions of 3 files each that is beyond the usual hard limit of 20,000). A
+//! [`LogFile`] remembers its path and length; its handle is opened on first use, closed when
+//! the cache evicts it, and reopened (by path, never creating) on the next use. Index files
+//! hold no descriptor at all: their entries live in memory and are written out on roll, flush
+//! and close (see `index.rs`).
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::error::{Result, StorageError};
 
-/// An append-only file with positional reads.
+/// Smallest budget of a [`FileCache`]: below this, appends to a few partitions would thrash.
+pub const OPEN_FILES_MIN: usize = 16;
+
+/// A bounded set of open segment file handles, least recently used evicted first.
+///
+/// The bound holds for handles the cache keeps; a handle evicted while a read or append is
+/// using it stays open until that operation ends, so at most `capacity` + (threads doing log
+/// I/O at that instant) segment files are open. Directory handles for fsync, index and
+/// checkpoint writes are opened and closed within one call.
+#[derive(Debug)]
+pub struct FileCache {
+    capacity: usize,
+    next_id: AtomicU64,
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    /// id -> (handle, tick of its last use)
+    open: HashMap<u64, (Arc<File>, u64)>,
+    /// tick of last use -> id; the first entry is the least recently used.
+    by_use: BTreeMap<u64, u64>,
+    tick: u64,
+    opened: u64,
+    evicted: u64,
+}
+
+/// Counters of a [`FileCache`], for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileCacheStats {
+    /// Handles held now.
+    pub open: usize,
+    /// The budget.
+    pub capacity: usize,
+    /// Handles opened since the cache was made.
+    pub opened: u64,
+    /// Handles closed to stay within the budget.
+    pub evicted: u64,
+}
+
+impl FileCache {
+    /// A cache keeping at most `capacity` (at least [`OPEN_FILES_MIN`]) handles open.
+    pub fn new(capacity: usize) -> Arc<FileCache> {
+        Arc::new(FileCache {
+            capacity: capacity.max(OPEN_FILES_MIN),
+            next_id: AtomicU64::new(1),
+            inner: Mutex::new(CacheInner::default()),
+        })
+    }
+
+    /// The cache [`crate::PartitionLog::open`] uses when given none: one per process, sized by
+    /// [`default_open_files_max`].
+    pub fn shared() -> Arc<FileCache> {
+        static SHARED: OnceLock<Arc<FileCache>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| FileCache::new(default_open_files_max()))
+            .clone()
+    }
+
+    /// The budget.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> FileCacheStats {
+        let inner = self.lock();
+        FileCacheStats {
+            open: inner.open.len(),
+            capacity: self.capacity,
+            opened: inner.opened,
+            evicted: inner.evicted,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CacheInner> {
+        // A panic while holding the lock leaves the maps consistent (no partial updates).
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn new_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn get(&self, id: u64) -> Option<Arc<File>> {
+        let mut inner = self.lock();
+        inner.tick += 1;
+        let tick = inner.tick;
+        let (file, last_use) = inner.open.get_mut(&id)?;
+        let file = file.clone();
+        let previous = std::mem::replace(last_use, tick);
+        inner.by_use.remove(&previous);
+        inner.by_use.insert(tick, id);
+        Some(file)
+    }
+
+    fn insert(&self, id: u64, file: Arc<File>) -> Arc<File> {
+        let mut evicted = Vec::new();
+        let mut inner = self.lock();
+        inner.tick += 1;
+        let tick = inner.tick;
+        inner.opened += 1;
+        if let Some((_, previous)) = inner.open.insert(id, (file.clone(), tick)) {
+            inner.by_use.remove(&previous);
+        }
+        inner.by_use.insert(tick, id);
+        while inner.open.len() > self.capacity {
+            let Some((_, victim)) = inner.by_use.pop_first() else {
+                break;
+            };
+            if let Some((handle, _)) = inner.open.remove(&victim) {
+                evicted.push(handle);
+                inner.evicted += 1;
+            }
+        }
+        drop(inner);
+        drop(evicted); // closed outside the lock
+        file
+    }
+
+    /// Closes about half of the handles (after the process ran out of descriptors).
+    fn shed(&self) {
+        let mut evicted = Vec::new();
+        let mut inner = self.lock();
+        let keep = inner.open.len() / 2;
+        while inner.open.len() > keep {
+            let Some((_, victim)) = inner.by_use.pop_first() else {
+                break;
+            };
+            if let Some((handle, _)) = inner.open.remove(&victim) {
+                evicted.push(handle);
+                inner.evicted += 1;
+            }
+        }
+        drop(inner);
+        drop(evicted);
+    }
+
+    fn forget(&self, id: u64) {
+        let mut inner = self.lock();
+        if let Some((handle, last_use)) = inner.open.remove(&id) {
+            inner.by_use.remove(&last_use);
+            drop(inner);
+            drop(handle);
+        }
+    }
+}
+
+/// Default budget of open segment files: half of the process's open files limit (the soft
+/// limit, which `strom server` raises to the hard limit first), leaving the other half for
+/// client connections and everything else; 4096 when the limit is unknown.
+pub fn default_open_files_max() -> usize {
+    open_files_limit()
+        .map_or(4096, |limit| (limit / 2) as usize)
+        .max(OPEN_FILES_MIN)
+}
+
+/// The soft `RLIMIT_NOFILE`, if known.
+pub fn open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct we own.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if rc != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
+        return None;
+    }
+    Some(limit.rlim_cur)
+}
+
+fn is_out_of_descriptors(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// An append-only file with positional reads, opened through a [`FileCache`].
 #[derive(Debug)]
 pub(crate) struct LogFile {
-    file: File,
+    cache: Arc<FileCache>,
+    id: u64,
     path: PathBuf,
     len_bytes: u64,
 }
 
 impl LogFile {
     /// Opens `path` for reading and appending, creating it if missing.
-    pub(crate) fn open(path: &Path) -> Result<LogFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
-        let len_bytes = file
+    pub(crate) fn open(path: &Path, cache: &Arc<FileCache>) -> Result<LogFile> {
+        let mut log = LogFile {
+            cache: cache.clone(),
+            id: cache.new_id(),
+            path: path.to_path_buf(),
+            len_bytes: 0,
+        };
+        let file = log.open_handle(true)?;
+        log.len_bytes = file
             .metadata()
             .map_err(|e| StorageError::io(format!("stat {}", path.display()), e))?
             .len();
+        Ok(log)
+    }
+
+    /// An existing file whose handle is opened on first use (only its length is read now, with
+    /// no descriptor): how closed segments are loaded.
+    pub(crate) fn open_lazily(path: &Path, cache: &Arc<FileCache>) -> Result<LogFile> {
+        let len_bytes = std::fs::metadata(path)
+            .map_err(|e| StorageError::io(format!("stat {}", path.display()), e))?
+            .len();
         Ok(LogFile {
-            file,
+            cache: cache.clone(),
+            id: cache.new_id(),
             path: path.to_path_buf(),
             len_bytes,
         })
     }
 
     /// Creates `path` empty (truncating anything there) and opens it.
-    pub(crate) fn create(path: &Path) -> Result<LogFile> {
-        let mut file = LogFile::open(path)?;
+    pub(crate) fn create(path: &Path, cache: &Arc<FileCache>) -> Result<LogFile> {
+        let mut file = LogFile::open(path, cache)?;
         file.truncate(0)?;
         Ok(file)
+    }
+
+    /// The open handle (from the cache, or opened now: created only on the first open, so a
+    /// file deleted behind the log's back is an error, not a silently empty segment).
+    fn handle(&self) -> Result<Arc<File>> {
+        match self.cache.get(self.id) {
+            Some(file) => Ok(file),
+            None => self.open_handle(false),
+        }
+    }
+
+    fn open_handle(&self, create: bool) -> Result<Arc<File>> {
+        let open = || {
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(create)
+                .open(&self.path)
+        };
+        let file = match open() {
+            Ok(file) => file,
+            Err(e) if is_out_of_descriptors(&e) => {
+                tracing::warn!(path = %self.path.display(), open = self.cache.stats().open, "out of file descriptors; closing cached segment files");
+                self.cache.shed();
+                open()
+                    .map_err(|e| StorageError::io(format!("opening {}", self.path.display()), e))?
+            }
+            Err(e) => {
+                return Err(StorageError::io(
+                    format!("opening {}", self.path.display()),
+                    e,
+                ))
+            }
+        };
+        Ok(self.cache.insert(self.id, Arc::new(file)))
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -54,9 +288,10 @@ impl LogFile {
     /// Appends all of `bytes`. On failure the file is cut back to its previous length so that it
     /// never ends in a partial write the log does not know about.
     pub(crate) fn append(&mut self, bytes: &[u8]) -> Result<()> {
-        if let Err(error) = self.file.write_all(bytes) {
+        let file = self.handle()?;
+        if let Err(error) = (&*file).write_all(bytes) {
             let len_bytes = self.len_bytes;
-            if let Err(trim) = self.file.set_len(len_bytes) {
+            if let Err(trim) = file.set_len(len_bytes) {
                 tracing::warn!(path = %self.path.display(), %trim, "could not trim failed append");
             }
             return Err(StorageError::io(
@@ -71,9 +306,10 @@ impl LogFile {
     /// Reads up to `buf.len()` bytes at `position`; returns how many were read (short only at
     /// end of file).
     pub(crate) fn read_at(&self, buf: &mut [u8], position: u64) -> Result<usize> {
+        let file = self.handle()?;
         let mut done = 0;
         while done < buf.len() {
-            match self.file.read_at(&mut buf[done..], position + done as u64) {
+            match file.read_at(&mut buf[done..], position + done as u64) {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -90,18 +326,24 @@ impl LogFile {
 
     /// Cuts the file to `len_bytes`.
     pub(crate) fn truncate(&mut self, len_bytes: u64) -> Result<()> {
-        self.file
+        self.handle()?
             .set_len(len_bytes)
             .map_err(|e| StorageError::io(format!("truncating {}", self.path.display()), e))?;
         self.len_bytes = len_bytes;
         Ok(())
     }
 
-    /// fsyncs the file's data.
+    /// fsyncs the file's data (through any handle: fsync covers the whole inode).
     pub(crate) fn sync(&self) -> Result<()> {
-        self.file
+        self.handle()?
             .sync_data()
             .map_err(|e| StorageError::io(format!("fsync {}", self.path.display()), e))
+    }
+}
+
+impl Drop for LogFile {
+    fn drop(&mut self) {
+        self.cache.forget(self.id);
     }
 }
 
@@ -110,6 +352,19 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StorageError::io(format!("fsync directory {}", dir.display()), e))
+}
+
+/// Flushes every dirty page and inode of the file system holding `path` (`syncfs`): one call
+/// instead of an fsync per file when thousands of logs close at once.
+pub(crate) fn sync_file_system(path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let context = || format!("syncfs {}", path.display());
+    let dir = File::open(path).map_err(|e| StorageError::io(context(), e))?;
+    // SAFETY: syncfs takes a descriptor we hold open for the duration of the call.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(StorageError::io(context(), std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 /// Writes `contents` to `path` atomically: write a temporary file, fsync it, rename it over

@@ -27,6 +27,8 @@ mod cleaner_tests;
 pub mod config;
 pub mod epoch;
 mod error;
+#[cfg(test)]
+mod file_budget_tests;
 mod index;
 mod io;
 pub mod log;
@@ -44,5 +46,6 @@ mod time_index;
 pub use cleaner::CleanStats;
 pub use config::{CompactionConfig, LogConfig};
 pub use error::StorageError;
-pub use log::{AppendInfo, AppendOutcome, PartitionLog};
+pub use io::{default_open_files_max, open_files_limit, FileCache, FileCacheStats};
+pub use log::{AppendInfo, AppendOutcome, LogOpenOptions, PartitionLog};
 pub use producer_state::{ProducerStateError, Verdict};

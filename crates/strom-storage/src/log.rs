@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
@@ -13,8 +14,8 @@ use crate::cleaner::{self, CleanerCheckpoint};
 use crate::config::{CompactionConfig, LogConfig};
 use crate::epoch::LeaderEpochCache;
 use crate::error::{Result, StorageError};
-use crate::io::{remove_file, sync_dir};
-use crate::producer_state::{ProducerStateError, ProducerStateManager, Verdict};
+use crate::io::{remove_file, sync_dir, FileCache};
+use crate::producer_state::{snapshot_path, ProducerStateError, ProducerStateManager, Verdict};
 use crate::segment::{segment_file_name, Segment, NO_TIMESTAMP};
 
 /// What an append did.
@@ -49,6 +50,27 @@ pub enum AppendOutcome {
     },
 }
 
+/// How [`PartitionLog::open_with`] opens a log.
+#[derive(Debug, Clone)]
+pub struct LogOpenOptions {
+    /// The open segment files budget shared by every log of the broker.
+    pub files: Arc<FileCache>,
+    /// The log directory's clean-shutdown marker was found (see
+    /// [`crate::checkpoint::CLEAN_SHUTDOWN_FILE_NAME`]): every log was closed cleanly, so the
+    /// active segment is not scanned (only the tail after its last index entry is checked).
+    pub clean_shutdown: bool,
+}
+
+impl Default for LogOpenOptions {
+    /// The process-wide [`FileCache::shared`], recovery as after a crash.
+    fn default() -> LogOpenOptions {
+        LogOpenOptions {
+            files: FileCache::shared(),
+            clean_shutdown: false,
+        }
+    }
+}
+
 /// One partition's log on disk. Not thread-safe by itself: reads take `&self`, everything that
 /// changes the log takes `&mut self` (the broker wraps it in a lock).
 #[derive(Debug)]
@@ -67,6 +89,9 @@ pub struct PartitionLog {
     last_flush_ms: i64,
     pub(crate) producers: ProducerStateManager,
     pub(crate) cleaner: CleanerCheckpoint,
+    pub(crate) files: Arc<FileCache>,
+    /// The checkpoint as last written (or read), so unchanged ones are not written again.
+    written_checkpoint: Option<Checkpoint>,
 }
 
 impl PartitionLog {
@@ -79,24 +104,52 @@ impl PartitionLog {
     /// [`PartitionLog::clean`]); after it, the producer state is loaded from the newest
     /// snapshot and the batches after it. Cleanup policy: delete only, until
     /// [`PartitionLog::set_compaction_config`].
+    ///
+    /// Segment files are opened through the process-wide [`FileCache::shared`]; the broker uses
+    /// [`PartitionLog::open_with`] and its own budget.
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> Result<PartitionLog> {
+        PartitionLog::open_with(dir, config, now_ms, &LogOpenOptions::default())
+    }
+
+    /// [`PartitionLog::open`] with a file handle budget and, after a clean shutdown of the
+    /// whole log directory, without scanning the active segment.
+    pub fn open_with(
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+        options: &LogOpenOptions,
+    ) -> Result<PartitionLog> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StorageError::io(format!("creating {}", dir.display()), e))?;
-        cleaner::finish_interrupted_clean(dir)?;
-        let bases = list_segment_bases(dir)?;
+        // One listing of the directory serves the cleaner's leftovers, the segments and the
+        // producer snapshots (three listings per partition showed at start-up).
+        let mut listing = list_dir(dir)?;
+        if listing.clean_unfinished {
+            cleaner::finish_interrupted_clean(dir, &options.files)?;
+            listing = list_dir(dir)?;
+        }
+        let bases = listing.segment_bases;
         let checkpoint = Checkpoint::read(dir)?;
+        let clean = options.clean_shutdown && checkpoint.is_some_and(|c| c.clean_shutdown);
         if let Some(checkpoint) = &checkpoint {
-            if !checkpoint.clean_shutdown {
-                tracing::info!(dir = %dir.display(), recovery_point = checkpoint.recovery_point, "recovering partition log after an unclean shutdown");
+            if !clean {
+                tracing::debug!(dir = %dir.display(), recovery_point = checkpoint.recovery_point, "recovering partition log after an unclean shutdown");
             }
         }
         let recovery_point = checkpoint.map_or(0, |c| c.recovery_point);
         let mut epochs = LeaderEpochCache::load(dir);
-        let (mut segments, seen_epochs) =
-            recover_segments(dir, &bases, recovery_point, &config, now_ms)?;
+        let recovery = Recovery {
+            dir,
+            config: &config,
+            files: &options.files,
+            recovery_point,
+            clean,
+            now_ms,
+        };
+        let (mut segments, seen_epochs) = recovery.recover_segments(&bases)?;
         if segments.is_empty() {
             let base = checkpoint.map_or(0, |c| c.log_start_offset.max(0));
-            segments.insert(base, Segment::create(dir, base, &config)?);
+            segments.insert(base, Segment::create(dir, base, &config, &options.files)?);
         }
         let first_base = segments.values().next().map_or(0, Segment::base_offset);
         let log_end = segments
@@ -132,10 +185,16 @@ impl PartitionLog {
             last_flush_ms: now_ms,
             producers: ProducerStateManager::new(dir),
             cleaner: CleanerCheckpoint::read(dir),
+            files: options.files.clone(),
+            written_checkpoint: checkpoint,
         };
-        // Not fsynced: it only moves the clean-shutdown flag, which recovery does not rely on.
-        log.write_checkpoint_with(false, false)?;
-        log.reload_producer_state()?;
+        // Written only when recovery changed what it says (not fsynced: recovery trusts only
+        // what an earlier durable checkpoint covered). The clean-shutdown flag is left as it
+        // is: only the log directory's marker, removed once every log is open, makes the next
+        // open trust it.
+        let clean_flag = checkpoint.is_some_and(|c| c.clean_shutdown);
+        log.write_checkpoint_with(clean_flag, false)?;
+        log.reload_producer_state(Some(listing.snapshot_offsets))?;
         log.check_invariants();
         Ok(log)
     }
@@ -173,9 +232,15 @@ impl PartitionLog {
 
     /// Loads the newest snapshot at or below the log end offset and replays the batch headers
     /// after it (from the log start offset if there is no snapshot or it is older).
-    fn reload_producer_state(&mut self) -> Result<()> {
+    /// `snapshot_offsets`: the snapshots in the directory, when just listed.
+    fn reload_producer_state(&mut self, snapshot_offsets: Option<Vec<i64>>) -> Result<()> {
         let log_end = self.log_end_offset();
-        let snapshot = self.producers.load_latest_snapshot(log_end)?;
+        let snapshot = match snapshot_offsets {
+            Some(offsets) => self
+                .producers
+                .load_latest_snapshot_among(log_end, offsets)?,
+            None => self.producers.load_latest_snapshot(log_end)?,
+        };
         let from = snapshot.map_or(self.log_start_offset, |s| s.max(self.log_start_offset));
         let first_base = self.segment_base_for(from);
         let mut replayed = 0u64;
@@ -654,7 +719,7 @@ impl PartitionLog {
         }
         self.write_checkpoint(false)?;
         self.producers.delete_snapshots_above(offset)?;
-        self.reload_producer_state()?;
+        self.reload_producer_state(None)?;
         if self.cleaner.first_dirty_offset > offset {
             self.cleaner.first_dirty_offset = offset;
             self.cleaner.write(&self.dir)?;
@@ -669,10 +734,33 @@ impl PartitionLog {
         self.flush_marking(false)
     }
 
-    /// Flushes, writes a producer state snapshot and marks the shutdown clean.
-    pub fn close(mut self) -> Result<()> {
-        self.take_producer_snapshot()?;
-        self.flush_marking(true)
+    /// Flushes, writes a producer state snapshot (unless one at the log end exists: the state
+    /// there is what replaying the same log gives) and marks the shutdown clean. An idle log
+    /// whose files are all up to date writes nothing.
+    pub fn close(self) -> Result<()> {
+        self.close_with(true)
+    }
+
+    /// [`PartitionLog::close`] without a single fsync, for closing thousands of logs at once:
+    /// the caller syncs the whole file system afterwards ([`crate::checkpoint::mark_clean_shutdown`]
+    /// does, before it writes the marker). Safe without that sync too: the checkpoint it writes
+    /// makes recovery trust only closed segments, which were fsynced when they rolled.
+    pub fn close_unsynced(self) -> Result<()> {
+        self.close_with(false)
+    }
+
+    fn close_with(mut self, durable: bool) -> Result<()> {
+        let log_end = self.log_end_offset();
+        if !snapshot_path(&self.dir, log_end).exists() {
+            self.producers.take_snapshot_with(log_end, durable)?;
+        }
+        if durable {
+            return self.flush_marking(true);
+        }
+        self.active_mut().persist_indexes(false)?;
+        self.recovery_point = log_end;
+        self.unflushed_messages = 0;
+        self.write_checkpoint_with(true, false)
     }
 
     /// fsyncs what was appended since the last flush and writes the checkpoint. A log with
@@ -682,9 +770,15 @@ impl PartitionLog {
         let log_end = self.log_end_offset();
         let dirty = self.recovery_point < log_end || self.unflushed_messages > 0;
         if dirty {
-            self.active().sync()?;
+            self.active_mut().sync()?;
             self.recovery_point = log_end;
             self.unflushed_messages = 0;
+        } else if clean_shutdown {
+            // The next open trusts the active segment's indexes: write what they lack. Not
+            // fsynced (an fsync per idle partition made shutdowns take minutes): an index
+            // file that lost its tail to a power cut only makes that open check more of the
+            // segment, and a damaged one is rebuilt.
+            self.active_mut().persist_indexes(false)?;
         }
         self.write_checkpoint_with(clean_shutdown, dirty)
     }
@@ -753,7 +847,7 @@ impl PartitionLog {
     fn roll(&mut self) -> Result<()> {
         let base_offset = self.log_end_offset();
         self.active_mut().seal()?;
-        let segment = Segment::create(&self.dir, base_offset, &self.config)?;
+        let segment = Segment::create(&self.dir, base_offset, &self.config, &self.files)?;
         self.segments.insert(base_offset, segment);
         sync_dir(&self.dir)?;
         self.recovery_point = base_offset;
@@ -782,18 +876,25 @@ impl PartitionLog {
         Ok(())
     }
 
-    fn write_checkpoint(&self, clean_shutdown: bool) -> Result<()> {
+    fn write_checkpoint(&mut self, clean_shutdown: bool) -> Result<()> {
         self.write_checkpoint_with(clean_shutdown, true)
     }
 
-    fn write_checkpoint_with(&self, clean_shutdown: bool, durable: bool) -> Result<()> {
-        Checkpoint {
+    /// Writes the checkpoint, unless it says exactly what the last one written said (a durable
+    /// write is never skipped after a non-durable one of the same contents).
+    fn write_checkpoint_with(&mut self, clean_shutdown: bool, durable: bool) -> Result<()> {
+        let checkpoint = Checkpoint {
             recovery_point: self.recovery_point,
             log_start_offset: self.log_start_offset,
             high_watermark: self.high_watermark,
             clean_shutdown,
+        };
+        if !durable && self.written_checkpoint == Some(checkpoint) {
+            return Ok(());
         }
-        .write_with(&self.dir, durable)
+        checkpoint.write_with(&self.dir, durable)?;
+        self.written_checkpoint = Some(checkpoint);
+        Ok(())
     }
 
     pub(crate) fn check_invariants(&self) {
@@ -816,50 +917,70 @@ impl PartitionLog {
 /// Leader epochs seen in scanned batches: (epoch, first offset), in log order.
 type SeenEpochs = Vec<(i32, i64)>;
 
-/// Opens the segments in base offset order, scanning those that reach past the recovery point
-/// and any whose indexes are damaged. Stops at the first truncation or offset gap and deletes
-/// every later segment. Returns the segments and the leader epochs seen in scanned batches.
-fn recover_segments(
-    dir: &Path,
-    bases: &[i64],
+/// What [`Recovery::recover_segments`] needs to know about the log being opened.
+struct Recovery<'a> {
+    dir: &'a Path,
+    config: &'a LogConfig,
+    files: &'a Arc<FileCache>,
     recovery_point: i64,
-    config: &LogConfig,
+    /// The log was closed cleanly: the active segment is trusted like a closed one.
+    clean: bool,
     now_ms: i64,
-) -> Result<(BTreeMap<i64, Segment>, SeenEpochs)> {
-    let mut segments: BTreeMap<i64, Segment> = BTreeMap::new();
-    let mut seen_epochs = Vec::new();
-    for (i, &base) in bases.iter().enumerate() {
-        let next_base = bases.get(i + 1).copied();
-        let expected_base = segments.values().next_back().map(Segment::next_offset);
-        if expected_base.is_some_and(|expected| expected != base) {
-            tracing::warn!(dir = %dir.display(), base, ?expected_base, "offset gap between segments; deleting this segment and all later ones");
-            delete_segment_files(dir, &bases[i..])?;
-            break;
-        }
-        let trusted = match next_base {
-            Some(next) if next <= recovery_point => Segment::open_trusted(dir, base, next, config)?,
-            _ => None,
-        };
-        let (segment, truncated) = match trusted {
-            Some(segment) => (segment, false),
-            None => {
-                let (segment, outcome) =
-                    Segment::open_and_scan(dir, base, next_base, config, now_ms)?;
-                seen_epochs.extend(outcome.epochs);
-                (segment, outcome.truncated_because.is_some())
+}
+
+impl Recovery<'_> {
+    /// Opens the segments in base offset order, scanning those that reach past the recovery
+    /// point and any whose indexes are damaged (and the active one, unless the log was closed
+    /// cleanly). Stops at the first truncation or offset gap and deletes every later segment.
+    /// Returns the segments and the leader epochs seen in scanned batches.
+    fn recover_segments(&self, bases: &[i64]) -> Result<(BTreeMap<i64, Segment>, SeenEpochs)> {
+        let (dir, config, files) = (self.dir, self.config, self.files);
+        let mut segments: BTreeMap<i64, Segment> = BTreeMap::new();
+        let mut seen_epochs = Vec::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let next_base = bases.get(i + 1).copied();
+            let expected_base = segments.values().next_back().map(Segment::next_offset);
+            if expected_base.is_some_and(|expected| expected != base) {
+                tracing::warn!(dir = %dir.display(), base, ?expected_base, "offset gap between segments; deleting this segment and all later ones");
+                delete_segment_files(dir, &bases[i..])?;
+                break;
             }
-        };
-        let empty_and_closed = segment.is_empty() && next_base.is_some();
-        segments.insert(base, segment);
-        if truncated || empty_and_closed {
-            if next_base.is_some() {
-                tracing::warn!(dir = %dir.display(), base, "segment truncated; deleting all later segments");
+            let trusted = match next_base {
+                Some(next) if next <= self.recovery_point => {
+                    Segment::open_trusted(dir, base, next, config, files)?
+                }
+                None if self.clean && base <= self.recovery_point => {
+                    Segment::open_clean_active(dir, base, config, files, self.now_ms)?
+                        .filter(|s| s.next_offset() >= self.recovery_point)
+                }
+                _ => None,
+            };
+            let (segment, truncated) = match trusted {
+                Some(segment) => (segment, false),
+                None => {
+                    let (mut segment, outcome) =
+                        Segment::open_and_scan(dir, base, next_base, config, files, self.now_ms)?;
+                    seen_epochs.extend(outcome.epochs);
+                    if next_base.is_some() {
+                        // A closed segment is never written again: its rebuilt indexes go to
+                        // disk now so the next open can trust them.
+                        segment.persist_indexes(false)?;
+                    }
+                    (segment, outcome.truncated_because.is_some())
+                }
+            };
+            let empty_and_closed = segment.is_empty() && next_base.is_some();
+            segments.insert(base, segment);
+            if truncated || empty_and_closed {
+                if next_base.is_some() {
+                    tracing::warn!(dir = %dir.display(), base, "segment truncated; deleting all later segments");
+                }
+                delete_segment_files(dir, &bases[i + 1..])?;
+                break;
             }
-            delete_segment_files(dir, &bases[i + 1..])?;
-            break;
         }
+        Ok((segments, seen_epochs))
     }
-    Ok((segments, seen_epochs))
 }
 
 fn delete_segment_files(dir: &Path, bases: &[i64]) -> Result<()> {
@@ -871,38 +992,62 @@ fn delete_segment_files(dir: &Path, bases: &[i64]) -> Result<()> {
     Ok(())
 }
 
-/// Base offsets of the `.log` files in `dir`, sorted. Removes leftover `.tmp` files and index
-/// files without a log.
-fn list_segment_bases(dir: &Path) -> Result<Vec<i64>> {
+/// What [`list_dir`] found in a partition directory.
+struct DirListing {
+    /// Base offsets of the `.log` files, sorted.
+    segment_bases: Vec<i64>,
+    /// Offsets of the producer state snapshots, sorted.
+    snapshot_offsets: Vec<i64>,
+    /// A `.cleaned` or `.swap` file: a log clean was interrupted.
+    clean_unfinished: bool,
+}
+
+/// Lists a partition directory once. Removes leftover `.tmp` files and index files without a
+/// log.
+fn list_dir(dir: &Path) -> Result<DirListing> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
     let mut bases = Vec::new();
+    let mut snapshot_offsets = Vec::new();
+    let mut clean_unfinished = false;
     let mut index_files = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
-        let path = entry.path();
-        let (Some(stem), Some(extension)) = (
-            path.file_stem().and_then(|s| s.to_str()),
-            path.extension().and_then(|s| s.to_str()),
-        ) else {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
             continue;
         };
-        let base = parse_base_offset(stem);
-        match (extension, base) {
-            ("tmp", _) => remove_file(&path)?,
+        if name.ends_with(".cleaned") || name.ends_with(".swap") {
+            clean_unfinished = true;
+            continue;
+        }
+        if name.ends_with(".tmp") {
+            remove_file(&entry.path())?;
+            continue;
+        }
+        let Some((stem, extension)) = name.split_once('.') else {
+            continue;
+        };
+        match (extension, parse_base_offset(stem)) {
             ("log", Some(base)) => bases.push(base),
-            ("index" | "timeindex", Some(base)) => index_files.push((base, path)),
+            ("snapshot", Some(offset)) => snapshot_offsets.push(offset),
+            ("index" | "timeindex", Some(base)) => index_files.push((base, entry.path())),
             _ => {}
         }
     }
     bases.sort_unstable();
+    snapshot_offsets.sort_unstable();
     for (base, path) in index_files {
         if bases.binary_search(&base).is_err() {
             tracing::warn!(path = %path.display(), "index file without a segment; removing it");
             remove_file(&path)?;
         }
     }
-    Ok(bases)
+    Ok(DirListing {
+        segment_bases: bases,
+        snapshot_offsets,
+        clean_unfinished,
+    })
 }
 
 pub(crate) fn parse_base_offset(stem: &str) -> Option<i64> {

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use crate::batch::{increment_sequence, BatchHeader};
 use crate::error::{Result, StorageError};
-use crate::io::{remove_file, write_atomically};
+use crate::io::{remove_file, write_atomically_with};
 
 /// Batches remembered per producer for duplicate detection (Kafka's
 /// `NUM_BATCHES_TO_RETAIN`; clients keep at most 5 requests in flight).
@@ -343,8 +343,14 @@ impl ProducerStateManager {
     /// Writes `<offset>.snapshot` atomically (the state as of log end offset `offset`) and
     /// deletes all but the newest [`PRODUCER_SNAPSHOTS_KEPT`] snapshots.
     pub fn take_snapshot(&self, offset: i64) -> Result<()> {
+        self.take_snapshot_with(offset, true)
+    }
+
+    /// [`ProducerStateManager::take_snapshot`], fsynced only when `durable` (a snapshot lost
+    /// to a power cut is replaced by an older one and a longer replay).
+    pub fn take_snapshot_with(&self, offset: i64, durable: bool) -> Result<()> {
         let bytes = encode_snapshot(offset, &self.producers);
-        write_atomically(&snapshot_path(&self.dir, offset), &bytes)?;
+        write_atomically_with(&snapshot_path(&self.dir, offset), &bytes, durable)?;
         let offsets = snapshot_offsets(&self.dir)?;
         let excess = offsets.len().saturating_sub(PRODUCER_SNAPSHOTS_KEPT);
         for old in &offsets[..excess] {
@@ -368,8 +374,19 @@ impl ProducerStateManager {
     /// returns its offset (`None`, with an empty state, if there is none). Snapshots above
     /// `max_offset` and damaged ones are deleted.
     pub fn load_latest_snapshot(&mut self, max_offset: i64) -> Result<Option<i64>> {
+        let offsets = snapshot_offsets(&self.dir)?;
+        self.load_latest_snapshot_among(max_offset, offsets)
+    }
+
+    /// [`ProducerStateManager::load_latest_snapshot`] given the snapshot offsets in the
+    /// directory (ascending), when the caller just listed it.
+    pub fn load_latest_snapshot_among(
+        &mut self,
+        max_offset: i64,
+        offsets: Vec<i64>,
+    ) -> Result<Option<i64>> {
         self.producers.clear();
-        for offset in snapshot_offsets(&self.dir)?.into_iter().rev() {
+        for offset in offsets.into_iter().rev() {
             let path = snapshot_path(&self.dir, offset);
             if offset > max_offset {
                 tracing::info!(path = %path.display(), max_offset, "deleting producer snapshot above the log end");

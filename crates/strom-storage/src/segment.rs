@@ -3,12 +3,13 @@
 //! closed segments are immutable.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader, BATCH_HEADER_SIZE_BYTES, BATCH_LENGTH_MIN, MAGIC_V2};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::index::{OffsetEntry, OffsetIndex};
-use crate::io::{remove_file, LogFile};
+use crate::io::{remove_file, FileCache, LogFile};
 use crate::time_index::{TimeEntry, TimeIndex};
 
 /// Marks "no timestamp", as Kafka's `RecordBatch.NO_TIMESTAMP`.
@@ -48,22 +49,33 @@ pub(crate) struct ScanOutcome {
 
 impl Segment {
     /// Creates a new empty segment (truncating stale files of the same name).
-    pub(crate) fn create(dir: &Path, base_offset: i64, config: &LogConfig) -> Result<Segment> {
-        let log = LogFile::create(&dir.join(segment_file_name(base_offset, "log")))?;
-        Segment::create_indexes_for(dir, base_offset, log, config)
+    pub(crate) fn create(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        files: &Arc<FileCache>,
+    ) -> Result<Segment> {
+        let log = LogFile::create(&dir.join(segment_file_name(base_offset, "log")), files)?;
+        let mut segment = Segment::with_empty_indexes(dir, base_offset, log, config);
+        segment.offset_index.persist(false)?;
+        segment.time_index.persist(false)?;
+        Ok(segment)
     }
 
     /// Opens a closed segment below the recovery point whose end offset is known
     /// (`next_offset`, the next segment's base) without scanning it, trusting its indexes when
     /// they pass the consistency checks. Returns `None` when an index is missing or damaged:
     /// the caller then recovers the segment with [`Segment::open_and_scan`].
+    /// The log file is not opened (only its length is read); its handle comes from `files` on
+    /// first use.
     pub(crate) fn open_trusted(
         dir: &Path,
         base_offset: i64,
         next_offset: i64,
         config: &LogConfig,
+        files: &Arc<FileCache>,
     ) -> Result<Option<Segment>> {
-        let log = LogFile::open(&dir.join(segment_file_name(base_offset, "log")))?;
+        let log = LogFile::open_lazily(&dir.join(segment_file_name(base_offset, "log")), files)?;
         let log_len_bytes = log.len_bytes();
         let span = next_offset - base_offset;
         if log_len_bytes == 0 || span <= 0 || span > i64::from(u32::MAX) {
@@ -103,40 +115,37 @@ impl Segment {
         }))
     }
 
-    /// Opens a segment and recovers it: scans every batch (framing, magic, offsets increasing
-    /// from `base_offset` and below `offset_limit` (the next segment's base, if known), CRC),
-    /// truncates the file at the first bad one, and rebuilds both indexes from the scan.
-    pub(crate) fn open_and_scan(
+    /// Opens the active segment of a log that was shut down cleanly without scanning it: its
+    /// indexes (written at close) are trusted when they pass the consistency checks, and only
+    /// the batches from the last offset index entry to the end of the file (at most about
+    /// `index.interval.bytes`) are read and checked (framing, offsets, CRC) to find the end
+    /// offset and the largest timestamp. Returns `None` when an index is missing or damaged or
+    /// the tail does not end exactly at the end of the file: the caller then scans it with
+    /// [`Segment::open_and_scan`].
+    pub(crate) fn open_clean_active(
         dir: &Path,
         base_offset: i64,
-        offset_limit: Option<i64>,
         config: &LogConfig,
+        files: &Arc<FileCache>,
         now_ms: i64,
-    ) -> Result<(Segment, ScanOutcome)> {
-        let log = LogFile::open(&dir.join(segment_file_name(base_offset, "log")))?;
-        let mut segment = Segment::create_indexes_for(dir, base_offset, log, config)?;
-        let outcome = segment.scan_and_index(offset_limit)?;
-        if segment.log.len_bytes() > 0 {
-            segment.rolling_base_ms = Some(now_ms);
-        }
-        Ok((segment, outcome))
-    }
-
-    fn create_indexes_for(
-        dir: &Path,
-        base_offset: i64,
-        log: LogFile,
-        config: &LogConfig,
-    ) -> Result<Segment> {
-        let offset_index = OffsetIndex::create(
+    ) -> Result<Option<Segment>> {
+        let log = LogFile::open_lazily(&dir.join(segment_file_name(base_offset, "log")), files)?;
+        let log_len_bytes = log.len_bytes();
+        let capacity = config.segment_index_size_bytes;
+        let offset_index = OffsetIndex::load(
             &dir.join(segment_file_name(base_offset, "index")),
-            config.segment_index_size_bytes,
+            capacity,
+            |e: &OffsetEntry| u64::from(e.position) < log_len_bytes,
         )?;
-        let time_index = TimeIndex::create(
+        let time_index = TimeIndex::load(
             &dir.join(segment_file_name(base_offset, "timeindex")),
-            config.segment_index_size_bytes,
+            capacity,
+            |e: &TimeEntry| e.timestamp_ms >= 0,
         )?;
-        Ok(Segment {
+        let (Some(offset_index), Some(time_index)) = (offset_index, time_index) else {
+            return Ok(None);
+        };
+        let mut segment = Segment {
             base_offset,
             next_offset: base_offset,
             log,
@@ -147,7 +156,112 @@ impl Segment {
             bytes_since_index_entry: 0,
             index_interval_bytes: u64::from(config.index_interval_bytes),
             rolling_base_ms: None,
-        })
+        };
+        if let Some(last) = segment.time_index.last() {
+            segment.max_timestamp_ms = last.timestamp_ms;
+            segment.max_timestamp_batch_base_offset = base_offset + i64::from(last.relative_offset);
+        }
+        let relative_limit = base_offset.saturating_add(i64::from(u32::MAX));
+        let mut reader = ChunkReader::default();
+        let mut position = 0u64;
+        if let Some(last) = segment.offset_index.last().copied() {
+            // The indexed batch itself: it is in the index already, so it is not indexed again.
+            let expected = base_offset + i64::from(last.relative_offset);
+            position = u64::from(last.position);
+            let header = match check_batch_at(
+                &mut reader,
+                &segment.log,
+                position,
+                expected,
+                relative_limit,
+            )? {
+                Ok(header) if header.base_offset == expected => header,
+                _ => return Ok(None),
+            };
+            if header.max_timestamp > segment.max_timestamp_ms {
+                segment.max_timestamp_ms = header.max_timestamp;
+                segment.max_timestamp_batch_base_offset = header.base_offset;
+            }
+            segment.next_offset = header.next_offset();
+            segment.bytes_since_index_entry = header.size_bytes() as u64;
+            position += header.size_bytes() as u64;
+        }
+        while position < log_len_bytes {
+            let header = match check_batch_at(
+                &mut reader,
+                &segment.log,
+                position,
+                segment.next_offset,
+                relative_limit,
+            )? {
+                Ok(header) => header,
+                Err(_) => return Ok(None),
+            };
+            segment.index_batch(position, &header)?;
+            position += header.size_bytes() as u64;
+        }
+        if segment
+            .time_index
+            .last()
+            .is_some_and(|e| base_offset + i64::from(e.relative_offset) >= segment.next_offset)
+        {
+            return Ok(None);
+        }
+        if log_len_bytes > 0 {
+            segment.rolling_base_ms = Some(now_ms);
+        }
+        Ok(Some(segment))
+    }
+
+    /// Opens a segment and recovers it: scans every batch (framing, magic, offsets increasing
+    /// from `base_offset` and below `offset_limit` (the next segment's base, if known), CRC),
+    /// truncates the file at the first bad one, and rebuilds both indexes from the scan (in
+    /// memory: the index files are rewritten by the next [`Segment::persist_indexes`], roll or
+    /// flush).
+    pub(crate) fn open_and_scan(
+        dir: &Path,
+        base_offset: i64,
+        offset_limit: Option<i64>,
+        config: &LogConfig,
+        files: &Arc<FileCache>,
+        now_ms: i64,
+    ) -> Result<(Segment, ScanOutcome)> {
+        let log = LogFile::open(&dir.join(segment_file_name(base_offset, "log")), files)?;
+        let mut segment = Segment::with_empty_indexes(dir, base_offset, log, config);
+        let outcome = segment.scan_and_index(offset_limit)?;
+        if segment.log.len_bytes() > 0 {
+            segment.rolling_base_ms = Some(now_ms);
+        }
+        Ok((segment, outcome))
+    }
+
+    /// A segment over `log` with empty indexes whose files are rewritten at the next persist.
+    fn with_empty_indexes(
+        dir: &Path,
+        base_offset: i64,
+        log: LogFile,
+        config: &LogConfig,
+    ) -> Segment {
+        let offset_index = OffsetIndex::rebuilt(
+            &dir.join(segment_file_name(base_offset, "index")),
+            config.segment_index_size_bytes,
+        );
+        let time_index = TimeIndex::rebuilt(
+            &dir.join(segment_file_name(base_offset, "timeindex")),
+            config.segment_index_size_bytes,
+        );
+        Segment {
+            base_offset,
+            next_offset: base_offset,
+            log,
+            offset_index,
+            time_index,
+            max_timestamp_ms: NO_TIMESTAMP,
+            max_timestamp_batch_base_offset: base_offset,
+            bytes_since_index_entry: 0,
+            index_interval_bytes: u64::from(config.index_interval_bytes),
+            rolling_base_ms: None,
+        }
     }
 
     /// Walks the whole file from position 0, indexing each valid batch; truncates at the first
@@ -321,11 +435,18 @@ impl Segment {
         self.sync()
     }
 
-    /// fsyncs the log file and both indexes.
-    pub(crate) fn sync(&self) -> Result<()> {
+    /// fsyncs the log file and writes and fsyncs both indexes.
+    pub(crate) fn sync(&mut self) -> Result<()> {
         self.log.sync()?;
         self.offset_index.sync()?;
         self.time_index.sync()
+    }
+
+    /// Writes index entries the index files lack (no fsync unless `durable`; a no-op when
+    /// the files are up to date, and durable already if `durable`).
+    pub(crate) fn persist_indexes(&mut self, durable: bool) -> Result<()> {
+        self.offset_index.persist(durable)?;
+        self.time_index.persist(durable)
     }
 
     /// Reads the header of the batch at `position`.
@@ -582,7 +703,13 @@ impl ChunkReader {
         let end = position + len as u64;
         let buffered = position >= self.start && end <= self.start + self.len as u64;
         if !buffered {
-            self.buf.resize(SCAN_CHUNK_BYTES, 0);
+            // No bigger than what is left of the file: thousands of small segments are
+            // scanned at start-up, and zeroing 1 MiB for each dominated it.
+            let left = file.len_bytes().saturating_sub(position) as usize;
+            let want = SCAN_CHUNK_BYTES.min(left).max(len);
+            if self.buf.len() < want {
+                self.buf.resize(want, 0);
+            }
             self.len = file.read_at(&mut self.buf, position)?;
             self.start = position;
         }

@@ -85,6 +85,7 @@ mod tests {
         assert_eq!(index.lookup(200), Some(0));
         assert_eq!(index.lookup(201), Some(5));
         assert_eq!(index.max_timestamp_ms(), Some(200));
+        index.persist(false).unwrap();
         drop(index);
         let loaded = TimeIndex::load(&path, 4096, |_| true).unwrap().unwrap();
         assert_eq!(loaded.entries().len(), 2);
