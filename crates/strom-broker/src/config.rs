@@ -46,6 +46,11 @@ pub struct BrokerConfig {
     pub fetch_response_bytes_max: usize,
     /// How often retention and segment.ms rolls run (`log.retention.check.interval.ms`).
     pub log_retention_check_interval_ms: u64,
+    /// Segment files (`.log`) kept open at most, over all partitions; the least recently used
+    /// is closed and reopened on its next read or append. Index files hold no descriptor.
+    /// 0 (the default) means half of the open files limit at start (`strom server` first
+    /// raises the soft limit to the hard one), leaving the rest to connections.
+    pub log_open_files_max: usize,
     /// How often the log cleaner looks for compacted partitions to clean
     /// (`log.cleaner.backoff.ms`).
     pub log_cleaner_backoff_ms: u64,
@@ -97,6 +102,7 @@ impl Default for BrokerConfig {
             connections_max_idle_ms: 600_000,
             fetch_response_bytes_max: 64 * 1024 * 1024,
             log_retention_check_interval_ms: 60_000,
+            log_open_files_max: 0,
             log_cleaner_backoff_ms: 15_000,
             offsets_topic_num_partitions: 50,
             offsets_topic_segment_bytes: 100 * 1024 * 1024,
@@ -154,6 +160,15 @@ impl BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// `log_open_files_max`, with 0 resolved to half of the open files limit (the cache
+    /// raises anything below 16 to 16).
+    pub fn log_open_files_max_effective(&self) -> usize {
+        match self.log_open_files_max {
+            0 => strom_storage::default_open_files_max(),
+            max => max,
+        }
+    }
+
     /// The group coordinator's settings.
     pub fn group_config(&self) -> crate::group::GroupConfig {
         crate::group::GroupConfig {

@@ -2,7 +2,9 @@
 //! broker keeps beside it (high watermark watchers, effective configs).
 //!
 //! The set of partitions follows the metadata image: [`ReplicaManager::apply_image`] opens logs
-//! for partitions assigned to this node and deletes those whose topic is gone.
+//! for partitions assigned to this node and deletes those whose topic is gone. Logs are opened
+//! in parallel (recovery is mostly waiting on the file system) and share one budget of open
+//! segment files ([`FileCache`], `log_open_files_max`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -12,13 +14,21 @@ use parking_lot::{Mutex, RwLock};
 use strom_metadata::topic_config::effective_value;
 use strom_metadata::{MetadataImage, TopicImage};
 use strom_storage::batch::{BatchValidation, TimestampType};
-use strom_storage::{CompactionConfig, LogConfig, PartitionLog, StorageError};
+use strom_storage::{
+    CompactionConfig, FileCache, LogConfig, LogOpenOptions, PartitionLog, StorageError,
+};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 /// File in each partition directory naming the topic id it belongs to (Kafka's
 /// `partition.metadata`), so a re-created topic of the same name never inherits old data.
 const PARTITION_METADATA_FILE: &str = "partition.metadata";
+
+/// Threads that open logs at once when many are opened together (start-up, a large topic).
+const OPEN_THREADS_MAX: usize = 8;
+
+/// Below this many logs to open, they are opened on the calling thread.
+const OPEN_PARALLEL_MIN: usize = 32;
 
 /// A topic name and partition index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -97,18 +107,31 @@ pub struct ReplicaManager {
     node_id: i32,
     data_dir: PathBuf,
     topic_defaults: BTreeMap<String, String>,
+    files: Arc<FileCache>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
 }
 
 impl ReplicaManager {
-    /// An empty manager for partitions under `data_dir`.
-    pub fn new(node_id: i32, data_dir: &Path, topic_defaults: BTreeMap<String, String>) -> Self {
+    /// An empty manager for partitions under `data_dir`, keeping at most `open_files_max`
+    /// segment files open.
+    pub fn new(
+        node_id: i32,
+        data_dir: &Path,
+        topic_defaults: BTreeMap<String, String>,
+        open_files_max: usize,
+    ) -> Self {
         ReplicaManager {
             node_id,
             data_dir: data_dir.to_path_buf(),
             topic_defaults,
+            files: FileCache::new(open_files_max),
             partitions: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The budget of open segment files shared by the hosted logs.
+    pub fn files(&self) -> &Arc<FileCache> {
+        &self.files
     }
 
     /// The broker-wide topic config defaults.
@@ -137,6 +160,27 @@ impl ReplicaManager {
     /// deletes those whose topic is gone. Also removes partition directories on disk that no
     /// topic in the image owns (left by a crash during deletion).
     pub fn apply_image(&self, image: &MetadataImage, now_ms: i64) -> Result<(), StorageError> {
+        self.apply_image_opening(image, now_ms, false)
+    }
+
+    /// [`ReplicaManager::apply_image`] at start-up: with `clean_shutdown` (the data
+    /// directory's clean-shutdown marker was found) logs are opened without scanning their
+    /// active segments.
+    pub fn load(
+        &self,
+        image: &MetadataImage,
+        now_ms: i64,
+        clean_shutdown: bool,
+    ) -> Result<(), StorageError> {
+        self.apply_image_opening(image, now_ms, clean_shutdown)
+    }
+
+    fn apply_image_opening(
+        &self,
+        image: &MetadataImage,
+        now_ms: i64,
+        clean_shutdown: bool,
+    ) -> Result<(), StorageError> {
         let mut wanted = HashMap::new();
         for topic in image.topics.values() {
             for partition in &topic.partitions {
@@ -169,25 +213,49 @@ impl ReplicaManager {
             self.delete_partition(partition);
         }
         let mut first_error = None;
+        let mut to_open = Vec::new();
+        // Configs are derived once per topic, not once per partition.
+        let mut topic_configs: HashMap<&str, (LogConfig, ProduceRules, CompactionConfig)> =
+            HashMap::new();
         for (key, (topic, image)) in wanted {
             let leadership = Leadership {
                 leader: image.leader,
                 leader_epoch: image.leader_epoch,
                 isr: image.isr.clone(),
             };
-            let (log_config, rules) = self.configs_for(topic);
-            let compaction = self.compaction_config_for(topic);
+            let (log_config, rules, compaction) = topic_configs
+                .entry(topic.name.as_str())
+                .or_insert_with(|| {
+                    let (log_config, rules) = self.configs_for(topic);
+                    (log_config, rules, self.compaction_config_for(topic))
+                })
+                .clone();
             if let Some(existing) = self.get(&key.topic, key.partition) {
                 *existing.leadership.write() = leadership;
                 *existing.rules.write() = rules;
                 let mut log = existing.log.lock();
-                log.set_config(log_config);
+                if *log.config() != log_config {
+                    log.set_config(log_config);
+                }
                 log.set_compaction_config(compaction);
                 continue;
             }
-            match self.open_partition(topic, key.partition, log_config, rules, leadership, now_ms) {
+            to_open.push(ToOpen {
+                key,
+                topic,
+                log_config,
+                rules,
+                compaction,
+                leadership,
+            });
+        }
+        let options = LogOpenOptions {
+            files: self.files.clone(),
+            clean_shutdown,
+        };
+        for (key, opened) in self.open_partitions(to_open, now_ms, &options) {
+            match opened {
                 Ok(partition) => {
-                    partition.log.lock().set_compaction_config(compaction);
                     self.partitions.write().insert(key, Arc::new(partition));
                 }
                 Err(error) => {
@@ -296,26 +364,48 @@ impl ReplicaManager {
         }
     }
 
-    /// Flushes and closes every log (clean shutdown).
-    pub fn close_all(&self) {
+    /// Opens the logs of `to_open`, on up to [`OPEN_THREADS_MAX`] threads when there are
+    /// many. Returns each partition with its outcome, in no particular order.
+    fn open_partitions(
+        &self,
+        to_open: Vec<ToOpen<'_>>,
+        now_ms: i64,
+        options: &LogOpenOptions,
+    ) -> Vec<(TopicPartition, Result<Partition, StorageError>)> {
+        run_parallel(to_open, |item| {
+            let key = item.key.clone();
+            (key, self.open_partition(item, now_ms, options))
+        })
+    }
+
+    /// Closes every log (clean shutdown) without fsyncs. Returns whether every log was closed
+    /// cleanly; then the caller must call `strom_storage::checkpoint::mark_clean_shutdown`,
+    /// which syncs the file system and marks the data directory.
+    pub fn close_all(&self) -> bool {
         let partitions: Vec<Arc<Partition>> =
             self.partitions.write().drain().map(|(_, p)| p).collect();
-        for partition in partitions {
+        // In parallel: a log with something new costs several fsyncs.
+        let closed = run_parallel(partitions, |partition| {
             match Arc::try_unwrap(partition) {
-                // close() flushes what is new, snapshots producer state and marks it clean.
-                Ok(partition) => {
-                    if let Err(error) = partition.log.into_inner().close() {
+                // Writes what is new, snapshots producer state and marks it clean, without an
+                // fsync: the caller syncs the file system once (mark_clean_shutdown).
+                Ok(partition) => match partition.log.into_inner().close_unsynced() {
+                    Ok(()) => true,
+                    Err(error) => {
                         tracing::error!(%error, "close on shutdown failed");
+                        false
                     }
-                }
+                },
                 // A request still holds it: flush at least.
                 Err(partition) => {
                     if let Err(error) = partition.log.lock().flush() {
                         tracing::error!(topic = %partition.topic, partition = partition.index, %error, "flush on shutdown failed");
                     }
+                    false
                 }
             }
-        }
+        });
+        closed.into_iter().all(|clean| clean)
     }
 
     fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
@@ -324,31 +414,39 @@ impl ReplicaManager {
 
     fn open_partition(
         &self,
-        topic: &TopicImage,
-        index: i32,
-        log_config: LogConfig,
-        rules: ProduceRules,
-        leadership: Leadership,
+        item: ToOpen<'_>,
         now_ms: i64,
+        options: &LogOpenOptions,
     ) -> Result<Partition, StorageError> {
+        let ToOpen {
+            key,
+            topic,
+            log_config,
+            rules,
+            compaction,
+            leadership,
+        } = item;
+        let index = key.partition;
         let dir = self.partition_dir(&topic.name, index);
         let marker = dir.join(PARTITION_METADATA_FILE);
         let expected = format!("topic_id: {}\n", topic.topic_id);
-        if let Ok(found) = std::fs::read_to_string(&marker) {
-            if found != expected {
-                tracing::warn!(dir = %dir.display(), "partition directory belongs to a deleted topic of the same name; removing it");
-                remove_dir(&dir);
-            }
+        let found = std::fs::read_to_string(&marker).ok();
+        if found.as_ref().is_some_and(|found| *found != expected) {
+            tracing::warn!(dir = %dir.display(), "partition directory belongs to a deleted topic of the same name; removing it");
+            remove_dir(&dir);
         }
-        let mut log = PartitionLog::open(&dir, log_config, now_ms)?;
+        let mut log = PartitionLog::open_with(&dir, log_config, now_ms, options)?;
         // One node: every replica is in sync, so the high watermark is the log end offset,
         // including what was appended before a crash (the checkpoint may be stale).
         let log_end_offset = log.log_end_offset();
         log.set_high_watermark(log_end_offset);
-        std::fs::write(&marker, expected).map_err(|source| StorageError::Io {
-            context: format!("writing {}", marker.display()),
-            source,
-        })?;
+        if found.as_ref() != Some(&expected) {
+            std::fs::write(&marker, expected).map_err(|source| StorageError::Io {
+                context: format!("writing {}", marker.display()),
+                source,
+            })?;
+        }
+        log.set_compaction_config(compaction);
         let (sender, _) = watch::channel(log.log_end_offset());
         Ok(Partition {
             topic: topic.name.clone(),
@@ -404,6 +502,43 @@ impl ReplicaManager {
             }
         }
     }
+}
+
+/// Runs `work` on every item, on up to [`OPEN_THREADS_MAX`] threads when there are at least
+/// [`OPEN_PARALLEL_MIN`] items (opening and closing logs is mostly waiting on the file system,
+/// so more threads than cores help). Results come back in no particular order.
+fn run_parallel<T: Send, R: Send>(items: Vec<T>, work: impl Fn(T) -> R + Sync) -> Vec<R> {
+    if items.len() < OPEN_PARALLEL_MIN {
+        return items.into_iter().map(work).collect();
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get() * 2)
+        .clamp(2, OPEN_THREADS_MAX);
+    let count = items.len();
+    let queue = Mutex::new(items);
+    let results = Mutex::new(Vec::with_capacity(count));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let Some(item) = queue.lock().pop() else {
+                    break;
+                };
+                let outcome = work(item);
+                results.lock().push(outcome);
+            });
+        }
+    });
+    results.into_inner()
+}
+
+/// A partition [`ReplicaManager::apply_image`] must open, with its configs.
+struct ToOpen<'a> {
+    key: TopicPartition,
+    topic: &'a TopicImage,
+    log_config: LogConfig,
+    rules: ProduceRules,
+    compaction: CompactionConfig,
+    leadership: Leadership,
 }
 
 fn remove_dir(dir: &Path) {

@@ -165,8 +165,26 @@ impl Broker {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
         let state = self.state.clone();
-        let _ = tokio::task::spawn_blocking(move || state.replicas.close_all()).await;
-        tracing::info!("strom broker stopped cleanly");
+        let closed = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let all_clean = state.replicas.close_all();
+            // Only when every log closed cleanly may the next start skip scanning them.
+            let marked = all_clean
+                && strom_storage::checkpoint::mark_clean_shutdown(&state.config.data_dir)
+                    .map_err(|error| tracing::error!(%error, "cannot mark the clean shutdown"))
+                    .is_ok();
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                marked_clean = marked,
+                "partition logs closed"
+            );
+            marked
+        })
+        .await;
+        match closed {
+            Ok(true) => tracing::info!("strom broker stopped cleanly"),
+            _ => tracing::warn!("strom broker stopped; the next start recovers every log"),
+        }
     }
 }
 

@@ -49,9 +49,23 @@ impl BrokerState {
             config.node_id,
             &config.data_dir,
             config.topic_defaults.clone(),
+            config.log_open_files_max_effective(),
         );
         let image = Arc::new(controller.image().clone());
-        replicas.apply_image(&image, now_ms())?;
+        // After a clean shutdown the logs are opened without scanning their active segments;
+        // the marker goes before anything can be appended, so a crash from now on recovers
+        // fully.
+        let clean_shutdown = strom_storage::checkpoint::clean_shutdown_marked(&config.data_dir);
+        let started = std::time::Instant::now();
+        replicas.load(&image, now_ms(), clean_shutdown)?;
+        strom_storage::checkpoint::unmark_clean_shutdown(&config.data_dir)?;
+        tracing::info!(
+            partitions = replicas.all().len(),
+            clean_shutdown,
+            open_files_max = replicas.files().capacity(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "partition logs loaded"
+        );
         let group_config = config.group_config();
         let producer_ids = crate::producer_ids::ProducerIdAllocator::open(&config.data_dir)
             .map_err(|source| strom_storage::StorageError::Io {
