@@ -589,9 +589,12 @@ impl Producer {
             }
         }
         // A new batch, holding its share of `buffer_memory_bytes` until it completes.
+        // A batch never takes more than the whole buffer, unless its one record is larger.
+        let buffer_memory = inner.config.buffer_memory_bytes.max(1);
         let limit_bytes = batch_size
+            .min(buffer_memory)
             .max(HEADER_BYTES + RecordBatchBuilder::first_record_size(key, value, headers));
-        let permits = limit_bytes.clamp(1, inner.config.buffer_memory_bytes.max(1));
+        let permits = limit_bytes.min(buffer_memory).min(u32::MAX as usize);
         let permit = match state.memory.take() {
             Some(permit) if permit.num_permits() == permits => permit,
             _ => match inner.memory.clone().try_acquire_many_owned(permits as u32) {

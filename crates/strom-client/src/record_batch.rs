@@ -159,21 +159,29 @@ impl RecordBatchBuilder {
             self.max_timestamp = timestamp;
         }
         self.buf.reserve(body + 5);
-        // Length, attributes, timestamp delta, offset delta, key length: at most 5+1+10+5+5.
-        let mut head = [0u8; 26];
+        // Length, attributes, timestamp delta, offset delta, key length (at most 5+1+10+5+5
+        // bytes), then the value length after the key (5 more): few copies per record.
+        let mut head = [0u8; 31];
         let mut n = put_varint(&mut head, 0, body as i32);
         head[n] = 0;
         n += 1;
         n = put_varlong(&mut head, n, delta);
         n = put_varint(&mut head, n, self.count);
         n = put_varint(&mut head, n, key.map_or(-1, |k| k.len() as i32));
-        self.buf.extend_from_slice(&head[..n]);
         if let Some(key) = key {
+            self.buf.extend_from_slice(&head[..n]);
             self.buf.extend_from_slice(key);
+            n = 0;
         }
-        self.put_varint(value.map_or(-1, |v| v.len() as i32));
+        n = put_varint(&mut head, n, value.map_or(-1, |v| v.len() as i32));
+        self.buf.extend_from_slice(&head[..n]);
         if let Some(value) = value {
             self.buf.extend_from_slice(value);
+        }
+        if headers.is_empty() {
+            self.buf.put_u8(0);
+            self.count += 1;
+            return true;
         }
         self.put_varint(headers.len() as i32);
         for (name, value) in headers {

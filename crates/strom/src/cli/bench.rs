@@ -337,28 +337,30 @@ async fn run_producers(
                 (histogram, first_error)
             });
             let mut current: Option<SentBatch> = None;
-            let mut clock = Instant::now();
+            // The last clock reading: send time and create timestamp.
+            let mut clock = (started, started_ms);
             for i in 0..count {
                 if failed.load(Ordering::Relaxed) {
                     break;
                 }
-                let sent = match &schedule {
-                    Some(schedule) => schedule.wait(i).await,
-                    None => {
-                        if i % CLOCK_READ_EVERY == 0 {
-                            clock = Instant::now();
-                        }
-                        clock
+                if schedule.is_some() || i % CLOCK_READ_EVERY == 0 {
+                    let sent = match &schedule {
+                        Some(schedule) => schedule.wait(i).await,
+                        None => Instant::now(),
+                    };
+                    // The create time comes from the same clock reading as the send time.
+                    let since = sent.saturating_duration_since(started);
+                    clock = (
+                        sent,
+                        started_ms
+                            + since.as_secs() as i64 * 1000
+                            + i64::from(since.subsec_millis()),
+                    );
+                    if stamp {
+                        value[..8].copy_from_slice(&(since.as_nanos() as u64).to_be_bytes());
                     }
-                };
-                if stamp {
-                    let nanos = sent.saturating_duration_since(started).as_nanos() as u64;
-                    value[..8].copy_from_slice(&nanos.to_be_bytes());
                 }
-                // The create time comes from the same clock reading as the send time.
-                let since = sent.saturating_duration_since(started);
-                let timestamp_ms =
-                    started_ms + since.as_secs() as i64 * 1000 + i64::from(since.subsec_millis());
+                let (sent, timestamp_ms) = clock;
                 let record = RecordRef::new(&topic, &value).timestamp_ms(timestamp_ms);
                 let delivery = producer.send_ref(record).await?;
                 match &mut current {
