@@ -619,6 +619,41 @@ mod tests {
     }
 
     #[test]
+    fn round_trips_the_producers_batches_with_duplicate_header_keys() {
+        use crate::record_batch::{ProducerStamp, RecordBatchBuilder};
+        let tp = TopicPartition::new("t", 0);
+        let one = |s: &'static [u8]| Some(Bytes::from_static(s));
+        let headers: Vec<Header> = vec![
+            ("a".into(), one(b"1")),
+            ("a".into(), None),
+            ("b".into(), one(b"")),
+            ("a".into(), one(b"2")),
+        ];
+        for codec in CODECS {
+            let mut builder = RecordBatchBuilder::with_capacity(1024);
+            builder.append(500, Some(b"k"), Some(b"v"), &headers);
+            builder.append(499, None, None, &[]);
+            builder.append(510, Some(b""), Some(b"third"), &headers[..1]);
+            let batch = builder.finish(codec, ProducerStamp::NONE).unwrap();
+            let mut out = Vec::new();
+            assert_eq!(decode_records(&tp, batch, 0, &mut out).unwrap(), 3);
+            assert_eq!(out.len(), 3, "{codec:?}");
+            assert_eq!(out[0].headers, headers);
+            assert_eq!(
+                (out[0].key.clone(), out[0].value.clone()),
+                (one(b"k"), one(b"v"))
+            );
+            assert_eq!((out[1].key.clone(), out[1].value.clone()), (None, None));
+            assert!(out[1].headers.is_empty());
+            assert_eq!(out[2].key, one(b""));
+            assert_eq!(out[2].value, one(b"third"));
+            let offsets_and_times: Vec<(i64, i64)> =
+                out.iter().map(|r| (r.offset, r.timestamp_ms)).collect();
+            assert_eq!(offsets_and_times, [(0, 500), (1, 499), (2, 510)]);
+        }
+    }
+
+    #[test]
     fn starts_inside_a_batch_and_stops_at_a_partial_one() {
         let tp = TopicPartition::new("t", 0);
         for codec in CODECS {
