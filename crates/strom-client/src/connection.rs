@@ -24,6 +24,9 @@ use crate::error::{Error, Result};
 
 /// Largest response frame this client accepts; a bigger size prefix closes the connection.
 pub const RESPONSE_FRAME_BYTES_MAX: usize = 512 * 1024 * 1024;
+
+/// Bytes the response reader buffers from the socket at a time.
+const RESPONSE_READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Frames queued for the writer task at most; senders wait beyond it.
 const WRITE_QUEUE_FRAMES_MAX: usize = 1024;
 
@@ -466,7 +469,9 @@ async fn write_loop(
     }
 }
 
-async fn read_loop(mut read_half: tokio::net::tcp::OwnedReadHalf, pending: Arc<Mutex<Pending>>) {
+async fn read_loop(read_half: tokio::net::tcp::OwnedReadHalf, pending: Arc<Mutex<Pending>>) {
+    // Buffered: a small response (a produce acknowledgement) costs one read, not two.
+    let mut read_half = tokio::io::BufReader::with_capacity(RESPONSE_READ_BUFFER_BYTES, read_half);
     let reason = loop {
         let size = match read_half.read_i32().await {
             Ok(size) => size,
@@ -478,9 +483,26 @@ async fn read_loop(mut read_half: tokio::net::tcp::OwnedReadHalf, pending: Arc<M
         if size < 4 || size as usize > RESPONSE_FRAME_BYTES_MAX {
             break format!("bad response size {size}");
         }
-        let mut frame = BytesMut::zeroed(size as usize);
-        if let Err(error) = read_half.read_exact(&mut frame).await {
-            break format!("read failed: {error}");
+        // Read into reserved capacity: no zeroing of what the socket overwrites anyway.
+        let size = size as usize;
+        let mut frame = BytesMut::with_capacity(size);
+        let mut failed = None;
+        while frame.len() < size {
+            let wanted = size - frame.len();
+            match read_half.read_buf(&mut (&mut frame).limit(wanted)).await {
+                Ok(0) => {
+                    failed = Some("closed by the broker inside a response".to_string());
+                    break;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    failed = Some(format!("read failed: {error}"));
+                    break;
+                }
+            }
+        }
+        if let Some(reason) = failed {
+            break reason;
         }
         let mut frame = frame.freeze();
         let correlation_id = (&frame[..4]).get_i32();
