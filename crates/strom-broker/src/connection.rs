@@ -168,10 +168,7 @@ async fn serve_requests(
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return Err(Closed::Quietly(format!("read failed: {e}"))),
                     Err(_) => {
-                        return Err(Closed::Quietly(format!(
-                            "idle for {} ms",
-                            idle.as_millis()
-                        )))
+                        return Err(Closed::Quietly(format!("idle for {} ms", idle.as_millis())))
                     }
                 }
             }
@@ -189,12 +186,7 @@ async fn serve_requests(
             }
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(Closed::Quietly(format!("read failed: {e}"))),
-            Err(_) => {
-                return Err(Closed::Quietly(format!(
-                    "idle for {} ms",
-                    idle.as_millis()
-                )))
-            }
+            Err(_) => return Err(Closed::Quietly(format!("idle for {} ms", idle.as_millis()))),
         }
     }
 }

@@ -52,9 +52,13 @@ fn chunked_fetch_frames_equal_contiguous_ones_at_every_version() {
         for (i, shape) in shapes.iter().enumerate() {
             let body = response(shape, i as u8, version);
             let chunked = encode_fetch_response(99, version, &body).unwrap();
-            let contiguous =
-                encode_response(99, ApiKey::Fetch, version, &ResponseKind::Fetch(body.clone()))
-                    .unwrap();
+            let contiguous = encode_response(
+                99,
+                ApiKey::Fetch,
+                version,
+                &ResponseKind::Fetch(body.clone()),
+            )
+            .unwrap();
             assert_eq!(chunked.len(), contiguous.len(), "v{version} shape {i}");
             assert_eq!(chunked.to_contiguous(), contiguous, "v{version} shape {i}");
         }
@@ -76,8 +80,14 @@ fn large_record_sets_are_not_copied() {
             .iter()
             .any(|c| c.as_ptr() == b.as_ptr() && c.len() == b.len())
     };
-    assert!(shared(stored[0]) && shared(stored[2]), "big record sets are chunks of their own");
-    assert!(!shared(stored[1]), "a small record set is copied into the frame");
+    assert!(
+        shared(stored[0]) && shared(stored[2]),
+        "big record sets are chunks of their own"
+    );
+    assert!(
+        !shared(stored[1]),
+        "a small record set is copied into the frame"
+    );
     // header+fields, records, fields (with the small set), records, trailing fields
     assert_eq!(frame.chunks().len(), 5);
 }
