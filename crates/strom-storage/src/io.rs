@@ -403,3 +403,85 @@ pub(crate) fn remove_file(path: &Path) -> Result<()> {
         Err(e) => Err(StorageError::io(format!("removing {}", path.display()), e)),
     }
 }
+
+/// A byte range of a segment file, to be read without the log's lock: what
+/// [`crate::PartitionLog::read_regions`] plans under the lock. The handle stays open as long
+/// as the region lives, even if the file cache evicts it or retention deletes the segment
+/// (the bytes of an unlinked file stay readable through an open handle).
+#[derive(Debug, Clone)]
+pub struct FileRegion {
+    file: Arc<File>,
+    path: PathBuf,
+    position: u64,
+    len_bytes: usize,
+}
+
+impl FileRegion {
+    /// The open file.
+    pub fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+
+    /// Where the region starts in the file.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// How many bytes it spans.
+    pub fn len_bytes(&self) -> usize {
+        self.len_bytes
+    }
+
+    /// Appends the region's bytes to `out` without zeroing the space first. A file that got
+    /// shorter since the region was planned (a truncated active segment) yields fewer bytes.
+    pub fn read_into(&self, out: &mut Vec<u8>) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        out.reserve(self.len_bytes);
+        let mut done = 0usize;
+        while done < self.len_bytes {
+            let spare = out.spare_capacity_mut();
+            let want = (self.len_bytes - done).min(spare.len());
+            // SAFETY: `spare` is writable memory of at least `want` bytes owned by `out`; pread
+            // writes at most `want` bytes into it and reports how many, and only those are
+            // then marked initialised by `set_len`.
+            let read = unsafe {
+                libc::pread(
+                    self.file.as_raw_fd(),
+                    spare.as_mut_ptr().cast(),
+                    want,
+                    (self.position + done as u64) as libc::off_t,
+                )
+            };
+            if read < 0 {
+                let error = std::io::Error::last_os_error();
+                if error.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(StorageError::io(
+                    format!("reading {} at {}", self.path.display(), self.position),
+                    error,
+                ));
+            }
+            if read == 0 {
+                break;
+            }
+            let read = read as usize;
+            // SAFETY: pread initialised `read` bytes right after the current length.
+            unsafe { out.set_len(out.len() + read) };
+            done += read;
+        }
+        Ok(())
+    }
+}
+
+impl LogFile {
+    /// A region of this file for reading outside the log's lock.
+    pub(crate) fn region(&self, position: u64, len_bytes: usize) -> Result<FileRegion> {
+        Ok(FileRegion {
+            file: self.handle()?,
+            path: self.path.clone(),
+            position,
+            len_bytes,
+        })
+    }
+}

@@ -46,6 +46,6 @@ mod time_index;
 pub use cleaner::CleanStats;
 pub use config::{CompactionConfig, LogConfig};
 pub use error::StorageError;
-pub use io::{default_open_files_max, open_files_limit, FileCache, FileCacheStats};
+pub use io::{default_open_files_max, open_files_limit, FileCache, FileCacheStats, FileRegion};
 pub use log::{AppendInfo, AppendOutcome, LogOpenOptions, PartitionLog};
 pub use producer_state::{ProducerStateError, Verdict};

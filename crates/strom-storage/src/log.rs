@@ -14,7 +14,7 @@ use crate::cleaner::{self, CleanerCheckpoint};
 use crate::config::{CompactionConfig, LogConfig};
 use crate::epoch::LeaderEpochCache;
 use crate::error::{Result, StorageError};
-use crate::io::{remove_file, sync_dir, FileCache};
+use crate::io::{remove_file, sync_dir, FileCache, FileRegion};
 use crate::producer_state::{snapshot_path, ProducerStateError, ProducerStateManager, Verdict};
 use crate::segment::{segment_file_name, Segment, NO_TIMESTAMP};
 
@@ -351,7 +351,8 @@ impl PartitionLog {
             }
         }
         if leader_epoch >= 0 && self.epochs.assign(leader_epoch, base_offset) {
-            self.epochs.persist()?;
+            // fsynced by the next roll or flush (see epoch.rs).
+            self.epochs.persist_with(false)?;
         }
         self.unflushed_messages = self
             .unflushed_messages
@@ -503,6 +504,50 @@ impl PartitionLog {
             }
         }
         Ok(Bytes::from(out))
+    }
+
+    /// Plans what [`PartitionLog::read`] would return as file regions, to be read after the
+    /// log's lock is released (so a large or cold read never holds up appends): same start,
+    /// `max_offset_exclusive` and `min_one_batch` rules, but the last region may end inside a
+    /// batch when `max_bytes` cuts it, as Kafka's fetches do (clients drop a partial batch at
+    /// the end). Continues into the next segment only when a region reaches its segment's end.
+    pub fn read_regions(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        max_offset_exclusive: i64,
+        min_one_batch: bool,
+    ) -> Result<Vec<FileRegion>> {
+        let log_end = self.log_end_offset();
+        if start_offset < self.log_start_offset || start_offset > log_end {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: start_offset,
+                log_start: self.log_start_offset,
+                log_end,
+            });
+        }
+        let mut regions = Vec::new();
+        let mut planned_bytes = 0usize;
+        let first_base = self.segment_base_for(start_offset);
+        for segment in self.segments.range(first_base..).map(|(_, s)| s) {
+            let Some((position, header)) =
+                segment.find_batch(start_offset.max(segment.base_offset()))?
+            else {
+                continue;
+            };
+            let budget = max_bytes.saturating_sub(planned_bytes);
+            let min_one = min_one_batch && regions.is_empty();
+            let (region, at_segment_end) =
+                segment.region_from(position, &header, budget, max_offset_exclusive, min_one)?;
+            if let Some(region) = region {
+                planned_bytes += region.len_bytes();
+                regions.push(region);
+            }
+            if !at_segment_end {
+                break;
+            }
+        }
+        Ok(regions)
     }
 
     /// First offset whose record timestamp is `>= timestamp_ms`, with that timestamp
@@ -771,6 +816,7 @@ impl PartitionLog {
         let dirty = self.recovery_point < log_end || self.unflushed_messages > 0;
         if dirty {
             self.active_mut().sync()?;
+            self.epochs.sync_if_needed()?;
             self.recovery_point = log_end;
             self.unflushed_messages = 0;
         } else if clean_shutdown {
@@ -847,6 +893,7 @@ impl PartitionLog {
     fn roll(&mut self) -> Result<()> {
         let base_offset = self.log_end_offset();
         self.active_mut().seal()?;
+        self.epochs.sync_if_needed()?;
         let segment = Segment::create(&self.dir, base_offset, &self.config, &self.files)?;
         self.segments.insert(base_offset, segment);
         sync_dir(&self.dir)?;

@@ -9,7 +9,7 @@ use crate::batch::{self, BatchHeader, BATCH_HEADER_SIZE_BYTES, BATCH_LENGTH_MIN,
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::index::{OffsetEntry, OffsetIndex};
-use crate::io::{remove_file, FileCache, LogFile};
+use crate::io::{remove_file, FileCache, FileRegion, LogFile};
 use crate::time_index::{TimeEntry, TimeIndex};
 
 /// Marks "no timestamp", as Kafka's `RecordBatch.NO_TIMESTAMP`.
@@ -554,6 +554,43 @@ impl Segment {
         buf.truncate(end);
         let at_segment_end = !reached_limit && position + end as u64 == self.log.len_bytes();
         Ok((buf, at_segment_end))
+    }
+
+    /// Plans a read from `position` (a batch boundary, `first` the batch there) without reading
+    /// the bytes: the region ends before the batch holding `max_offset_exclusive` (or at the
+    /// end of the file) and spans at most `max_bytes`, except that with `min_one_batch` the
+    /// first batch is always whole. Like Kafka, the region may end inside a batch when
+    /// `max_bytes` cuts it; clients drop a partial batch at the end of a fetch. Returns the
+    /// region (`None` when nothing qualifies) and whether it reaches the end of the segment.
+    pub(crate) fn region_from(
+        &self,
+        position: u64,
+        first: &BatchHeader,
+        max_bytes: usize,
+        max_offset_exclusive: i64,
+        min_one_batch: bool,
+    ) -> Result<(Option<FileRegion>, bool)> {
+        if first.last_offset() >= max_offset_exclusive
+            || (first.size_bytes() > max_bytes && !min_one_batch)
+        {
+            return Ok((None, false));
+        }
+        let file_end = self.log.len_bytes();
+        let end = match self.find_batch(max_offset_exclusive)? {
+            Some((stop, _)) => stop,
+            None => file_end,
+        };
+        let budget = if min_one_batch {
+            max_bytes.max(first.size_bytes())
+        } else {
+            max_bytes
+        };
+        let len_bytes = (end.saturating_sub(position) as usize).min(budget);
+        if len_bytes == 0 {
+            return Ok((None, false));
+        }
+        let at_segment_end = end == file_end && position + len_bytes as u64 == file_end;
+        Ok((Some(self.log.region(position, len_bytes)?), at_segment_end))
     }
 
     /// Cuts the segment so that it ends right before `offset`, which must be the base offset

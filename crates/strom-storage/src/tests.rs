@@ -515,6 +515,46 @@ proptest! {
     }
 
     #[test]
+    fn read_regions_hold_what_read_returns_cut_only_by_max_bytes(
+        shapes in batch_shapes(),
+        picks in prop::collection::vec((any::<prop::sample::Index>(), any::<prop::sample::Index>(), 0usize..3000), 1..8),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+        append_all(&mut log, &shapes);
+        let log_end = log.log_end_offset();
+        let regions_bytes = |offset, max_bytes, max_offset, min_one| {
+            let mut out = Vec::new();
+            for region in log.read_regions(offset, max_bytes, max_offset, min_one).unwrap() {
+                region.read_into(&mut out).unwrap();
+            }
+            out
+        };
+        for (start, stop, max_bytes) in picks {
+            let offset = start.index(log_end as usize + 1) as i64;
+            let max_offset = stop.index(log_end as usize + 1) as i64;
+            // Unbounded: exactly the whole batches `read` returns.
+            let whole = log.read(offset, usize::MAX, max_offset, false).unwrap();
+            prop_assert_eq!(regions_bytes(offset, usize::MAX, max_offset, false), whole.to_vec());
+            // Bounded: a prefix of that, at most max_bytes long unless the first batch is
+            // larger and min_one_batch asks for it whole; never shorter than `read`'s answer.
+            for min_one in [false, true] {
+                let cut = regions_bytes(offset, max_bytes, max_offset, min_one);
+                let batches_only = log.read(offset, max_bytes, max_offset, min_one).unwrap();
+                prop_assert!(whole.starts_with(&cut));
+                prop_assert!(cut.starts_with(&batches_only));
+                let first_batch = headers(&whole).first().map_or(0, |h| h.size_bytes());
+                let allowed = if min_one { max_bytes.max(first_batch) } else { max_bytes };
+                prop_assert!(cut.len() <= allowed);
+                if first_batch > 0 && first_batch <= allowed {
+                    prop_assert!(!cut.is_empty());
+                }
+            }
+        }
+        prop_assert!(log.read_regions(log_end + 1, 100, i64::MAX, true).is_err());
+    }
+
+    #[test]
     fn a_cut_last_segment_recovers_to_a_batch_aligned_prefix(
         shapes in batch_shapes(),
         cut in any::<prop::sample::Index>(),
