@@ -14,6 +14,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use strom_storage::FileRegion;
+
 use crate::errors::storage_error_code;
 use crate::partition::Partition;
 use crate::state::BrokerState;
@@ -112,8 +114,8 @@ fn read_partitions(
             }
             Ok(partition) => {
                 let remaining = response_bytes_max.saturating_sub(bytes_total);
-                read_one(partition, target, remaining, bytes_total == 0, &mut data);
-                bytes_total += data.records.as_ref().map_or(0, Bytes::len);
+                let regions = plan_one(partition, target, remaining, bytes_total == 0, &mut data);
+                bytes_total += read_regions(&regions, &mut data);
             }
         }
         any_error |= data.error_code != 0;
@@ -122,13 +124,15 @@ fn read_partitions(
     (partitions, bytes_total, any_error)
 }
 
-fn read_one(
+/// Fills in the partition's offsets and plans its read, under the log's lock; the bytes are
+/// read afterwards without it, so a large or cold read never holds up appends.
+fn plan_one(
     partition: &Partition,
     target: &Target,
     remaining_bytes: usize,
     min_one_batch: bool,
     data: &mut PartitionData,
-) {
+) -> Vec<FileRegion> {
     let leader_epoch = partition.leader_epoch();
     if target.current_leader_epoch >= 0 && target.current_leader_epoch != leader_epoch {
         data.error_code = if target.current_leader_epoch < leader_epoch {
@@ -136,7 +140,7 @@ fn read_one(
         } else {
             ResponseError::UnknownLeaderEpoch.code()
         };
-        return;
+        return Vec::new();
     }
     let log = partition.log.lock();
     let high_watermark = log.high_watermark();
@@ -144,18 +148,40 @@ fn read_one(
     data.last_stable_offset = high_watermark;
     data.log_start_offset = log.log_start_offset();
     let max_bytes = target.partition_max_bytes.min(remaining_bytes);
-    match log.read(
+    match log.read_regions(
         target.fetch_offset,
         max_bytes,
         high_watermark,
         min_one_batch && max_bytes > 0,
     ) {
-        Ok(records) => data.records = Some(records),
+        Ok(regions) => regions,
         Err(error) => {
             data.error_code = storage_error_code(&error);
             data.records = Some(Bytes::new());
+            Vec::new()
         }
     }
+}
+
+/// Reads planned regions into the partition's records (one buffer, not zeroed first);
+/// returns the bytes read.
+fn read_regions(regions: &[FileRegion], data: &mut PartitionData) -> usize {
+    if data.error_code != 0 {
+        return 0;
+    }
+    let planned: usize = regions.iter().map(FileRegion::len_bytes).sum();
+    let mut bytes = Vec::with_capacity(planned);
+    for region in regions {
+        if let Err(error) = region.read_into(&mut bytes) {
+            tracing::warn!(%error, "fetch read failed");
+            data.error_code = storage_error_code(&error);
+            data.records = Some(Bytes::new());
+            return 0;
+        }
+    }
+    let read = bytes.len();
+    data.records = Some(Bytes::from(bytes));
+    read
 }
 
 fn build_response(
