@@ -11,6 +11,7 @@
 //!   caps the total number of array elements.
 //! - [`request`]: request decoding (prefix, version check, bounded pre-pass, then `kafka-protocol`).
 //! - [`response`]: response frame encoding, including the ApiVersions fallback.
+//! - [`compression`]: decompression of record batches under a size bound.
 //! - [`chunked`]: response frames as chunks, so fetched record batches are written to the socket
 //!   from the buffers they were read into, not copied into the response.
 //!
@@ -22,6 +23,7 @@
 
 pub mod bounded;
 pub mod chunked;
+pub mod compression;
 pub mod frame;
 pub mod request;
 pub mod response;

@@ -2,11 +2,11 @@
 //! answer with the base offset. On one node the high watermark follows the log end offset, so
 //! acks=all is satisfied as soon as the append returns.
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use kafka_protocol::records::Compression;
 use strom_storage::batch::batches as walk_batches;
 use strom_storage::batch::{validate_batches, TimestampType};
 use strom_storage::AppendOutcome;
@@ -176,13 +176,31 @@ fn append(
 }
 
 /// Compacted topics keep the last record per key, so every record needs one (Kafka answers
-/// INVALID_RECORD otherwise). This decodes records, which only compacted topics pay for.
+/// INVALID_RECORD otherwise). This reads records (decompressing under
+/// [`DECOMPRESSED_BATCH_BYTES_MAX`]), which only compacted topics pay for.
 fn require_keys(records: &[u8]) -> Result<(), (i16, String)> {
-    let mut cursor = Bytes::copy_from_slice(records);
-    while cursor.has_remaining() {
-        let set = RecordBatchDecoder::decode(&mut cursor)
-            .map_err(|e| (ResponseError::CorruptMessage.code(), format!("{e:#}")))?;
-        if set.records.iter().any(|r| r.key.is_none() && !r.control) {
+    use strom_storage::batch::BATCH_HEADER_SIZE_BYTES;
+    let corrupt = |e: String| (ResponseError::CorruptMessage.code(), e);
+    for batch in walk_batches(records) {
+        let (header, bytes) = batch.map_err(|e| corrupt(e.to_string()))?;
+        if header.is_control() {
+            continue;
+        }
+        let section = &bytes[BATCH_HEADER_SIZE_BYTES..];
+        let decompressed;
+        let section = match header.compression() {
+            0 => section,
+            codec => {
+                decompressed = strom_protocol::compression::decompress(
+                    i16::from(codec),
+                    section,
+                    DECOMPRESSED_BATCH_BYTES_MAX,
+                )
+                .map_err(corrupt)?;
+                &decompressed[..]
+            }
+        };
+        if !all_records_keyed(section).map_err(corrupt)? {
             return Err((
                 ResponseError::InvalidRecord.code(),
                 "compacted topics accept only records with a key".to_string(),
@@ -190,6 +208,47 @@ fn require_keys(records: &[u8]) -> Result<(), (i16, String)> {
         }
     }
     Ok(())
+}
+
+/// Largest records section the broker inflates when it must look inside a compressed batch.
+const DECOMPRESSED_BATCH_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Whether every record of an uncompressed records section has a key. A record: length
+/// (varint), attributes (1), timestamp delta (varlong), offset delta (varint), key length
+/// (varint, -1 for null), ...
+fn all_records_keyed(mut section: &[u8]) -> Result<bool, String> {
+    while !section.is_empty() {
+        let (length, used) = zigzag(section).ok_or("bad record length")?;
+        let rest = &section[used..];
+        let length = usize::try_from(length)
+            .ok()
+            .filter(|&n| n <= rest.len())
+            .ok_or("record length past the end of the batch")?;
+        let mut record = &rest[..length];
+        record = record.get(1..).ok_or("truncated record")?; // attributes
+        for _ in 0..2 {
+            let (_, used) = zigzag(record).ok_or("bad record varint")?; // timestamp, offset deltas
+            record = &record[used..];
+        }
+        let (key_length, _) = zigzag(record).ok_or("bad key length")?;
+        if key_length < 0 {
+            return Ok(false);
+        }
+        section = &rest[length..];
+    }
+    Ok(true)
+}
+
+/// A zigzag varint (up to 64 bits) and the bytes it used.
+fn zigzag(bytes: &[u8]) -> Option<(i64, usize)> {
+    let mut value = 0u64;
+    for (i, byte) in bytes.iter().take(10).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((((value >> 1) as i64) ^ -((value & 1) as i64), i + 1));
+        }
+    }
+    None
 }
 
 /// Re-codes the records section of every batch whose codec differs from the topic's
@@ -223,17 +282,12 @@ fn recompress(records: &[u8], codec: Compression) -> Result<Vec<u8>, (i16, Strin
     Ok(out)
 }
 
-fn codec_decompress(codec: u8, mut data: Bytes) -> Result<Bytes, String> {
-    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
-    let result = match codec {
-        0 => return Ok(data),
-        1 => Gzip::decompress(&mut data, |buf| Ok(buf.copy_to_bytes(buf.remaining()))),
-        2 => Snappy::decompress(&mut data, |buf| Ok(buf.copy_to_bytes(buf.remaining()))),
-        3 => Lz4::decompress(&mut data, |buf| Ok(buf.copy_to_bytes(buf.remaining()))),
-        4 => Zstd::decompress(&mut data, |buf| Ok(buf.copy_to_bytes(buf.remaining()))),
-        other => return Err(format!("unknown codec {other}")),
-    };
-    result.map_err(|e| format!("{e:#}"))
+fn codec_decompress(codec: u8, data: Bytes) -> Result<Bytes, String> {
+    if codec == 0 {
+        return Ok(data);
+    }
+    strom_protocol::compression::decompress(i16::from(codec), &data, DECOMPRESSED_BATCH_BYTES_MAX)
+        .map(Bytes::from)
 }
 
 fn codec_compress(codec: Compression, raw: &[u8]) -> Result<bytes::BytesMut, String> {
@@ -264,4 +318,70 @@ fn codec_compress(codec: Compression, raw: &[u8]) -> Result<bytes::BytesMut, Str
     };
     result.map_err(|e| format!("{e:#}"))?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::indexmap::IndexMap;
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+    fn batch(keys: &[Option<&str>], compression: Compression) -> Vec<u8> {
+        let records: Vec<Record> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // Offset minus sequence must be constant for one batch (base sequence -1).
+                sequence: i as i32 - 1,
+                timestamp: 1_700_000_000_000 + i as i64,
+                key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+                value: Some(Bytes::from(vec![b'v'; 300])),
+                headers: IndexMap::new(),
+            })
+            .collect();
+        let mut out = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression,
+        };
+        RecordBatchEncoder::encode(&mut out, records.iter(), &options).unwrap();
+        out.to_vec()
+    }
+
+    #[test]
+    fn compacted_topics_need_a_key_on_every_record_whatever_the_codec() {
+        for codec in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            assert!(require_keys(&batch(&[Some("a"), Some("")], codec)).is_ok());
+            let error = require_keys(&batch(&[Some("a"), None, Some("c")], codec)).unwrap_err();
+            assert_eq!(error.0, ResponseError::InvalidRecord.code(), "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn damaged_records_are_corrupt_not_a_panic() {
+        let good = batch(&[Some("a"), Some("b")], Compression::None);
+        assert_eq!(walk_batches(&good).count(), 1);
+        let section = &good[strom_storage::batch::BATCH_HEADER_SIZE_BYTES..];
+        assert_eq!(all_records_keyed(section), Ok(true));
+        for cut in 0..section.len() {
+            let _ = all_records_keyed(&section[..cut]);
+        }
+        assert!(all_records_keyed(&[0xff; 12]).is_err());
+        assert!(all_records_keyed(&[0x7e]).is_err(), "length past the end");
+    }
 }
