@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""The issue #6 single-node benchmark suite, as BENCHMARKS.md reports it (not run by CI).
+
+For each message size it runs wire-limit (the speed of light: bytes over loopback TCP into the
+page cache and back, no protocol) right before Strom, then `strom bench` RUNS times per case
+against one release broker, and prints a markdown table: median (min-max) msgs/s, MB/s, latency
+percentiles, and the ratio of the median to wire-limit's figure for the same size.
+
+    cargo build --release -p strom
+    python3 tests/perf/bench_all.py                 # everything, 5 runs per case
+    python3 tests/perf/bench_all.py --runs 3 --only produce-100,consume-100
+
+Cases: produce-100 (acks=1), produce-100-all (acks=all), consume-100, produce-1000,
+consume-1000, e2e-100 (at half the median produce-100 rate, linger 0). The broker runs with
+defaults on a free port, data in a temporary directory, HTTP off; each produce run uses a new
+topic; consume runs read the topic of the first produce run of their size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STROM = Path(os.environ.get("STROM_BIN", ROOT / "target" / "release" / "strom"))
+WIRE_LIMIT_SRC = Path(os.environ.get("WIRE_LIMIT_SRC", ROOT.parent / "shared" / "tools" / "wire-limit"))
+WIRE_LIMIT_BUILD = Path(tempfile.gettempdir()) / "wire-limit-build"
+
+MESSAGES = {100: 4_000_000, 1000: 1_000_000}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wire_limit_binary() -> Path:
+    binary = WIRE_LIMIT_BUILD / "target" / "release" / "wire-limit"
+    if not binary.exists():
+        if WIRE_LIMIT_BUILD.exists():
+            shutil.rmtree(WIRE_LIMIT_BUILD)
+        shutil.copytree(WIRE_LIMIT_SRC, WIRE_LIMIT_BUILD)
+        subprocess.run(["cargo", "build", "--release", "-q"], cwd=WIRE_LIMIT_BUILD, check=True)
+    return binary
+
+
+def wire_limit(size: int) -> dict:
+    out = subprocess.run([str(wire_limit_binary()), "--size", str(size), "--seconds", "5"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Broker:
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="strom-bench-"))
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.log = open(self.dir / "broker.log", "w")
+        self.proc = subprocess.Popen([str(STROM), "server", "--data-dir", str(self.dir / "data"),
+                                      "--kafka-addr", self.bootstrap, "--http-addr", "off"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("broker did not start")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def bench(broker: Broker, kind: str, *args: str) -> dict:
+    cmd = [str(STROM), "bench", kind, "-b", broker.bootstrap, "--format", "json", *args]
+    cpu0 = cpu_seconds(broker.proc.pid)
+    started = time.monotonic()
+    result = subprocess.run(["/usr/bin/time", "-f", "%U %S", *cmd], capture_output=True, text=True)
+    wall = time.monotonic() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {result.stderr[-2000:]}")
+    report = json.loads(result.stdout)
+    user, system = (float(x) for x in result.stderr.strip().splitlines()[-1].split())
+    report["client_cpu_s"] = round(user + system, 2)
+    report["broker_cpu_s"] = round(cpu_seconds(broker.proc.pid) - cpu0, 2)
+    report["wall_s"] = round(wall, 2)
+    return report
+
+
+def summary(runs: list[dict]) -> dict:
+    rates = [r["msgs_per_sec"] for r in runs]
+    mbs = [r["mb_per_sec"] for r in runs]
+
+    def med(key: str) -> float:
+        return statistics.median(r["latency_ms"][key] for r in runs)
+
+    return {
+        "runs": len(runs), "msgs_per_sec": statistics.median(rates), "min": min(rates), "max": max(rates),
+        "mb_per_sec": statistics.median(mbs), "p50": med("p50"), "p99": med("p99"), "p999": med("p999"),
+        "max_ms": med("max"),
+        "client_cpu_s": statistics.median(r["client_cpu_s"] for r in runs),
+        "broker_cpu_s": statistics.median(r["broker_cpu_s"] for r in runs),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--only", default="", help="comma-separated case names")
+    args = ap.parse_args()
+    only = set(filter(None, args.only.split(",")))
+    want = lambda case: not only or case in only  # noqa: E731
+
+    rows = []
+    limits: dict[int, dict] = {}
+    topic_of_size: dict[int, str] = {}
+    produce_100: dict | None = None
+    for size in (100, 1000):
+        cases = [c for c in (f"produce-{size}", f"produce-{size}-all", f"consume-{size}", f"e2e-{size}")
+                 if want(c)]
+        if not cases:
+            continue
+        limits[size] = wire_limit(size)
+        print(f"wire-limit {size} B: {json.dumps(limits[size])}", file=sys.stderr)
+        broker = Broker()
+        try:
+            n = MESSAGES[size]
+            for case in cases:
+                runs = []
+                for i in range(args.runs):
+                    if case.startswith("produce"):
+                        topic = f"{case}-{i}"
+                        acks = "all" if case.endswith("-all") else "1"
+                        runs.append(bench(broker, "produce", "--topic", topic, "--messages", str(n),
+                                          "--size", str(size), "--acks", acks))
+                        topic_of_size.setdefault(size, topic)
+                    elif case.startswith("consume"):
+                        if size not in topic_of_size:
+                            topic_of_size[size] = f"fill-{size}"
+                            bench(broker, "produce", "--topic", topic_of_size[size], "--messages", str(n),
+                                  "--size", str(size))
+                        runs.append(bench(broker, "consume", "--topic", topic_of_size[size], "--messages",
+                                          str(n), "--size", str(size)))
+                    else:
+                        base = produce_100["msgs_per_sec"] if produce_100 and size == 100 else None
+                        if base is None:
+                            base = bench(broker, "produce", "--topic", f"rate-{size}", "--messages", str(n),
+                                         "--size", str(size))["msgs_per_sec"]
+                        rate = int(base / 2)
+                        runs.append(bench(broker, "e2e", "--topic", f"{case}-{i}", "--messages",
+                                          str(max(rate * 5, 10000)), "--size", str(size), "--rate", str(rate),
+                                          "--linger-ms", "0"))
+                        runs[-1]["rate"] = rate
+                    print(f"{case} run {i + 1}: {json.dumps(runs[-1])}", file=sys.stderr)
+                s = summary(runs)
+                if case == "produce-100":
+                    produce_100 = s
+                phase = "consume" if case.startswith("consume") else "produce"
+                limit = limits[size][f"{phase}_msgs_per_s"]
+                rows.append((case, size, s, limit, runs[0].get("rate")))
+        finally:
+            broker.stop()
+
+    print("| case | size | msgs/s median (min-max) | MB/s | p50 ms | p99 ms | p99.9 ms | max ms "
+          "| client CPU s | broker CPU s | wire-limit msgs/s | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for case, size, s, limit, rate in rows:
+        label = f"{case} at {rate:,} msgs/s" if rate else case
+        ratio = "-" if case.startswith("e2e") else f"{s['msgs_per_sec'] / limit:.2f}"
+        print(f"| {label} | {size} B | {s['msgs_per_sec']:,.0f} ({s['min']:,.0f}-{s['max']:,.0f}) "
+              f"| {s['mb_per_sec']:.1f} | {s['p50']:.2f} | {s['p99']:.2f} | {s['p999']:.2f} | {s['max_ms']:.2f} "
+              f"| {s['client_cpu_s']:.2f} | {s['broker_cpu_s']:.2f} | {limit:,} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
