@@ -103,6 +103,10 @@ impl Broker {
             state.clone(),
             shutdown_receiver.clone(),
         )));
+        tasks.push(tokio::spawn(flush_loop(
+            state.clone(),
+            shutdown_receiver.clone(),
+        )));
         let http_addr = match config.http_addr {
             Some(addr) => {
                 let http = TcpListener::bind(addr)
@@ -272,6 +276,42 @@ fn clean_logs(state: &BrokerState) {
             Err(error) => {
                 tracing::error!(topic = %partition.topic, partition = partition.index, %error, "log cleaning failed")
             }
+        }
+    }
+}
+
+/// How often the flusher looks for segments that rolled without an fsync.
+const ROLLED_SEGMENT_FLUSH_INTERVAL_MS: u64 = 500;
+
+/// fsyncs segments that rolled (rolls never fsync under the partition's lock, as in Kafka) and
+/// then moves each partition's recovery point; the lock is held only to plan and to complete.
+async fn flush_loop(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(ROLLED_SEGMENT_FLUSH_INTERVAL_MS);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let state = state.clone();
+        let _ = tokio::task::spawn_blocking(move || flush_rolled_segments(&state)).await;
+    }
+}
+
+fn flush_rolled_segments(state: &BrokerState) {
+    for partition in state.replicas.all() {
+        let pending = match partition.log.lock().pending_flush() {
+            Ok(Some(pending)) => pending,
+            Ok(None) => continue,
+            Err(error) => {
+                tracing::error!(topic = %partition.topic, partition = partition.index, %error, "cannot plan a flush");
+                continue;
+            }
+        };
+        let result = pending
+            .sync()
+            .and_then(|()| partition.log.lock().complete_flush(pending.up_to()));
+        if let Err(error) = result {
+            tracing::error!(topic = %partition.topic, partition = partition.index, %error, "flushing rolled segments failed");
         }
     }
 }

@@ -48,6 +48,12 @@ impl Default for LogConfig {
 }
 
 impl LogConfig {
+    /// Whether a flush policy (`flush.messages` or `flush.ms`) makes appends durable, so that
+    /// a segment roll must be durable at once too.
+    pub fn flushes(&self) -> bool {
+        self.flush_messages != i64::MAX || self.flush_ms != i64::MAX
+    }
+
     /// `segment_size_bytes` clamped to `[1, SEGMENT_SIZE_BYTES_MAX]`.
     pub fn segment_size_bytes_effective(&self) -> u64 {
         self.segment_size_bytes.clamp(1, SEGMENT_SIZE_BYTES_MAX)

@@ -773,10 +773,61 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// fsyncs the active segment and its indexes (closed segments were synced when they
+    /// fsyncs the active segment and its indexes (and closed segments not fsynced since they
     /// rolled), then checkpoints recovery point = log end, log start offset and high watermark.
     pub fn flush(&mut self) -> Result<()> {
         self.flush_marking(false)
+    }
+
+    /// Closed segments that rolled without an fsync (above the recovery point), as work for a
+    /// background flusher: run [`PendingFlush::sync`] without the log's lock, then
+    /// [`PartitionLog::complete_flush`]. `None` when every closed segment is durable.
+    pub fn pending_flush(&self) -> Result<Option<PendingFlush>> {
+        let up_to = self.active().base_offset();
+        if self.recovery_point >= up_to {
+            return Ok(None);
+        }
+        let mut logs = Vec::new();
+        let mut indexes = Vec::new();
+        for segment in self.segments.values() {
+            if segment.base_offset() >= up_to || segment.next_offset() <= self.recovery_point {
+                continue;
+            }
+            logs.push(segment.log_handle()?);
+            let [_, index, time_index] = segment.paths();
+            indexes.push(index);
+            indexes.push(time_index);
+        }
+        Ok(Some(PendingFlush {
+            dir: self.dir.clone(),
+            logs,
+            indexes,
+            up_to,
+        }))
+    }
+
+    /// After [`PendingFlush::sync`] returned: the closed segments below `up_to` are durable, so
+    /// the recovery point moves up to it (unless the log was truncated below it meanwhile).
+    pub fn complete_flush(&mut self, up_to: i64) -> Result<()> {
+        if up_to <= self.recovery_point
+            || up_to > self.active().base_offset()
+            || !self.segments.contains_key(&up_to)
+        {
+            return Ok(());
+        }
+        self.epochs.sync_if_needed()?;
+        self.recovery_point = up_to;
+        self.write_checkpoint(false)
+    }
+
+    /// fsyncs, under the lock, the closed segments a roll left unsynced (the synchronous path:
+    /// explicit flushes, flush policies, shutdown).
+    fn sync_closed_segments(&mut self) -> Result<()> {
+        if let Some(pending) = self.pending_flush()? {
+            pending.sync()?;
+            self.complete_flush(pending.up_to)?;
+        }
+        Ok(())
     }
 
     /// Flushes, writes a producer state snapshot (unless one at the log end exists: the state
@@ -815,6 +866,7 @@ impl PartitionLog {
         let log_end = self.log_end_offset();
         let dirty = self.recovery_point < log_end || self.unflushed_messages > 0;
         if dirty {
+            self.sync_closed_segments()?;
             self.active_mut().sync()?;
             self.epochs.sync_if_needed()?;
             self.recovery_point = log_end;
@@ -888,9 +940,23 @@ impl PartitionLog {
             || !active.can_hold(size_bytes, last_offset)
     }
 
-    /// Closes the active segment (final time index entry, fsync) and starts a new one at the
-    /// log end offset; the recovery point moves up to it.
+    /// Closes the active segment and starts a new one at the log end offset. Without
+    /// `flush.messages`/`flush.ms` (the default) nothing is fsynced here, as in Kafka: a
+    /// gigabyte-sized fsync under the partition's lock would stall every producer of the
+    /// partition; the closed segment waits for [`PartitionLog::pending_flush`] and the
+    /// recovery point stays where it is until then (a crash before it rescans the segment).
+    /// With a flush policy the roll is durable at once and the recovery point moves.
     fn roll(&mut self) -> Result<()> {
+        if !self.config.flushes() {
+            let base_offset = self.log_end_offset();
+            self.active_mut().seal_unsynced()?;
+            let segment = Segment::create(&self.dir, base_offset, &self.config, &self.files)?;
+            self.segments.insert(base_offset, segment);
+            self.producers.take_snapshot_with(base_offset, false)?;
+            tracing::debug!(dir = %self.dir.display(), base_offset, "rolled segment");
+            return Ok(());
+        }
+        self.sync_closed_segments()?;
         let base_offset = self.log_end_offset();
         self.active_mut().seal()?;
         self.epochs.sync_if_needed()?;
@@ -958,6 +1024,42 @@ impl PartitionLog {
             .values()
             .zip(self.segments.values().skip(1))
             .all(|(a, b)| a.next_offset() == b.base_offset()));
+    }
+}
+
+/// Closed segments to fsync outside the log's lock (see [`PartitionLog::pending_flush`]).
+#[derive(Debug)]
+pub struct PendingFlush {
+    dir: PathBuf,
+    logs: Vec<Arc<std::fs::File>>,
+    indexes: Vec<PathBuf>,
+    up_to: i64,
+}
+
+impl PendingFlush {
+    /// The offset the recovery point may move to once [`PendingFlush::sync`] returned.
+    pub fn up_to(&self) -> i64 {
+        self.up_to
+    }
+
+    /// fsyncs the segments' log and index files and the partition directory. An index file
+    /// deleted meanwhile (retention, a truncation) is skipped: its segment is gone too.
+    pub fn sync(&self) -> Result<()> {
+        for log in &self.logs {
+            log.sync_data().map_err(|e| {
+                StorageError::io(format!("fsync a segment of {}", self.dir.display()), e)
+            })?;
+        }
+        for path in &self.indexes {
+            match std::fs::File::open(path) {
+                Ok(file) => file
+                    .sync_all()
+                    .map_err(|e| StorageError::io(format!("fsync {}", path.display()), e))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io(format!("opening {}", path.display()), e)),
+            }
+        }
+        sync_dir(&self.dir)
     }
 }
 

@@ -435,6 +435,18 @@ impl Segment {
         self.sync()
     }
 
+    /// Closes the segment for appends without an fsync: the last time index entry and every
+    /// index entry go to the index files (page cache); [`crate::PendingFlush`] fsyncs them later.
+    pub(crate) fn seal_unsynced(&mut self) -> Result<()> {
+        self.append_time_entry_if_grown()?;
+        self.persist_indexes(false)
+    }
+
+    /// The open handle of the log file (for an fsync outside the log's lock).
+    pub(crate) fn log_handle(&self) -> Result<Arc<std::fs::File>> {
+        Ok(self.log.region(0, 0)?.file().clone())
+    }
+
     /// fsyncs the log file and writes and fsyncs both indexes.
     pub(crate) fn sync(&mut self) -> Result<()> {
         self.log.sync()?;

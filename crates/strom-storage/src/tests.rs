@@ -465,6 +465,71 @@ fn flush_messages_advances_the_recovery_point() {
 }
 
 #[test]
+fn rolls_wait_for_a_background_flush_to_move_the_recovery_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    assert!(log.pending_flush().unwrap().is_none());
+    for _ in 0..30 {
+        append(&mut log, 3, 100, NOW_MS);
+    }
+    assert!(log.segment_count() > 3, "small segments rolled");
+    let pending = log
+        .pending_flush()
+        .unwrap()
+        .expect("rolled segments wait for a flush");
+    let recovery_point = |dir: &Path| {
+        Checkpoint::read(dir)
+            .unwrap()
+            .map_or(0, |c| c.recovery_point)
+    };
+    assert_eq!(
+        recovery_point(dir.path()),
+        0,
+        "no roll moved the recovery point"
+    );
+    // More rolls while the flush runs (outside the lock, in the broker).
+    for _ in 0..10 {
+        append(&mut log, 3, 100, NOW_MS);
+    }
+    pending.sync().unwrap();
+    log.complete_flush(pending.up_to()).unwrap();
+    assert_eq!(recovery_point(dir.path()), pending.up_to());
+    let later = log
+        .pending_flush()
+        .unwrap()
+        .expect("segments rolled after the first flush");
+    assert!(later.up_to() > pending.up_to());
+    later.sync().unwrap();
+    log.complete_flush(later.up_to()).unwrap();
+    assert!(log.pending_flush().unwrap().is_none());
+    // A stale completion (below the recovery point) changes nothing.
+    log.complete_flush(pending.up_to()).unwrap();
+    assert_eq!(recovery_point(dir.path()), later.up_to());
+    // Killed now (no close): the reopened log holds everything.
+    let everything = read_all(&log);
+    let log_end = log.log_end_offset();
+    drop(log);
+    let log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    assert_eq!(log.log_end_offset(), log_end);
+    assert_eq!(read_all(&log), everything);
+}
+
+#[test]
+fn with_a_flush_policy_rolls_are_durable_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_ms: 60_000,
+        ..small_config()
+    };
+    let mut log = PartitionLog::open(dir.path(), config, NOW_MS).unwrap();
+    for _ in 0..30 {
+        append(&mut log, 3, 100, NOW_MS);
+    }
+    assert!(log.segment_count() > 3);
+    assert!(log.pending_flush().unwrap().is_none());
+}
+
+#[test]
 fn delete_removes_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("topic-0");
