@@ -10,10 +10,11 @@ percentiles, and the ratio of the median to wire-limit's figure for the same siz
     python3 tests/perf/bench_all.py                 # everything, 5 runs per case
     python3 tests/perf/bench_all.py --runs 3 --only produce-100,consume-100
 
-Cases: produce-100 (acks=1), produce-100-all (acks=all), consume-100, produce-1000,
-consume-1000, e2e-100 (at half the median produce-100 rate, linger 0). The broker runs with
-defaults on a free port, data in a temporary directory, HTTP off; each produce run uses a new
-topic; consume runs read the topic of the first produce run of their size.
+Cases per size (100 and 1000 B): produce-SIZE (acks=1) and produce-SIZE-all (acks=all), run
+alternately; consume-SIZE (reads the first produce run's topic); e2e-SIZE (at half the median
+produce-SIZE rate, linger 0). The broker runs with defaults on a free port, data in a temporary
+directory, HTTP off; each run uses a new topic, deleted after it (except the one consume reads),
+and starts after an `fsync` of everything dirty, so runs meet the same page cache.
 """
 
 from __future__ import annotations
@@ -106,6 +107,11 @@ def bench(broker: Broker, kind: str, *args: str) -> dict:
     return report
 
 
+def delete_topic(broker: Broker, topic: str) -> None:
+    """Frees the disk (and the page cache) a finished run used."""
+    subprocess.run([str(STROM), "topic", "delete", "-b", broker.bootstrap, topic], capture_output=True)
+
+
 def summary(runs: list[dict]) -> dict:
     rates = [r["msgs_per_sec"] for r in runs]
     mbs = [r["mb_per_sec"] for r in runs]
@@ -132,53 +138,61 @@ def main() -> None:
 
     rows = []
     limits: dict[int, dict] = {}
-    topic_of_size: dict[int, str] = {}
-    produce_100: dict | None = None
     for size in (100, 1000):
         cases = [c for c in (f"produce-{size}", f"produce-{size}-all", f"consume-{size}", f"e2e-{size}")
                  if want(c)]
         if not cases:
             continue
+        os.sync()
         limits[size] = wire_limit(size)
         print(f"wire-limit {size} B: {json.dumps(limits[size])}", file=sys.stderr)
         broker = Broker()
+        n = MESSAGES[size]
+        results: dict[str, list[dict]] = {c: [] for c in cases}
         try:
-            n = MESSAGES[size]
-            for case in cases:
-                runs = []
+            # acks=1 and acks=all alternate, so both meet the same page cache and writeback.
+            produce_cases = [c for c in cases if c.startswith("produce")]
+            for i in range(args.runs if produce_cases else 0):
+                for case in produce_cases:
+                    topic = f"{case}-{i}"
+                    acks = "all" if case.endswith("-all") else "1"
+                    os.sync()
+                    results[case].append(bench(broker, "produce", "--topic", topic, "--messages", str(n),
+                                               "--size", str(size), "--acks", acks))
+                    print(f"{case} run {i + 1}: {json.dumps(results[case][-1])}", file=sys.stderr)
+                    if i > 0 or case.endswith("-all"):
+                        delete_topic(broker, topic)
+            fill = f"produce-{size}-0"
+            if f"consume-{size}" in cases:
+                if f"produce-{size}" not in cases:
+                    bench(broker, "produce", "--topic", fill, "--messages", str(n), "--size", str(size))
                 for i in range(args.runs):
-                    if case.startswith("produce"):
-                        topic = f"{case}-{i}"
-                        acks = "all" if case.endswith("-all") else "1"
-                        runs.append(bench(broker, "produce", "--topic", topic, "--messages", str(n),
-                                          "--size", str(size), "--acks", acks))
-                        topic_of_size.setdefault(size, topic)
-                    elif case.startswith("consume"):
-                        if size not in topic_of_size:
-                            topic_of_size[size] = f"fill-{size}"
-                            bench(broker, "produce", "--topic", topic_of_size[size], "--messages", str(n),
-                                  "--size", str(size))
-                        runs.append(bench(broker, "consume", "--topic", topic_of_size[size], "--messages",
-                                          str(n), "--size", str(size)))
-                    else:
-                        base = produce_100["msgs_per_sec"] if produce_100 and size == 100 else None
-                        if base is None:
-                            base = bench(broker, "produce", "--topic", f"rate-{size}", "--messages", str(n),
-                                         "--size", str(size))["msgs_per_sec"]
-                        rate = int(base / 2)
-                        runs.append(bench(broker, "e2e", "--topic", f"{case}-{i}", "--messages",
-                                          str(max(rate * 5, 10000)), "--size", str(size), "--rate", str(rate),
-                                          "--linger-ms", "0"))
-                        runs[-1]["rate"] = rate
-                    print(f"{case} run {i + 1}: {json.dumps(runs[-1])}", file=sys.stderr)
-                s = summary(runs)
-                if case == "produce-100":
-                    produce_100 = s
-                phase = "consume" if case.startswith("consume") else "produce"
-                limit = limits[size][f"{phase}_msgs_per_s"]
-                rows.append((case, size, s, limit, runs[0].get("rate")))
+                    results[f"consume-{size}"].append(bench(broker, "consume", "--topic", fill, "--messages",
+                                                            str(n), "--size", str(size)))
+                    print(f"consume-{size} run {i + 1}: {json.dumps(results[f'consume-{size}'][-1])}",
+                          file=sys.stderr)
+            if f"e2e-{size}" in cases:
+                if results.get(f"produce-{size}"):
+                    base = statistics.median(r["msgs_per_sec"] for r in results[f"produce-{size}"])
+                else:
+                    base = bench(broker, "produce", "--topic", f"rate-{size}", "--messages", str(n),
+                                 "--size", str(size))["msgs_per_sec"]
+                rate = int(base / 2)
+                for i in range(args.runs):
+                    os.sync()
+                    topic = f"e2e-{size}-{i}"
+                    run = bench(broker, "e2e", "--topic", topic, "--messages", str(rate * 5), "--size", str(size),
+                                "--rate", str(rate), "--linger-ms", "0")
+                    run["rate"] = rate
+                    results[f"e2e-{size}"].append(run)
+                    print(f"e2e-{size} run {i + 1}: {json.dumps(run)}", file=sys.stderr)
+                    delete_topic(broker, topic)
         finally:
             broker.stop()
+        for case in cases:
+            phase = "consume" if case.startswith("consume") else "produce"
+            rows.append((case, size, summary(results[case]), limits[size][f"{phase}_msgs_per_s"],
+                         results[case][0].get("rate")))
 
     print("| case | size | msgs/s median (min-max) | MB/s | p50 ms | p99 ms | p99.9 ms | max ms "
           "| client CPU s | broker CPU s | wire-limit msgs/s | ratio |")

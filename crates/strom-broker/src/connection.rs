@@ -34,6 +34,9 @@ use crate::state::BrokerState;
 /// Bytes read from the socket at a time when no larger frame is being read.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
+/// Bytes read at a time right after the connection was idle.
+const IDLE_READ_BUFFER_BYTES: usize = 4 * 1024;
+
 /// Responses gathered beyond this many bytes are written before the next request is handled.
 pub const PENDING_RESPONSE_BYTES_MAX: usize = 1024 * 1024;
 
@@ -96,6 +99,7 @@ async fn serve_requests(
     let mut pending = Pending::new();
     // The memory budget of the frame at the front of `input`, taken before its bytes are.
     let mut permit: Option<OwnedSemaphorePermit> = None;
+    let mut read_reserve_bytes = READ_BUFFER_BYTES;
     loop {
         // Handle every complete frame already read.
         while input.len() >= 4 {
@@ -163,7 +167,11 @@ async fn serve_requests(
             let readable = stream.readable();
             tokio::pin!(readable);
             if futures::poll!(&mut readable).is_pending() {
-                input = BytesMut::new(); // an idle connection holds no read buffer
+                // An idle connection holds no read buffer, and after idling it reads into a
+                // small one: a long-polling consumer sends one small request at a time, and a
+                // 64 KiB allocation per request was most of what idle consumers cost.
+                input = BytesMut::new();
+                read_reserve_bytes = IDLE_READ_BUFFER_BYTES;
                 match tokio::time::timeout(idle, readable).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return Err(Closed::Quietly(format!("read failed: {e}"))),
@@ -173,10 +181,15 @@ async fn serve_requests(
                 }
             }
         }
-        if input.capacity() - input.len() < READ_BUFFER_BYTES / 4 {
-            input.reserve(READ_BUFFER_BYTES);
+        if input.capacity() - input.len() < read_reserve_bytes / 4 {
+            input.reserve(read_reserve_bytes);
         }
-        match tokio::time::timeout(idle, stream.read_buf(&mut input)).await {
+        let spare_bytes = input.capacity() - input.len();
+        let read = tokio::time::timeout(idle, stream.read_buf(&mut input)).await;
+        if matches!(read, Ok(Ok(n)) if n == spare_bytes) {
+            read_reserve_bytes = READ_BUFFER_BYTES; // the socket had more: read in large steps
+        }
+        match read {
             Ok(Ok(0)) if input.is_empty() => return Ok(()),
             Ok(Ok(0)) => {
                 return Err(Closed::Quietly(format!(

@@ -106,6 +106,11 @@ enum Command {
     Transform(cli::transform::TransformArgs),
 }
 
+/// mimalloc instead of glibc malloc: faster for the many small, short-lived allocations of
+/// request handling (measured with `tests/perf/idle_consumers.py`, see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
