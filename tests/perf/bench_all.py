@@ -2,7 +2,7 @@
 """The issue #6 single-node benchmark suite, as BENCHMARKS.md reports it (not run by CI).
 
 For each message size it runs wire-limit (the speed of light: bytes over loopback TCP into the
-page cache and back, no protocol) right before Strom, then `strom bench` RUNS times per case
+page cache and back, no protocol) three times (median) right before Strom, then `strom bench` RUNS times per case
 against one release broker, and prints a markdown table: median (min-max) msgs/s, MB/s, latency
 percentiles, and the ratio of the median to wire-limit's figure for the same size.
 
@@ -56,10 +56,18 @@ def wire_limit_binary() -> Path:
     return binary
 
 
-def wire_limit(size: int) -> dict:
-    out = subprocess.run([str(wire_limit_binary()), "--size", str(size), "--seconds", "5"],
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+def wire_limit(size: int, runs: int = 3) -> dict:
+    """The median of `runs` wire-limit runs (a single run varies by 2x or more here)."""
+    results = []
+    for _ in range(runs):
+        os.sync()
+        out = subprocess.run([str(wire_limit_binary()), "--size", str(size), "--seconds", "5"],
+                             capture_output=True, text=True, check=True).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+        shutil.rmtree(Path(tempfile.gettempdir()) / "wire-limit", ignore_errors=True)
+    median = {key: statistics.median(r[key] for r in results) for key in results[0] if key.endswith("_s")}
+    median["runs"] = [{k: r[k] for k in ("produce_msgs_per_s", "consume_msgs_per_s")} for r in results]
+    return median
 
 
 def cpu_seconds(pid: int) -> float:
