@@ -103,7 +103,7 @@ async fn serve_requests(
     loop {
         // Handle every complete frame already read.
         while input.len() >= 4 {
-            let prefix: [u8; 4] = input[..4].try_into().expect("4 bytes");
+            let prefix = [input[0], input[1], input[2], input[3]];
             let size_bytes = strom_protocol::frame::frame_size(prefix, max_bytes)
                 .map_err(|e| Closed::Quietly(format!("bad frame: {e}")))?;
             if permit.is_none() {
