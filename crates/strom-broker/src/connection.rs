@@ -27,6 +27,7 @@ use strom_protocol::response::encode_api_versions_fallback;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 
 use crate::handlers::{self, Outcome};
 use crate::state::BrokerState;
@@ -100,6 +101,12 @@ async fn serve_requests(
     // The memory budget of the frame at the front of `input`, taken before its bytes are.
     let mut permit: Option<OwnedSemaphorePermit> = None;
     let mut read_reserve_bytes = READ_BUFFER_BYTES;
+    // One timer per connection for `connections_max_idle_ms`, re-armed only when it fires
+    // (a timer armed and cancelled around every read cost idle long-pollers a tenth of their
+    // CPU); `last_active` says when the connection last read or answered something.
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
+    let mut last_active = Instant::now();
     loop {
         // Handle every complete frame already read.
         while input.len() >= 4 {
@@ -150,6 +157,7 @@ async fn serve_requests(
                 }
             };
             permit = None;
+            last_active = Instant::now();
             match outcome {
                 Outcome::Respond(frame) => pending.push(frame),
                 Outcome::Silent => {}
@@ -172,11 +180,14 @@ async fn serve_requests(
                 // 64 KiB allocation per request was most of what idle consumers cost.
                 input = BytesMut::new();
                 read_reserve_bytes = IDLE_READ_BUFFER_BYTES;
-                match tokio::time::timeout(idle, readable).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(Closed::Quietly(format!("read failed: {e}"))),
-                    Err(_) => {
-                        return Err(Closed::Quietly(format!("idle for {} ms", idle.as_millis())))
+                loop {
+                    tokio::select! {
+                        biased;
+                        ready = &mut readable => {
+                            ready.map_err(|e| Closed::Quietly(format!("read failed: {e}")))?;
+                            break;
+                        }
+                        () = &mut idle_timer => check_idle(idle_timer.as_mut(), last_active, idle)?,
                     }
                 }
             }
@@ -185,23 +196,43 @@ async fn serve_requests(
             input.reserve(read_reserve_bytes);
         }
         let spare_bytes = input.capacity() - input.len();
-        let read = tokio::time::timeout(idle, stream.read_buf(&mut input)).await;
-        if matches!(read, Ok(Ok(n)) if n == spare_bytes) {
+        let read = loop {
+            tokio::select! {
+                biased;
+                read = stream.read_buf(&mut input) => break read,
+                () = &mut idle_timer => check_idle(idle_timer.as_mut(), last_active, idle)?,
+            }
+        };
+        if matches!(read, Ok(n) if n == spare_bytes) {
             read_reserve_bytes = READ_BUFFER_BYTES; // the socket had more: read in large steps
         }
         match read {
-            Ok(Ok(0)) if input.is_empty() => return Ok(()),
-            Ok(Ok(0)) => {
+            Ok(0) if input.is_empty() => return Ok(()),
+            Ok(0) => {
                 return Err(Closed::Quietly(format!(
                     "closed by the client inside a frame ({} bytes read of it)",
                     input.len()
                 )))
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(Closed::Quietly(format!("read failed: {e}"))),
-            Err(_) => return Err(Closed::Quietly(format!("idle for {} ms", idle.as_millis()))),
+            Ok(_) => last_active = Instant::now(),
+            Err(e) => return Err(Closed::Quietly(format!("read failed: {e}"))),
         }
     }
+}
+
+/// The idle timer fired: closes the connection if it has really been idle for `idle`, else
+/// re-arms the timer for the moment it would be.
+fn check_idle(
+    timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    last_active: Instant,
+    idle: std::time::Duration,
+) -> Result<(), Closed> {
+    let deadline = last_active + idle;
+    if Instant::now() >= deadline {
+        return Err(Closed::Quietly(format!("idle for {} ms", idle.as_millis())));
+    }
+    timer.reset(deadline);
+    Ok(())
 }
 
 /// Writes the gathered responses with vectored writes.

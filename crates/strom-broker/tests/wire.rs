@@ -316,3 +316,36 @@ async fn produce_then_fetch_returns_the_stored_bytes() {
     assert_eq!(produced.responses[0].partition_responses[0].error_code, 2);
     broker.shutdown().await;
 }
+
+/// `connections_max_idle_ms`: a connection that sends nothing is closed; one that keeps
+/// sending requests stays open well past the idle time; a half-sent frame does not count as
+/// activity forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_busy_ones_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig {
+        data_dir: dir.path().to_path_buf(),
+        kafka_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: None,
+        connections_max_idle_ms: 300,
+        ..BrokerConfig::default()
+    };
+    let broker = Broker::start(config).await.unwrap();
+
+    let mut silent = connect(&broker).await;
+    let mut partial = connect(&broker).await;
+    partial.write_all(&[0, 0, 0, 50, 0, 18]).await.unwrap(); // 2 of 50 announced bytes
+    let mut busy = connect(&broker).await;
+    for _ in 0..10 {
+        let response: ApiVersionsResponse =
+            call(&mut busy, &ApiVersionsRequest::default(), 3).await;
+        assert_eq!(response.error_code, 0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A second of requests 100 ms apart: the busy connection is still open.
+    let response: ApiVersionsResponse = call(&mut busy, &ApiVersionsRequest::default(), 3).await;
+    assert_eq!(response.error_code, 0);
+    assert_closed(&mut silent).await;
+    assert_closed(&mut partial).await;
+    assert_still_serving(&broker).await;
+}
