@@ -43,16 +43,9 @@ pub fn encode_response(
     api_version: i16,
     body: &ResponseKind,
 ) -> Result<Bytes, ResponseError> {
-    let encode_error = |error: &dyn std::fmt::Display| ResponseError::Encode {
-        api_key,
-        api_version,
-        reason: format!("{error:#}"),
-    };
-    let header_version = api_key.response_header_version(api_version);
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let header_size = header
-        .compute_size(header_version)
-        .map_err(|error| encode_error(&error))?;
+    let encode_error = encode_error(api_key, api_version);
+    let (header, header_version, header_size) =
+        response_header(correlation_id, api_key, api_version)?;
     let body_size = match body_api_key_and_size(body, api_version) {
         Some((body_api_key, _)) if body_api_key != api_key => {
             return Err(ResponseError::KindMismatch {
@@ -85,16 +78,9 @@ pub fn encode_fetch_response(
     body: &FetchResponse,
 ) -> Result<Frame, ResponseError> {
     let api_key = ApiKey::Fetch;
-    let encode_error = |error: &dyn std::fmt::Display| ResponseError::Encode {
-        api_key,
-        api_version,
-        reason: format!("{error:#}"),
-    };
-    let header_version = api_key.response_header_version(api_version);
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let header_size = header
-        .compute_size(header_version)
-        .map_err(|error| encode_error(&error))?;
+    let encode_error = encode_error(api_key, api_version);
+    let (header, header_version, header_size) =
+        response_header(correlation_id, api_key, api_version)?;
     let body_size = body
         .compute_size(api_version)
         .map_err(|error| encode_error(&error))?;
@@ -123,6 +109,33 @@ pub fn encode_fetch_response(
             encode_response(correlation_id, api_key, api_version, &kind).map(Frame::single)
         }
     }
+}
+
+/// Makes a [`ResponseError::Encode`] for `api_key` at `api_version` from any error.
+fn encode_error(
+    api_key: ApiKey,
+    api_version: i16,
+) -> impl Fn(&dyn std::fmt::Display) -> ResponseError {
+    move |error| ResponseError::Encode {
+        api_key,
+        api_version,
+        reason: format!("{error:#}"),
+    }
+}
+
+/// The response header for `correlation_id`, its version for `api_key` at `api_version`, and
+/// its encoded size.
+fn response_header(
+    correlation_id: i32,
+    api_key: ApiKey,
+    api_version: i16,
+) -> Result<(ResponseHeader, i16, usize), ResponseError> {
+    let header_version = api_key.response_header_version(api_version);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_size = header
+        .compute_size(header_version)
+        .map_err(|error| encode_error(api_key, api_version)(&error))?;
+    Ok((header, header_version, header_size))
 }
 
 /// The api key a response body belongs to and its encoded size, for every API with a request
