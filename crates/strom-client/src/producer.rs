@@ -36,13 +36,14 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use parking_lot::Mutex;
+use strom_protocol::record_batch::BATCH_HEADER_SIZE_BYTES;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::partitioner::{partition_for_key, NullKeyPartitioning};
-use crate::record_batch::{self, ProducerStamp, RecordBatchBuilder, HEADER_BYTES};
+use crate::record_batch::{self, ProducerStamp, RecordBatchBuilder};
 use crate::types::{
     now_ms, Acks, Compression, ProducerRecord, RecordMetadata, RecordRef, TopicPartition,
 };
@@ -591,9 +592,9 @@ impl Producer {
         // A new batch, holding its share of `buffer_memory_bytes` until it completes.
         // A batch never takes more than the whole buffer, unless its one record is larger.
         let buffer_memory = inner.config.buffer_memory_bytes.max(1);
-        let limit_bytes = batch_size
-            .min(buffer_memory)
-            .max(HEADER_BYTES + RecordBatchBuilder::first_record_size(key, value, headers));
+        let limit_bytes = batch_size.min(buffer_memory).max(
+            BATCH_HEADER_SIZE_BYTES + RecordBatchBuilder::first_record_size(key, value, headers),
+        );
         let permits = limit_bytes.min(buffer_memory).min(u32::MAX as usize);
         let permit = match state.memory.take() {
             Some(permit) if permit.num_permits() == permits => permit,

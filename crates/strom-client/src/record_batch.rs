@@ -12,28 +12,15 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::compression::{self as codec, Compressor};
+use strom_protocol::record_batch::{
+    i16_at, i32_at, i64_at, ATTRIBUTES_AT, BASE_SEQUENCE_AT, BASE_TIMESTAMP_AT,
+    BATCH_HEADER_SIZE_BYTES, BATCH_LENGTH_AT, BATCH_LENGTH_PREFIX_BYTES, CRC_AT,
+    LAST_OFFSET_DELTA_AT, MAGIC_AT, MAGIC_V2, MAX_TIMESTAMP_AT, PARTITION_LEADER_EPOCH_AT,
+    PRODUCER_EPOCH_AT, PRODUCER_ID_AT, RECORDS_COUNT_AT,
+};
 
 use crate::error::{Error, Result};
 use crate::types::{Compression, Header};
-
-/// Bytes of a v2 batch header.
-pub(crate) const HEADER_BYTES: usize = 61;
-
-const LENGTH_AT: usize = 8;
-const PARTITION_LEADER_EPOCH_AT: usize = 12;
-const MAGIC_AT: usize = 16;
-const CRC_AT: usize = 17;
-/// The CRC covers the batch from the attributes to its end.
-const ATTRIBUTES_AT: usize = 21;
-const LAST_OFFSET_DELTA_AT: usize = 23;
-const BASE_TIMESTAMP_AT: usize = 27;
-const MAX_TIMESTAMP_AT: usize = 35;
-const PRODUCER_ID_AT: usize = 43;
-const PRODUCER_EPOCH_AT: usize = 51;
-const BASE_SEQUENCE_AT: usize = 53;
-const RECORD_COUNT_AT: usize = 57;
-/// The length field counts the bytes after it.
-const LENGTH_COUNTS_FROM: usize = 12;
 
 /// Who wrote a batch, for idempotence: producer id, epoch and the first record's sequence
 /// (all -1 without idempotence).
@@ -65,8 +52,8 @@ pub(crate) struct RecordBatchBuilder {
 impl RecordBatchBuilder {
     /// An empty batch whose buffer holds `capacity_bytes` (header included) before it grows.
     pub fn with_capacity(capacity_bytes: usize) -> RecordBatchBuilder {
-        let mut buf = BytesMut::with_capacity(capacity_bytes.max(HEADER_BYTES));
-        buf.put_bytes(0, HEADER_BYTES);
+        let mut buf = BytesMut::with_capacity(capacity_bytes.max(BATCH_HEADER_SIZE_BYTES));
+        buf.put_bytes(0, BATCH_HEADER_SIZE_BYTES);
         RecordBatchBuilder {
             buf,
             count: 0,
@@ -212,32 +199,32 @@ impl RecordBatchBuilder {
             max_timestamp,
         } = self;
         if compression != Compression::None {
-            let records = buf.split_off(HEADER_BYTES);
-            let mut out = BytesMut::with_capacity(HEADER_BYTES + records.len() / 2 + 64);
-            out.put_bytes(0, HEADER_BYTES);
+            let records = buf.split_off(BATCH_HEADER_SIZE_BYTES);
+            let mut out = BytesMut::with_capacity(BATCH_HEADER_SIZE_BYTES + records.len() / 2 + 64);
+            out.put_bytes(0, BATCH_HEADER_SIZE_BYTES);
             compress(&mut out, records, compression)?;
             buf = out;
         }
-        let length = buf.len() - LENGTH_COUNTS_FROM;
+        let length = buf.len() - BATCH_LENGTH_PREFIX_BYTES;
         if length > i32::MAX as usize {
             return Err(Error::Invalid(format!(
                 "a record batch of {} bytes is too large",
                 buf.len()
             )));
         }
-        let header = &mut buf[..HEADER_BYTES];
-        header[..LENGTH_AT].copy_from_slice(&0i64.to_be_bytes());
-        header[LENGTH_AT..PARTITION_LEADER_EPOCH_AT]
+        let header = &mut buf[..BATCH_HEADER_SIZE_BYTES];
+        header[..BATCH_LENGTH_AT].copy_from_slice(&0i64.to_be_bytes());
+        header[BATCH_LENGTH_AT..PARTITION_LEADER_EPOCH_AT]
             .copy_from_slice(&(length as i32).to_be_bytes());
         header[PARTITION_LEADER_EPOCH_AT..MAGIC_AT].copy_from_slice(&(-1i32).to_be_bytes());
-        header[MAGIC_AT] = 2;
+        header[MAGIC_AT] = MAGIC_V2 as u8;
         header[ATTRIBUTES_AT..LAST_OFFSET_DELTA_AT]
             .copy_from_slice(&(compression as i16).to_be_bytes());
         header[LAST_OFFSET_DELTA_AT..BASE_TIMESTAMP_AT]
             .copy_from_slice(&(count - 1).max(0).to_be_bytes());
         header[BASE_TIMESTAMP_AT..MAX_TIMESTAMP_AT].copy_from_slice(&base_timestamp.to_be_bytes());
         header[MAX_TIMESTAMP_AT..PRODUCER_ID_AT].copy_from_slice(&max_timestamp.to_be_bytes());
-        header[RECORD_COUNT_AT..HEADER_BYTES].copy_from_slice(&count.to_be_bytes());
+        header[RECORDS_COUNT_AT..BATCH_HEADER_SIZE_BYTES].copy_from_slice(&count.to_be_bytes());
         write_stamp(&mut buf, stamp);
         Ok(buf.freeze())
     }
@@ -246,21 +233,9 @@ impl RecordBatchBuilder {
 /// The producer fields of a finished batch.
 pub(crate) fn stamp_of(batch: &[u8]) -> ProducerStamp {
     ProducerStamp {
-        producer_id: i64::from_be_bytes(
-            batch[PRODUCER_ID_AT..PRODUCER_EPOCH_AT]
-                .try_into()
-                .expect("8 bytes"),
-        ),
-        producer_epoch: i16::from_be_bytes(
-            batch[PRODUCER_EPOCH_AT..BASE_SEQUENCE_AT]
-                .try_into()
-                .expect("2 bytes"),
-        ),
-        base_sequence: i32::from_be_bytes(
-            batch[BASE_SEQUENCE_AT..RECORD_COUNT_AT]
-                .try_into()
-                .expect("4 bytes"),
-        ),
+        producer_id: i64_at(batch, PRODUCER_ID_AT),
+        producer_epoch: i16_at(batch, PRODUCER_EPOCH_AT),
+        base_sequence: i32_at(batch, BASE_SEQUENCE_AT),
     }
 }
 
@@ -278,7 +253,7 @@ pub(crate) fn restamp(batch: Bytes, stamp: ProducerStamp) -> Bytes {
 fn write_stamp(buf: &mut BytesMut, stamp: ProducerStamp) {
     buf[PRODUCER_ID_AT..PRODUCER_EPOCH_AT].copy_from_slice(&stamp.producer_id.to_be_bytes());
     buf[PRODUCER_EPOCH_AT..BASE_SEQUENCE_AT].copy_from_slice(&stamp.producer_epoch.to_be_bytes());
-    buf[BASE_SEQUENCE_AT..RECORD_COUNT_AT].copy_from_slice(&stamp.base_sequence.to_be_bytes());
+    buf[BASE_SEQUENCE_AT..RECORDS_COUNT_AT].copy_from_slice(&stamp.base_sequence.to_be_bytes());
     let crc = crc32c::crc32c(&buf[ATTRIBUTES_AT..]);
     buf[CRC_AT..ATTRIBUTES_AT].copy_from_slice(&crc.to_be_bytes());
 }
@@ -532,7 +507,7 @@ mod tests {
         let records = sample();
         for compression in CODECS {
             let batch = build(&records, compression, ProducerStamp::NONE);
-            let mut section = batch.slice(HEADER_BYTES..);
+            let mut section = batch.slice(BATCH_HEADER_SIZE_BYTES..);
             let mut raw = BytesMut::new();
             let mut take = |b: &mut Bytes| {
                 raw.extend_from_slice(b);
@@ -620,7 +595,7 @@ mod tests {
     #[test]
     fn an_empty_builder_reserves_room_and_large_records_grow_it() {
         let mut builder = RecordBatchBuilder::with_capacity(100);
-        assert_eq!(builder.size_bytes(), HEADER_BYTES);
+        assert_eq!(builder.size_bytes(), BATCH_HEADER_SIZE_BYTES);
         assert!(builder.capacity_bytes() >= 100);
         let value = vec![7u8; 10_000];
         builder.append(5, None, Some(&value), &[]);

@@ -12,6 +12,8 @@
 //! - [`request`]: request decoding (prefix, version check, bounded pre-pass, then `kafka-protocol`).
 //! - [`response`]: response frame encoding, including the ApiVersions fallback.
 //! - [`compression`]: decompression of record batches under a size bound.
+//! - [`record_batch`]: the record batch v2 header layout (field offsets, attribute bits), the one
+//!   definition the storage format, the broker and the client share.
 //! - [`chunked`]: response frames as chunks, so fetched record batches are written to the socket
 //!   from the buffers they were read into, not copied into the response.
 //!
@@ -25,6 +27,7 @@ pub mod bounded;
 pub mod chunked;
 pub mod compression;
 pub mod frame;
+pub mod record_batch;
 pub mod request;
 pub mod response;
 pub mod versions;

@@ -18,26 +18,15 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use strom_protocol::record_batch::{
+    i16_at, i32_at, i64_at, ATTRIBUTES_AT, BASE_OFFSET_AT, BASE_TIMESTAMP_AT,
+    BATCH_HEADER_SIZE_BYTES, BATCH_LENGTH_AT, BATCH_LENGTH_PREFIX_BYTES, COMPRESSION_MASK,
+    CONTROL_BIT, CRC_AT, LAST_OFFSET_DELTA_AT, MAGIC_AT, MAGIC_V2, MAX_TIMESTAMP_AT,
+    RECORDS_COUNT_AT, TIMESTAMP_TYPE_BIT,
+};
 
 use crate::error::{Error, Result};
 use crate::types::{ConsumerRecord, Header, TopicPartition};
-
-/// Bytes of a v2 batch header.
-pub(crate) const BATCH_HEADER_BYTES: usize = 61;
-/// The batch length field counts the bytes after it.
-const LENGTH_COUNTS_FROM: usize = 12;
-const MAGIC_AT: usize = 16;
-const CRC_AT: usize = 17;
-/// The CRC covers the batch from the attributes to its end.
-const ATTRIBUTES_AT: usize = 21;
-const LAST_OFFSET_DELTA_AT: usize = 23;
-const BASE_TIMESTAMP_AT: usize = 27;
-const MAX_TIMESTAMP_AT: usize = 35;
-const RECORD_COUNT_AT: usize = 57;
-
-const COMPRESSION_MASK: i16 = 0x07;
-const TIMESTAMP_TYPE_BIT: i16 = 0x08;
-const CONTROL_BIT: i16 = 0x20;
 
 /// Records of a compressed batch may number this many at most (a guard against a broker
 /// claiming billions of records in a few bytes).
@@ -63,28 +52,14 @@ struct BatchHeader {
     next_offset: i64,
 }
 
-fn i16_at(b: &[u8], at: usize) -> i16 {
-    i16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn i32_at(b: &[u8], at: usize) -> i32 {
-    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn i64_at(b: &[u8], at: usize) -> i64 {
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&b[at..at + 8]);
-    i64::from_be_bytes(bytes)
-}
-
 /// Reads the header of the batch at the start of `bytes`: `Ok(None)` when `bytes` holds only
 /// part of it (a fetch may end in a partial batch).
 fn read_header(tp: &TopicPartition, bytes: &[u8]) -> Result<Option<BatchHeader>> {
-    if bytes.len() < BATCH_HEADER_BYTES {
+    if bytes.len() < BATCH_HEADER_SIZE_BYTES {
         return Ok(None);
     }
-    let base_offset = i64_at(bytes, 0);
-    let batch_length = i32_at(bytes, 8);
+    let base_offset = i64_at(bytes, BASE_OFFSET_AT);
+    let batch_length = i32_at(bytes, BATCH_LENGTH_AT);
     let bad = |what: String| {
         Err(Error::Protocol(format!(
             "{tp}: batch at offset {base_offset}: {what}"
@@ -95,8 +70,8 @@ fn read_header(tp: &TopicPartition, bytes: &[u8]) -> Result<Option<BatchHeader>>
             "{tp}: negative batch length at offset {base_offset}"
         )));
     }
-    let size_bytes = LENGTH_COUNTS_FROM + batch_length as usize;
-    if size_bytes < BATCH_HEADER_BYTES {
+    let size_bytes = BATCH_LENGTH_PREFIX_BYTES + batch_length as usize;
+    if size_bytes < BATCH_HEADER_SIZE_BYTES {
         return bad(format!(
             "length {batch_length} is shorter than a batch header"
         ));
@@ -105,18 +80,18 @@ fn read_header(tp: &TopicPartition, bytes: &[u8]) -> Result<Option<BatchHeader>>
         return Ok(None);
     }
     let magic = bytes[MAGIC_AT] as i8;
-    if magic != 2 {
+    if magic != MAGIC_V2 {
         return Err(Error::Protocol(format!(
             "{tp}: message format v{magic} at offset {base_offset} is not supported"
         )));
     }
     let attributes = i16_at(bytes, ATTRIBUTES_AT);
     let last_offset_delta = i32_at(bytes, LAST_OFFSET_DELTA_AT);
-    let record_count = i32_at(bytes, RECORD_COUNT_AT);
+    let record_count = i32_at(bytes, RECORDS_COUNT_AT);
     let count_max = if attributes & COMPRESSION_MASK != 0 {
         COMPRESSED_BATCH_RECORDS_MAX
     } else {
-        ((size_bytes - BATCH_HEADER_BYTES) / RECORD_BYTES_MIN) as i64
+        ((size_bytes - BATCH_HEADER_SIZE_BYTES) / RECORD_BYTES_MIN) as i64
     };
     if record_count < 0 || i64::from(record_count) > count_max {
         return Err(Error::Protocol(format!(
@@ -182,12 +157,7 @@ pub fn decode_records(
             continue;
         }
         let batch = &bytes[start..at];
-        let stored = u32::from_be_bytes([
-            batch[CRC_AT],
-            batch[CRC_AT + 1],
-            batch[CRC_AT + 2],
-            batch[CRC_AT + 3],
-        ]);
+        let stored = i32_at(batch, CRC_AT) as u32;
         let computed = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
         if stored != computed {
             return Err(Error::Protocol(format!(
@@ -196,7 +166,7 @@ pub fn decode_records(
             )));
         }
         let codec = header.attributes & COMPRESSION_MASK;
-        let section = start + BATCH_HEADER_BYTES..at;
+        let section = start + BATCH_HEADER_SIZE_BYTES..at;
         let data = if codec == 0 {
             bytes.slice(section)
         } else {
@@ -440,7 +410,7 @@ mod tests {
             },
         )
         .unwrap();
-        let one_batch = LENGTH_COUNTS_FROM + i32_at(&buf, 8) as usize;
+        let one_batch = BATCH_LENGTH_PREFIX_BYTES + i32_at(&buf, BATCH_LENGTH_AT) as usize;
         assert_eq!(one_batch, buf.len(), "the records make one batch");
         buf.freeze()
     }
@@ -526,10 +496,10 @@ mod tests {
         let mut section = vec![(body.len() as u8) << 1];
         section.extend_from_slice(&body);
         let mut batch = encode(&[record(7, None, Some("x"))], Compression::None).to_vec();
-        batch.truncate(BATCH_HEADER_BYTES);
+        batch.truncate(BATCH_HEADER_SIZE_BYTES);
         batch.extend_from_slice(&section);
-        let length = (batch.len() - LENGTH_COUNTS_FROM) as i32;
-        batch[8..12].copy_from_slice(&length.to_be_bytes());
+        let length = (batch.len() - BATCH_LENGTH_PREFIX_BYTES) as i32;
+        batch[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
         fix_crc(&mut batch);
         let mut out = Vec::new();
         assert_eq!(
@@ -660,7 +630,7 @@ mod tests {
         assert!(decode(&good).is_ok());
         // The record: length, attributes, timestamp delta, offset delta, key length (1 byte:
         // zigzag 2), 'k', value length, 'v', header count.
-        let key_length_at = BATCH_HEADER_BYTES + 4;
+        let key_length_at = BATCH_HEADER_SIZE_BYTES + 4;
         assert_eq!(good[key_length_at], 2);
         let header_count_at = good.len() - 1;
         for (at, patch, expected) in [
@@ -668,7 +638,7 @@ mod tests {
             (key_length_at, 0x7e, "runs past its record"), // 63 bytes
             (header_count_at, 0x80, "record truncated"),   // a varint running past the record
             (header_count_at, 1, "negative header count"),
-            (BATCH_HEADER_BYTES, 0x7e, "runs past the batch"), // record length 63
+            (BATCH_HEADER_SIZE_BYTES, 0x7e, "runs past the batch"), // record length 63
         ] {
             let mut bad = good.clone();
             bad[at] = patch;
@@ -677,20 +647,20 @@ mod tests {
         }
         // A record count above what the bytes hold.
         let mut bad = good.clone();
-        bad[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&2i32.to_be_bytes());
+        bad[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&2i32.to_be_bytes());
         assert!(decode(&bad).is_err());
         // Trailing bytes after the last record.
         let mut bad = good.clone();
         bad.push(0);
-        let length = (bad.len() - LENGTH_COUNTS_FROM) as i32;
-        bad[8..12].copy_from_slice(&length.to_be_bytes());
+        let length = (bad.len() - BATCH_LENGTH_PREFIX_BYTES) as i32;
+        bad[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
         assert!(decode(&bad)
             .unwrap_err()
             .to_string()
             .contains("after the last"));
         // A batch length shorter than a header.
         let mut bad = good.clone();
-        bad[8..12].copy_from_slice(&10i32.to_be_bytes());
+        bad[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&10i32.to_be_bytes());
         assert!(decode(&bad).unwrap_err().to_string().contains("shorter"));
     }
 
@@ -726,7 +696,7 @@ mod tests {
                 let _ = scan(&tp, &bad, 0);
                 if codec == Compression::None {
                     // Random bytes as the records section.
-                    for b in &mut bad[BATCH_HEADER_BYTES..] {
+                    for b in &mut bad[BATCH_HEADER_SIZE_BYTES..] {
                         *b = random() as u8;
                     }
                     fix_crc(&mut bad);
