@@ -1,35 +1,18 @@
 //! Kafka record batch v2 (magic 2) headers: parsing, produce-time validation and offset
 //! assignment. Only the 61-byte header and the CRC are ever looked at here; records are never
-//! decoded on this path.
+//! decoded on this path. The header layout itself (field offsets, attribute bits) is
+//! [`strom_protocol::record_batch`], shared with the client.
 
-/// Size of the fixed v2 batch header, in bytes.
-pub const BATCH_HEADER_SIZE_BYTES: usize = 61;
-/// Bytes before and including the `batchLength` field; `size = batchLength + 12`.
-pub const BATCH_LENGTH_PREFIX_BYTES: usize = 12;
-/// Smallest valid `batchLength` (a header with no records).
-pub const BATCH_LENGTH_MIN: i32 = (BATCH_HEADER_SIZE_BYTES - BATCH_LENGTH_PREFIX_BYTES) as i32;
-/// The only supported magic byte.
-pub const MAGIC_V2: i8 = 2;
-
-const PARTITION_LEADER_EPOCH_AT: usize = 12;
-const MAGIC_AT: usize = 16;
-const CRC_AT: usize = 17;
-const ATTRIBUTES_AT: usize = 21;
-const LAST_OFFSET_DELTA_AT: usize = 23;
-const BASE_TIMESTAMP_AT: usize = 27;
-const MAX_TIMESTAMP_AT: usize = 35;
-const PRODUCER_ID_AT: usize = 43;
-const PRODUCER_EPOCH_AT: usize = 51;
-const BASE_SEQUENCE_AT: usize = 53;
-const RECORDS_COUNT_AT: usize = 57;
-
-const COMPRESSION_MASK: i16 = 0x07;
-const COMPRESSION_CODEC_MAX: u8 = 4;
-const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
-const TRANSACTIONAL_BIT: i16 = 1 << 4;
-const CONTROL_BIT: i16 = 1 << 5;
-/// KIP-534: the batch's `baseTimestamp` holds the delete horizon (set by the log cleaner).
-pub(crate) const DELETE_HORIZON_BIT: i16 = 1 << 6;
+use strom_protocol::record_batch::{
+    i16_at, i32_at, i64_at, ATTRIBUTES_AT, BASE_OFFSET_AT, BASE_SEQUENCE_AT, BASE_TIMESTAMP_AT,
+    BATCH_LENGTH_AT, COMPRESSION_CODEC_MAX, COMPRESSION_MASK, CONTROL_BIT, CRC_AT,
+    DELETE_HORIZON_BIT, LAST_OFFSET_DELTA_AT, MAGIC_AT, MAX_TIMESTAMP_AT,
+    PARTITION_LEADER_EPOCH_AT, PRODUCER_EPOCH_AT, PRODUCER_ID_AT, RECORDS_COUNT_AT,
+    TIMESTAMP_TYPE_BIT, TRANSACTIONAL_BIT,
+};
+pub use strom_protocol::record_batch::{
+    BATCH_HEADER_SIZE_BYTES, BATCH_LENGTH_MIN, BATCH_LENGTH_PREFIX_BYTES, MAGIC_V2,
+};
 
 /// Why a batch (or a blob of batches) was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,20 +70,6 @@ pub struct BatchHeader {
     pub records_count: i32,
 }
 
-fn i16_at(buf: &[u8], at: usize) -> i16 {
-    i16::from_be_bytes([buf[at], buf[at + 1]])
-}
-
-fn i32_at(buf: &[u8], at: usize) -> i32 {
-    i32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
-}
-
-fn i64_at(buf: &[u8], at: usize) -> i64 {
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&buf[at..at + 8]);
-    i64::from_be_bytes(bytes)
-}
-
 impl BatchHeader {
     /// Decodes the header at the start of `buf` (which needs at least
     /// [`BATCH_HEADER_SIZE_BYTES`] bytes). Checks neither magic nor CRC.
@@ -112,8 +81,8 @@ impl BatchHeader {
             )));
         }
         Ok(BatchHeader {
-            base_offset: i64_at(buf, 0),
-            batch_length: i32_at(buf, 8),
+            base_offset: i64_at(buf, BASE_OFFSET_AT),
+            batch_length: i32_at(buf, BATCH_LENGTH_AT),
             partition_leader_epoch: i32_at(buf, PARTITION_LEADER_EPOCH_AT),
             magic: buf[MAGIC_AT] as i8,
             crc: i32_at(buf, CRC_AT) as u32,
@@ -220,7 +189,7 @@ pub fn frame_size_bytes(rest: &[u8]) -> Result<usize, BatchError> {
     if magic != MAGIC_V2 {
         return Err(BatchError::UnsupportedMagic(magic));
     }
-    let batch_length = i32_at(rest, 8);
+    let batch_length = i32_at(rest, BATCH_LENGTH_AT);
     if batch_length < BATCH_LENGTH_MIN {
         return Err(BatchError::Corrupt(format!(
             "batchLength {batch_length} is below the minimum {BATCH_LENGTH_MIN}"
@@ -430,7 +399,7 @@ pub fn assign_offsets(
                 "negative lastOffsetDelta {last_offset_delta}"
             )));
         }
-        batch[0..8].copy_from_slice(&next_offset.to_be_bytes());
+        batch[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&next_offset.to_be_bytes());
         batch[PARTITION_LEADER_EPOCH_AT..PARTITION_LEADER_EPOCH_AT + 4]
             .copy_from_slice(&leader_epoch.to_be_bytes());
         if let Some(append_time_ms) = log_append_time_ms {
@@ -511,10 +480,10 @@ mod tests {
     #[test]
     fn rejects_batch_length_one_byte_off() {
         let good = batch(2, 8, NOW_MS);
-        let length = i32_at(&good, 8);
+        let length = i32_at(&good, BATCH_LENGTH_AT);
         for wrong in [length + 1, length - 1, BATCH_LENGTH_MIN - 1, -1] {
             let mut bad = good.clone();
-            put_i32(&mut bad, 8, wrong);
+            put_i32(&mut bad, BATCH_LENGTH_AT, wrong);
             assert!(
                 matches!(
                     validate_batches(&bad, &lenient_validation(), NOW_MS),

@@ -57,7 +57,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::batch::{BatchHeader, DELETE_HORIZON_BIT};
+use strom_protocol::record_batch::{
+    CONTROL_BIT, DELETE_HORIZON_BIT, TIMESTAMP_TYPE_BIT, TRANSACTIONAL_BIT,
+};
+
+use crate::batch::BatchHeader;
 use crate::config::CLEANER_OFFSET_MAP_BYTES_MAX;
 use crate::error::{Result, StorageError};
 use crate::io::{remove_file, sync_dir, write_atomically, FileCache, LogFile};
@@ -72,7 +76,7 @@ const CHECKPOINT_HEADER: &str = "strom-cleaner-checkpoint 1";
 /// Bytes counted per offset map entry on top of the key (hash table slot, `Bytes`, offset).
 const MAP_ENTRY_OVERHEAD_BYTES: usize = 64;
 /// Attribute bits kept on an empty batch header: timestamp type, transactional, control.
-const EMPTY_BATCH_ATTRIBUTES_MASK: i16 = (1 << 3) | (1 << 4) | (1 << 5);
+const EMPTY_BATCH_ATTRIBUTES_MASK: i16 = TIMESTAMP_TYPE_BIT | TRANSACTIONAL_BIT | CONTROL_BIT;
 
 /// What one cleaner run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

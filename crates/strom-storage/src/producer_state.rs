@@ -732,7 +732,7 @@ mod tests {
             state.record(&header(pid, 2, 0, 3, i as i64 * 10));
         }
         let mut transactional = header(4, 0, 0, 1, 50);
-        transactional.attributes |= 1 << 4;
+        transactional.attributes |= strom_protocol::record_batch::TRANSACTIONAL_BIT;
         state.record(&transactional);
         state.take_snapshot(10).unwrap();
         state.take_snapshot(20).unwrap();

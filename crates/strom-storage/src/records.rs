@@ -8,6 +8,7 @@
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
+use strom_protocol::record_batch::{COMPRESSION_MASK, CRC_AT};
 
 use crate::batch::{compute_crc, BatchHeader, BATCH_HEADER_SIZE_BYTES, BATCH_LENGTH_PREFIX_BYTES};
 
@@ -207,7 +208,7 @@ pub(crate) fn build_batch(
     let section = if records_count == 0 {
         Vec::new()
     } else {
-        compress((attributes & 0x07) as u8, raw_records)?
+        compress((attributes & COMPRESSION_MASK) as u8, raw_records)?
     };
     let size_bytes = BATCH_HEADER_SIZE_BYTES + section.len();
     let batch_length = i32::try_from(size_bytes - BATCH_LENGTH_PREFIX_BYTES)
@@ -224,7 +225,7 @@ pub(crate) fn build_batch(
     new_header.encode(&mut out);
     out.extend_from_slice(&section);
     let crc = compute_crc(&out);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     Ok(out)
 }
 

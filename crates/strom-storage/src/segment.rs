@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use strom_protocol::record_batch::ATTRIBUTES_AT;
+
 use crate::batch::{self, BatchHeader, BATCH_HEADER_SIZE_BYTES, BATCH_LENGTH_MIN, MAGIC_V2};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
@@ -769,9 +771,8 @@ impl ChunkReader {
 
     /// CRC-32C over `attributes..end` of the batch of `size_bytes` at `position`.
     fn crc_of(&mut self, file: &LogFile, position: u64, size_bytes: usize) -> Result<u32> {
-        const ATTRIBUTES_AT: u64 = 21;
         let mut crc = 0u32;
-        let mut at = position + ATTRIBUTES_AT;
+        let mut at = position + ATTRIBUTES_AT as u64;
         let end = position + size_bytes as u64;
         while at < end {
             let len = ((end - at) as usize).min(SCAN_CHUNK_BYTES);

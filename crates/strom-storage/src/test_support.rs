@@ -6,6 +6,8 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType as RecordTimestamp,
 };
 
+use strom_protocol::record_batch::{BASE_SEQUENCE_AT, CRC_AT};
+
 use crate::batch::{compute_crc, BatchValidation, TimestampType};
 
 /// A v2 batch of uncompressed records with the given timestamps, each with a value of
@@ -65,7 +67,7 @@ fn encoded_batch(
     RecordBatchEncoder::encode(&mut buf, &records, &options)
         .expect("encoding test records cannot fail");
     let mut bytes = buf.to_vec();
-    bytes[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    bytes[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&(-1i32).to_be_bytes());
     fix_crc(&mut bytes);
     bytes
 }
@@ -73,7 +75,7 @@ fn encoded_batch(
 /// Rewrites the CRC of a single batch after a test tampered with it.
 pub fn fix_crc(batch: &mut [u8]) {
     let crc = compute_crc(batch);
-    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Validation rules that accept any timestamp and any size up to 16 MiB.
@@ -144,7 +146,7 @@ pub fn keyed_batch(
         .expect("encoding test records cannot fail");
     let mut bytes = buf.to_vec();
     if producer.is_none() {
-        bytes[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+        bytes[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4].copy_from_slice(&(-1i32).to_be_bytes());
         fix_crc(&mut bytes);
     }
     bytes

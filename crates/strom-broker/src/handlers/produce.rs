@@ -7,6 +7,10 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::records::Compression;
+use strom_protocol::record_batch::{
+    ATTRIBUTES_AT, BATCH_HEADER_SIZE_BYTES, BATCH_LENGTH_AT, BATCH_LENGTH_PREFIX_BYTES,
+    COMPRESSION_MASK, CRC_AT,
+};
 use strom_storage::batch::batches as walk_batches;
 use strom_storage::batch::{validate_batches, TimestampType};
 use strom_storage::AppendOutcome;
@@ -179,7 +183,6 @@ fn append(
 /// INVALID_RECORD otherwise). This reads records (decompressing under
 /// [`DECOMPRESSED_BATCH_BYTES_MAX`]), which only compacted topics pay for.
 fn require_keys(records: &[u8]) -> Result<(), (i16, String)> {
-    use strom_storage::batch::BATCH_HEADER_SIZE_BYTES;
     let corrupt = |e: String| (ResponseError::CorruptMessage.code(), e);
     for batch in walk_batches(records) {
         let (header, bytes) = batch.map_err(|e| corrupt(e.to_string()))?;
@@ -255,7 +258,7 @@ fn zigzag(bytes: &[u8]) -> Option<(i64, usize)> {
 /// `compression.type`. The 61-byte header is kept except for the codec bits, the length and the
 /// CRC, so producer id, epoch, sequences, timestamps and record bytes stay exactly as sent.
 fn recompress(records: &[u8], codec: Compression) -> Result<Vec<u8>, (i16, String)> {
-    use strom_storage::batch::{compute_crc, BATCH_HEADER_SIZE_BYTES};
+    use strom_storage::batch::compute_crc;
     let corrupt = |e: String| (ResponseError::CorruptMessage.code(), e);
     let mut out = Vec::with_capacity(records.len());
     for batch in walk_batches(records) {
@@ -272,12 +275,12 @@ fn recompress(records: &[u8], codec: Compression) -> Result<Vec<u8>, (i16, Strin
         out.extend_from_slice(&bytes[..BATCH_HEADER_SIZE_BYTES]);
         out.extend_from_slice(&coded);
         let batch = &mut out[start..];
-        let batch_length = (batch.len() - 12) as i32;
-        batch[8..12].copy_from_slice(&batch_length.to_be_bytes());
-        let attributes = (header.attributes & !0x07) | codec as i16;
-        batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+        let batch_length = (batch.len() - BATCH_LENGTH_PREFIX_BYTES) as i32;
+        batch[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&batch_length.to_be_bytes());
+        let attributes = (header.attributes & !COMPRESSION_MASK) | codec as i16;
+        batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
         let crc = compute_crc(batch);
-        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     }
     Ok(out)
 }
@@ -376,7 +379,7 @@ mod tests {
     fn damaged_records_are_corrupt_not_a_panic() {
         let good = batch(&[Some("a"), Some("b")], Compression::None);
         assert_eq!(walk_batches(&good).count(), 1);
-        let section = &good[strom_storage::batch::BATCH_HEADER_SIZE_BYTES..];
+        let section = &good[BATCH_HEADER_SIZE_BYTES..];
         assert_eq!(all_records_keyed(section), Ok(true));
         for cut in 0..section.len() {
             let _ = all_records_keyed(&section[..cut]);
