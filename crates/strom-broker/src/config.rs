@@ -44,6 +44,16 @@ pub struct BrokerConfig {
     pub connections_max_idle_ms: u64,
     /// Largest fetch response the broker builds, whatever the client asks for.
     pub fetch_response_bytes_max: usize,
+    /// A fetch that starts at least this many bytes behind the end of one of its partitions
+    /// is a catch-up read: its bytes are read and written to the socket by the catch-up
+    /// threads, which run at a lower CPU priority, so a consumer replaying old data does not
+    /// take CPU from producers and tailing consumers. 0 sends every fetch the normal way.
+    pub fetch_catchup_lag_bytes: u64,
+    /// Threads that move the bytes of catch-up reads.
+    pub fetch_catchup_threads: usize,
+    /// Nice value of the catch-up threads (0 = same priority as the rest, 19 = lowest). They
+    /// still get all the CPU nobody else wants.
+    pub fetch_catchup_nice: i32,
     /// How often retention and segment.ms rolls run (`log.retention.check.interval.ms`).
     pub log_retention_check_interval_ms: u64,
     /// Segment files (`.log`) kept open at most, over all partitions; the least recently used
@@ -101,6 +111,9 @@ impl Default for BrokerConfig {
             connections_max: 10_000,
             connections_max_idle_ms: 600_000,
             fetch_response_bytes_max: 64 * 1024 * 1024,
+            fetch_catchup_lag_bytes: 64 * 1024 * 1024,
+            fetch_catchup_threads: 2,
+            fetch_catchup_nice: 10,
             log_retention_check_interval_ms: 60_000,
             log_open_files_max: 0,
             log_cleaner_backoff_ms: 15_000,
@@ -142,6 +155,15 @@ impl BrokerConfig {
         }
         if self.inflight_requests_per_connection_max == 0 || self.connections_max == 0 {
             return Err("connection limits must be at least 1".to_string());
+        }
+        if self.fetch_catchup_threads == 0 {
+            return Err("fetch_catchup_threads must be at least 1".to_string());
+        }
+        if !(0..=19).contains(&self.fetch_catchup_nice) {
+            return Err(format!(
+                "fetch_catchup_nice must be in 0..=19, not {}",
+                self.fetch_catchup_nice
+            ));
         }
         if self.offsets_topic_num_partitions < 1 {
             return Err("offsets_topic_num_partitions must be at least 1".to_string());

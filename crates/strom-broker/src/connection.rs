@@ -160,6 +160,10 @@ async fn serve_requests(
             last_active = Instant::now();
             match outcome {
                 Outcome::Respond(frame) => pending.push(frame),
+                Outcome::RespondCatchUp(frame) => {
+                    write_pending(stream, &mut pending).await?;
+                    write_catch_up(stream, state, frame).await?;
+                }
                 Outcome::Silent => {}
                 Outcome::Close(reason) => {
                     write_pending(stream, &mut pending).await?;
@@ -235,11 +239,44 @@ fn check_idle(
     Ok(())
 }
 
+/// Writes a catch-up fetch's response from the catch-up threads (nothing else is written to
+/// the stream meanwhile: the connection waits here), then whatever they left because the
+/// client was slow to read.
+async fn write_catch_up(
+    stream: &mut TcpStream,
+    state: &BrokerState,
+    frame: Frame,
+) -> Result<(), Closed> {
+    use std::os::fd::AsFd;
+    let chunks: Vec<Bytes> = frame
+        .into_chunks()
+        .into_iter()
+        .filter(|c| !c.is_empty())
+        .collect();
+    let fd = stream
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| Closed::Loudly(format!("cannot duplicate the socket: {e}")))?;
+    let mut rest = state
+        .catch_up
+        .write(fd, chunks)
+        .await
+        .map_err(|e| Closed::Quietly(format!("write failed: {e}")))?;
+    write_chunks(stream, &mut rest).await
+}
+
 /// Writes the gathered responses with vectored writes.
 async fn write_pending(stream: &mut TcpStream, pending: &mut Pending) -> Result<(), Closed> {
     let mut chunks = std::mem::take(&mut pending.chunks);
     pending.responses = 0;
     pending.bytes = 0;
+    write_chunks(stream, &mut chunks).await?;
+    pending.chunks = chunks; // keep the Vec's capacity
+    Ok(())
+}
+
+/// Writes `chunks` in order with vectored writes; leaves the Vec empty (its capacity kept).
+async fn write_chunks(stream: &mut TcpStream, chunks: &mut Vec<Bytes>) -> Result<(), Closed> {
     let mut first = 0;
     while first < chunks.len() {
         let slices: Vec<IoSlice<'_>> = chunks[first..]
@@ -266,6 +303,5 @@ async fn write_pending(stream: &mut TcpStream, pending: &mut Pending) -> Result<
         }
     }
     chunks.clear();
-    pending.chunks = chunks; // keep the Vec's capacity
     Ok(())
 }

@@ -10,6 +10,7 @@
 //! Never: parse records on the produce or fetch path (batch headers only), hold a partition
 //! lock across an `.await`, or panic on anything a client sends.
 
+pub mod catchup;
 pub mod config;
 mod connection;
 pub mod errors;

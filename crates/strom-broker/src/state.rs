@@ -32,6 +32,8 @@ pub struct BrokerState {
     pub producer_ids: crate::producer_ids::ProducerIdAllocator,
     /// Permits, in KiB, for request bytes held in memory (`queued_request_bytes_max`).
     pub queued_request_kib: Arc<Semaphore>,
+    /// The lower-priority threads that move the bytes of catch-up fetches.
+    pub catch_up: crate::catchup::CatchUpIo,
     controller: Mutex<Controller>,
     image: RwLock<Arc<MetadataImage>>,
 }
@@ -73,6 +75,14 @@ impl BrokerState {
                 source,
             })?;
         let queued_kib = (config.queued_request_bytes_max / 1024).min(Semaphore::MAX_PERMITS);
+        let catch_up = crate::catchup::CatchUpIo::start(
+            config.fetch_catchup_threads,
+            config.fetch_catchup_nice,
+        )
+        .map_err(|source| strom_storage::StorageError::Io {
+            context: "starting the catch-up fetch threads".to_string(),
+            source,
+        })?;
         Ok(BrokerState {
             config,
             advertised_host,
@@ -82,6 +92,7 @@ impl BrokerState {
             groups: crate::group::GroupCoordinator::new(group_config),
             producer_ids,
             queued_request_kib: Arc::new(Semaphore::new(queued_kib)),
+            catch_up,
             controller: Mutex::new(controller),
             image: RwLock::new(image),
         })

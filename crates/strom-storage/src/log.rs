@@ -71,6 +71,17 @@ impl Default for LogOpenOptions {
     }
 }
 
+/// What [`PartitionLog::read_regions`] planned: the regions to read, in order, and how far
+/// behind the log end the read starts.
+#[derive(Debug, Clone, Default)]
+pub struct ReadPlan {
+    /// File regions holding the bytes, to be read outside the log's lock.
+    pub regions: Vec<FileRegion>,
+    /// Bytes stored from the first region's start to the end of the log (0 when nothing was
+    /// planned): a consumer this far behind is catching up, not tailing.
+    pub lag_bytes: u64,
+}
+
 /// One partition's log on disk. Not thread-safe by itself: reads take `&self`, everything that
 /// changes the log takes `&mut self` (the broker wraps it in a lock).
 #[derive(Debug)]
@@ -511,13 +522,14 @@ impl PartitionLog {
     /// `max_offset_exclusive` and `min_one_batch` rules, but the last region may end inside a
     /// batch when `max_bytes` cuts it, as Kafka's fetches do (clients drop a partial batch at
     /// the end). Continues into the next segment only when a region reaches its segment's end.
+    /// The plan also says how far behind the log end the read starts, in bytes.
     pub fn read_regions(
         &self,
         start_offset: i64,
         max_bytes: usize,
         max_offset_exclusive: i64,
         min_one_batch: bool,
-    ) -> Result<Vec<FileRegion>> {
+    ) -> Result<ReadPlan> {
         let log_end = self.log_end_offset();
         if start_offset < self.log_start_offset || start_offset > log_end {
             return Err(StorageError::OffsetOutOfRange {
@@ -528,13 +540,24 @@ impl PartitionLog {
         }
         let mut regions = Vec::new();
         let mut planned_bytes = 0usize;
+        let mut lag_bytes = 0u64;
         let first_base = self.segment_base_for(start_offset);
-        for segment in self.segments.range(first_base..).map(|(_, s)| s) {
+        for (base, segment) in self.segments.range(first_base..) {
             let Some((position, header)) =
                 segment.find_batch(start_offset.max(segment.base_offset()))?
             else {
                 continue;
             };
+            if regions.is_empty() {
+                // Bytes from the read's start to the log end: the rest of this segment and
+                // every later one.
+                lag_bytes = segment.size_bytes().saturating_sub(position)
+                    + self
+                        .segments
+                        .range(base + 1..)
+                        .map(|(_, s)| s.size_bytes())
+                        .sum::<u64>();
+            }
             let budget = max_bytes.saturating_sub(planned_bytes);
             let min_one = min_one_batch && regions.is_empty();
             let (region, at_segment_end) =
@@ -547,7 +570,10 @@ impl PartitionLog {
                 break;
             }
         }
-        Ok(regions)
+        if regions.is_empty() {
+            lag_bytes = 0;
+        }
+        Ok(ReadPlan { regions, lag_bytes })
     }
 
     /// First offset whose record timestamp is `>= timestamp_ms`, with that timestamp

@@ -590,7 +590,7 @@ proptest! {
         let log_end = log.log_end_offset();
         let regions_bytes = |offset, max_bytes, max_offset, min_one| {
             let mut out = Vec::new();
-            for region in log.read_regions(offset, max_bytes, max_offset, min_one).unwrap() {
+            for region in log.read_regions(offset, max_bytes, max_offset, min_one).unwrap().regions {
                 region.read_into(&mut out).unwrap();
             }
             out
@@ -600,6 +600,11 @@ proptest! {
             let max_offset = stop.index(log_end as usize + 1) as i64;
             // Unbounded: exactly the whole batches `read` returns.
             let whole = log.read(offset, usize::MAX, max_offset, false).unwrap();
+            // The lag is every byte from the read's first batch to the log end.
+            let plan = log.read_regions(offset, max_bytes, max_offset, true).unwrap();
+            let to_end = log.read(offset, usize::MAX, i64::MAX, false).unwrap();
+            let expected_lag = if plan.regions.is_empty() { 0 } else { to_end.len() as u64 };
+            prop_assert_eq!(plan.lag_bytes, expected_lag);
             prop_assert_eq!(regions_bytes(offset, usize::MAX, max_offset, false), whole.to_vec());
             // Bounded: a prefix of that, at most max_bytes long unless the first batch is
             // larger and min_one_batch asks for it whole; never shorter than `read`'s answer.

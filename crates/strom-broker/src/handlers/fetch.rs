@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use strom_storage::FileRegion;
+use strom_storage::{FileRegion, ReadPlan, StorageError};
 
 use crate::errors::storage_error_code;
 use crate::partition::Partition;
@@ -32,7 +32,14 @@ struct Target {
     partition: Result<Arc<Partition>, i16>,
 }
 
-pub async fn handle(state: &BrokerState, version: i16, request: FetchRequest) -> FetchResponse {
+/// Answers a fetch; the flag says whether it is a catch-up read (one of its partitions is
+/// read from at least `fetch_catchup_lag_bytes` behind its end), whose bytes were read on
+/// the catch-up threads and should be written by them too.
+pub async fn handle(
+    state: &BrokerState,
+    version: i16,
+    request: FetchRequest,
+) -> (FetchResponse, bool) {
     let wait_ms = request.max_wait_ms.max(0) as u64;
     let deadline = Instant::now() + Duration::from_millis(wait_ms.min(FETCH_WAIT_MS_MAX));
     let response_bytes_max = if request.max_bytes <= 0 {
@@ -84,44 +91,70 @@ pub async fn handle(state: &BrokerState, version: i16, request: FetchRequest) ->
             .iter()
             .filter_map(|t| t.partition.as_ref().ok().map(|p| p.subscribe()))
             .collect();
-        let (partitions, bytes_total, any_error) = read_partitions(&targets, response_bytes_max);
+        let planned = plan_partitions(&targets, response_bytes_max);
         let waited_enough = wait_ms == 0 || Instant::now() >= deadline;
-        if bytes_total >= min_bytes || any_error || waited_enough || receivers.is_empty() {
-            return build_response(topics, partitions);
+        if planned.bytes_total >= min_bytes
+            || planned.any_error
+            || waited_enough
+            || receivers.is_empty()
+        {
+            return read_planned(state, topics, planned).await;
         }
         let changed = select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            let (partitions, _, _) = read_partitions(&targets, response_bytes_max);
-            return build_response(topics, partitions);
+            let planned = plan_partitions(&targets, response_bytes_max);
+            return read_planned(state, topics, planned).await;
         }
     }
 }
 
-fn read_partitions(
-    targets: &[Target],
-    response_bytes_max: usize,
-) -> (Vec<(usize, PartitionData)>, usize, bool) {
-    let mut bytes_total = 0usize;
-    let mut any_error = false;
-    let mut partitions = Vec::with_capacity(targets.len());
+/// Every partition's answer, with the regions still to be read into it.
+struct Planned {
+    partitions: Vec<(usize, PartitionData, Vec<FileRegion>)>,
+    bytes_total: usize,
+    any_error: bool,
+    /// The largest distance, in bytes, between a read's start and its partition's log end.
+    lag_bytes_max: u64,
+}
+
+fn plan_partitions(targets: &[Target], response_bytes_max: usize) -> Planned {
+    let mut planned = Planned {
+        partitions: Vec::with_capacity(targets.len()),
+        bytes_total: 0,
+        any_error: false,
+        lag_bytes_max: 0,
+    };
     for target in targets {
         let mut data = PartitionData::default();
         data.partition_index = target.index;
+        let mut regions = Vec::new();
         match &target.partition {
             Err(code) => {
                 data.error_code = *code;
                 data.high_watermark = -1;
             }
             Ok(partition) => {
-                let remaining = response_bytes_max.saturating_sub(bytes_total);
-                let regions = plan_one(partition, target, remaining, bytes_total == 0, &mut data);
-                bytes_total += read_regions(&regions, &mut data);
+                let remaining = response_bytes_max.saturating_sub(planned.bytes_total);
+                let plan = plan_one(
+                    partition,
+                    target,
+                    remaining,
+                    planned.bytes_total == 0,
+                    &mut data,
+                );
+                planned.bytes_total += plan
+                    .regions
+                    .iter()
+                    .map(FileRegion::len_bytes)
+                    .sum::<usize>();
+                planned.lag_bytes_max = planned.lag_bytes_max.max(plan.lag_bytes);
+                regions = plan.regions;
             }
         }
-        any_error |= data.error_code != 0;
-        partitions.push((target.topic_index, data));
+        planned.any_error |= data.error_code != 0;
+        planned.partitions.push((target.topic_index, data, regions));
     }
-    (partitions, bytes_total, any_error)
+    planned
 }
 
 /// Fills in the partition's offsets and plans its read, under the log's lock; the bytes are
@@ -132,7 +165,7 @@ fn plan_one(
     remaining_bytes: usize,
     min_one_batch: bool,
     data: &mut PartitionData,
-) -> Vec<FileRegion> {
+) -> ReadPlan {
     let leader_epoch = partition.leader_epoch();
     if target.current_leader_epoch >= 0 && target.current_leader_epoch != leader_epoch {
         data.error_code = if target.current_leader_epoch < leader_epoch {
@@ -140,7 +173,7 @@ fn plan_one(
         } else {
             ResponseError::UnknownLeaderEpoch.code()
         };
-        return Vec::new();
+        return ReadPlan::default();
     }
     let log = partition.log.lock();
     let high_watermark = log.high_watermark();
@@ -154,34 +187,72 @@ fn plan_one(
         high_watermark,
         min_one_batch && max_bytes > 0,
     ) {
-        Ok(regions) => regions,
+        Ok(plan) => plan,
         Err(error) => {
             data.error_code = storage_error_code(&error);
             data.records = Some(Bytes::new());
-            Vec::new()
+            ReadPlan::default()
         }
     }
 }
 
-/// Reads planned regions into the partition's records (one buffer, not zeroed first);
-/// returns the bytes read.
-fn read_regions(regions: &[FileRegion], data: &mut PartitionData) -> usize {
-    if data.error_code != 0 {
-        return 0;
+/// Reads the planned regions into the partitions' records, on the catch-up threads when the
+/// fetch is a catch-up read, and builds the response.
+async fn read_planned(
+    state: &BrokerState,
+    topics: Vec<(TopicName, Uuid)>,
+    planned: Planned,
+) -> (FetchResponse, bool) {
+    let threshold_bytes = state.config.fetch_catchup_lag_bytes;
+    let catch_up = threshold_bytes > 0 && planned.lag_bytes_max >= threshold_bytes;
+    let (mut answers, reads): (Vec<(usize, PartitionData)>, Vec<Vec<FileRegion>>) = planned
+        .partitions
+        .into_iter()
+        .map(|(topic_index, data, regions)| ((topic_index, data), regions))
+        .unzip();
+    let read = if catch_up {
+        state
+            .catch_up
+            .run(move || reads.iter().map(|r| read_regions(r)).collect::<Vec<_>>())
+            .await
+    } else {
+        Ok(reads.iter().map(|r| read_regions(r)).collect())
+    };
+    match read {
+        Ok(bytes) => {
+            for ((_, data), bytes) in answers.iter_mut().zip(bytes) {
+                if data.error_code != 0 {
+                    continue;
+                }
+                match bytes {
+                    Ok(bytes) => data.records = Some(bytes),
+                    Err(error) => {
+                        tracing::warn!(%error, "fetch read failed");
+                        data.error_code = storage_error_code(&error);
+                        data.records = Some(Bytes::new());
+                    }
+                }
+            }
+        }
+        Err(lost) => {
+            tracing::error!(%lost, "catch-up fetch read lost");
+            for (_, data) in answers.iter_mut().filter(|(_, d)| d.error_code == 0) {
+                data.error_code = ResponseError::UnknownServerError.code();
+                data.records = Some(Bytes::new());
+            }
+        }
     }
+    (build_response(topics, answers), catch_up)
+}
+
+/// Reads planned regions into one buffer (not zeroed first).
+fn read_regions(regions: &[FileRegion]) -> Result<Bytes, StorageError> {
     let planned: usize = regions.iter().map(FileRegion::len_bytes).sum();
     let mut bytes = Vec::with_capacity(planned);
     for region in regions {
-        if let Err(error) = region.read_into(&mut bytes) {
-            tracing::warn!(%error, "fetch read failed");
-            data.error_code = storage_error_code(&error);
-            data.records = Some(Bytes::new());
-            return 0;
-        }
+        region.read_into(&mut bytes)?;
     }
-    let read = bytes.len();
-    data.records = Some(Bytes::from(bytes));
-    read
+    Ok(Bytes::from(bytes))
 }
 
 fn build_response(

@@ -23,6 +23,9 @@ use crate::state::BrokerState;
 pub enum Outcome {
     /// Write this response frame.
     Respond(Frame),
+    /// Write this response frame of a catch-up fetch from the catch-up threads
+    /// ([`crate::catchup`]).
+    RespondCatchUp(Frame),
     /// The client expects no response (acks=0 produce).
     Silent,
     /// No answer can be given (a response that cannot be encoded, a request without a
@@ -45,6 +48,7 @@ pub async fn handle(
             header.request_api_key
         ));
     };
+    let mut catch_up = false;
     let response = match request.body {
         RequestKind::ApiVersions(r) => Some(ResponseKind::ApiVersions(api_versions::handle(
             state, version, r,
@@ -62,7 +66,11 @@ pub async fn handle(
             topics::create_partitions(state, r),
         )),
         RequestKind::Produce(r) => produce::handle(state, version, r).map(ResponseKind::Produce),
-        RequestKind::Fetch(r) => Some(ResponseKind::Fetch(fetch::handle(state, version, r).await)),
+        RequestKind::Fetch(r) => {
+            let (response, is_catch_up) = fetch::handle(state, version, r).await;
+            catch_up = is_catch_up;
+            Some(ResponseKind::Fetch(response))
+        }
         RequestKind::ListOffsets(r) => Some(ResponseKind::ListOffsets(offsets::list_offsets(
             state, version, r,
         ))),
@@ -157,6 +165,7 @@ pub async fn handle(
         other => encode_response(correlation_id, api_key, version, other).map(Frame::single),
     };
     match encoded {
+        Ok(frame) if catch_up => Outcome::RespondCatchUp(frame),
         Ok(frame) => Outcome::Respond(frame),
         Err(error) => {
             tracing::error!(?api_key, version, %error, "cannot encode response");

@@ -1,0 +1,118 @@
+"""Catch-up reads: a fetch that starts far behind the log end has its bytes read and written by
+the broker's lower-priority catch-up threads (crates/strom-broker/src/catchup.rs). Real clients
+must see exactly what the normal path serves: every record, in order, CRCs intact, including
+responses cut inside a batch by the fetch size limits.
+
+The threshold is set low (64 KiB) so every client below reads most of the topic through the
+catch-up threads; the test then checks, from /proc, that those threads exist at the configured
+nice value and really ran.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition as KpTopicPartition
+
+from stromtest import (assert_serving, consume_range, create_topic, kcat, produce_sync, producer,
+                       unique_topic)
+
+PARTITIONS = 3
+MESSAGES = 9_000
+CATCHUP = {"fetch_catchup_lag_bytes": 65536, "fetch_catchup_threads": 2, "fetch_catchup_nice": 15}
+
+
+def value_of(i: int) -> bytes:
+    return f"{i:08d}:".encode() + bytes([65 + i % 26]) * (150 + i % 200)
+
+
+def catchup_threads(pid: int) -> list[tuple[str, int, int]]:
+    """(name, nice, ns on CPU) of each catch-up thread of the broker process."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        name = (task / "comm").read_text().strip()
+        if not name.startswith("strom-catchup"):
+            continue
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        nice = int(fields[16])  # field 19 of stat; fields[0] is field 3
+        on_cpu_ns = int((task / "schedstat").read_text().split()[0])
+        out.append((name, nice, on_cpu_ns))
+    return out
+
+
+def fill(bootstrap: str, topic: str) -> dict[int, list[bytes]]:
+    """Produces MESSAGES keyed records in many small batches; returns each partition's values."""
+    create_topic(bootstrap, topic, partitions=PARTITIONS)
+    p = producer(bootstrap, **{"linger.ms": 2, "batch.num.messages": 200})
+    messages = [{"value": value_of(i), "partition": i % PARTITIONS} for i in range(MESSAGES)]
+    produce_sync(p, topic, messages)
+    expected: dict[int, list[bytes]] = {q: [] for q in range(PARTITIONS)}
+    for m in messages:
+        expected[m["partition"]].append(m["value"])
+    return expected
+
+
+def test_catch_up_reads_serve_every_record_to_real_clients(broker_factory):
+    broker = broker_factory(config=CATCHUP)
+    topic = unique_topic("catchup")
+    expected = fill(broker.bootstrap, topic)
+    before = {name: ns for name, _, ns in catchup_threads(broker.proc.pid)}
+    assert len(before) == 2 and all(n == 15 for _, n, _ in catchup_threads(broker.proc.pid))
+
+    # librdkafka, with small fetches so responses end inside a batch.
+    for partition in range(PARTITIONS):
+        got = consume_range(broker.bootstrap, topic, partition, 0, len(expected[partition]),
+                            **{"fetch.max.bytes": 70000, "message.max.bytes": 65536,
+                               "max.partition.fetch.bytes": 40000})
+        assert [m.value() for m in got] == expected[partition]
+        assert [m.offset() for m in got] == list(range(len(expected[partition])))
+
+    # kafka-python, all partitions in one fetch.
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None, enable_auto_commit=False,
+                      auto_offset_reset="earliest", consumer_timeout_ms=5000, fetch_max_wait_ms=100,
+                      max_partition_fetch_bytes=100_000, request_timeout_ms=15000)
+    try:
+        tps = [KpTopicPartition(topic, q) for q in range(PARTITIONS)]
+        c.assign(tps)
+        c.seek_to_beginning()
+        read: dict[int, list[bytes]] = {q: [] for q in range(PARTITIONS)}
+        for record in c:
+            read[record.partition].append(record.value)
+            if sum(map(len, read.values())) == MESSAGES:
+                break
+        assert read == expected
+    finally:
+        c.close()
+
+    # kcat, the whole topic from the start.
+    r = kcat("-b", broker.bootstrap, "-C", "-t", topic, "-p", "1", "-o", "beginning", "-e", "-q",
+             "-f", "%s\n", "-X", "fetch.max.bytes=100000", "-X", "message.max.bytes=65536", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == expected[1]
+
+    after = {name: ns for name, _, ns in catchup_threads(broker.proc.pid)}
+    assert sum(after.values()) > sum(before.values()), (before, after)
+    assert_serving(broker.bootstrap)
+
+
+def test_tail_reads_do_not_use_the_catch_up_threads(broker_factory):
+    broker = broker_factory(config=CATCHUP)
+    topic = unique_topic("tail")
+    create_topic(broker.bootstrap, topic)
+    p = producer(broker.bootstrap)
+    produce_sync(p, topic, [{"value": value_of(i), "partition": 0} for i in range(100)])
+    before = sum(ns for _, _, ns in catchup_threads(broker.proc.pid))
+    got = consume_range(broker.bootstrap, topic, 0, 0, 100)
+    assert [m.value() for m in got] == [value_of(i) for i in range(100)]
+    after = sum(ns for _, _, ns in catchup_threads(broker.proc.pid))
+    assert after == before, "a read 20 KB behind the end went through the catch-up threads"
+
+
+def test_catch_up_can_be_turned_off(broker_factory):
+    broker = broker_factory(config={"fetch_catchup_lag_bytes": 0})
+    topic = unique_topic("off")
+    expected = fill(broker.bootstrap, topic)
+    before = sum(ns for _, _, ns in catchup_threads(broker.proc.pid))
+    got = consume_range(broker.bootstrap, topic, 2, 0, len(expected[2]))
+    assert [m.value() for m in got] == expected[2]
+    assert sum(ns for _, _, ns in catchup_threads(broker.proc.pid)) == before
