@@ -162,26 +162,32 @@ fn write_chunks(
                 _ => return Err(error),
             }
         }
-        let mut sent = sent as usize;
         if sent == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::WriteZero,
                 "sendmsg sent 0 bytes",
             ));
         }
-        while sent > 0 {
-            let chunk = &mut chunks[first];
-            if sent >= chunk.len() {
-                sent -= chunk.len();
-                first += 1;
-            } else {
-                chunk.advance(sent);
-                sent = 0;
-            }
-        }
+        first = skip_written(&mut chunks, first, sent as usize);
     }
     chunks.drain(..first);
     Ok(chunks)
+}
+
+/// Drops `written` bytes from the front of `chunks[first..]` (whole chunks are skipped, a
+/// partly written one is advanced); returns the index of the first chunk with bytes left.
+pub(crate) fn skip_written(chunks: &mut [Bytes], mut first: usize, mut written: usize) -> usize {
+    while written > 0 && first < chunks.len() {
+        let chunk = &mut chunks[first];
+        if written >= chunk.len() {
+            written -= chunk.len();
+            first += 1;
+        } else {
+            chunk.advance(written);
+            written = 0;
+        }
+    }
+    first
 }
 
 /// Waits until `fd` can take more bytes, at most `wait`; whether it can.

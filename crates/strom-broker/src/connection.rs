@@ -284,23 +284,14 @@ async fn write_chunks(stream: &mut TcpStream, chunks: &mut Vec<Bytes>) -> Result
             .take(IOV_CHUNKS_MAX)
             .map(|c| IoSlice::new(c))
             .collect();
-        let mut written = stream
+        let written = stream
             .write_vectored(&slices)
             .await
             .map_err(|e| Closed::Quietly(format!("write failed: {e}")))?;
         if written == 0 {
             return Err(Closed::Quietly("write returned 0 bytes".to_string()));
         }
-        while written > 0 {
-            let chunk = &mut chunks[first];
-            if written >= chunk.len() {
-                written -= chunk.len();
-                first += 1;
-            } else {
-                chunk.advance(written);
-                written = 0;
-            }
-        }
+        first = crate::catchup::skip_written(chunks, first, written);
     }
     chunks.clear();
     Ok(())
