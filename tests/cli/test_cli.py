@@ -349,6 +349,17 @@ def test_bench_reports_json(broker, kind):
         assert watermark_sum(broker, topic) >= 3000
 
 
+@pytest.mark.parametrize("kind", ["produce", "e2e"])
+def test_bench_at_a_fixed_rate_takes_as_long_as_the_rate_says(broker, kind):
+    # 4000 messages at 8000/s over 2 paced producers: about half a second, never much less.
+    topic = unique_topic("cli-bench-rate")
+    report = strom_json(broker, "bench", kind, "--topic", topic, "--messages", "4000", "--size", "64",
+                        "--rate", "8000", "--producers", "2", "--linger-ms", "0")
+    assert report["messages"] == 4000
+    assert report["seconds"] >= 0.45, report
+    assert watermark_sum(broker, topic) == 4000
+
+
 def watermark_sum(broker, topic: str) -> int:
     d = strom_json(broker, "topic", "describe", topic)
     return sum(p["high_watermark"] for p in d["partitions"])

@@ -8,10 +8,12 @@
 //!
 //! Without `--rate` the producers send as fast as they can, and produce latency is mostly time
 //! queued in the producer's buffer. With `--rate N` (produce and e2e) they send open loop at N
-//! records per second in total, on the runtime's 1 ms timer: a record's latency counts from its
-//! send, or from 1 ms after its scheduled time when the producer fell further behind than
-//! that (blocked on a full buffer, say), so a stall shows in the latency of every record it
-//! delayed rather than hiding (no coordinated omission).
+//! records per second in total, each paced producer on a thread of its own that sleeps until
+//! its next record is due (the runtime's timer ticks in milliseconds, which made the load
+//! arrive in 1-2 ms bursts): a record's latency counts from its send, or from
+//! [`SCHEDULE_SLACK`] after its scheduled time when the producer fell further behind than that
+//! (blocked on a full buffer, or not scheduled by the OS), so a stall shows in the latency of
+//! every record it delayed rather than hiding (no coordinated omission).
 //!
 //! The producers use `Producer::send_ref` (no per-record allocation) and track latency per
 //! batch: each record's send time is kept, and when its batch completes each record's latency
@@ -44,8 +46,8 @@ const BATCHES_QUEUED_MAX: usize = 4096;
 /// as much as a send); the records in between count from that reading, a few µs early.
 const CLOCK_READ_EVERY: u64 = 8;
 /// How far a rate-limited producer may fall behind its schedule before latency counts from
-/// the schedule (the runtime's timer ticks in milliseconds).
-const SCHEDULE_SLACK: Duration = Duration::from_millis(1);
+/// the schedule (a thread's sleep overshoots by tens of µs).
+const SCHEDULE_SLACK: Duration = Duration::from_micros(200);
 /// Highest latency the histogram records (longer ones are clamped), in microseconds.
 const LATENCY_US_MAX: u64 = 600_000_000;
 
@@ -110,8 +112,8 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 1)]
     partitions: i32,
     /// produce and e2e: send at this many messages per second in total, open loop (0: as
-    /// fast as possible). Latency then counts from each record's scheduled send time (less
-    /// 1 ms of timer slack) whenever the producer falls behind, so stalls are not hidden.
+    /// fast as possible). Latency then counts from each record's scheduled send time (plus
+    /// 0.2 ms of slack) whenever the producer falls behind, so stalls are not hidden.
     #[arg(long, default_value_t = 0, value_name = "MSGS_PER_SEC")]
     rate: u64,
 }
@@ -275,14 +277,15 @@ struct Schedule {
 }
 
 impl Schedule {
-    /// Waits until record `index` is due; returns its send time for latency (see the module
-    /// documentation).
-    async fn wait(&self, index: u64) -> Instant {
+    /// Waits until record `index` is due, blocking the thread (a paced producer has a thread
+    /// of its own); returns its send time for latency (see the module documentation). Records
+    /// that came due during one sleep go out back to back.
+    fn wait(&self, index: u64) -> Instant {
         let due =
             self.started + Duration::from_nanos((index as f64 * self.nanos_per_record) as u64);
         let now = Instant::now();
         if due > now {
-            tokio::time::sleep_until(due.into()).await;
+            std::thread::sleep(due - now);
             return Instant::now();
         }
         now.min(due + SCHEDULE_SLACK)
@@ -312,7 +315,8 @@ async fn run_producers(
             nanos_per_record: 1e9 * producers as f64 / load.rate as f64,
         });
         let started_ms = strom_client::now_ms() - started.elapsed().as_millis() as i64;
-        tasks.push(tokio::spawn(async move {
+        let paced = schedule.is_some();
+        let body = async move {
             let (sender, mut receiver) = mpsc::channel::<SentBatch>(BATCHES_QUEUED_MAX);
             let collector_failed = failed.clone();
             let collector = tokio::spawn(async move {
@@ -345,7 +349,7 @@ async fn run_producers(
                 }
                 if schedule.is_some() || i % CLOCK_READ_EVERY == 0 {
                     let sent = match &schedule {
-                        Some(schedule) => schedule.wait(i).await,
+                        Some(schedule) => schedule.wait(i),
                         None => Instant::now(),
                     };
                     // The create time comes from the same clock reading as the send time.
@@ -391,7 +395,15 @@ async fn run_producers(
                 return Err(anyhow::Error::from(error).context("produce failed"));
             }
             anyhow::Ok(histogram)
-        }));
+        };
+        tasks.push(if paced {
+            // Sleeps between sends block this thread, not a runtime worker; the producer's
+            // own I/O still runs on the runtime.
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || runtime.block_on(body))
+        } else {
+            tokio::spawn(body)
+        });
     }
     let mut histogram = new_histogram();
     for task in tasks {
