@@ -6,6 +6,11 @@
 
 use std::io::Read;
 
+/// The bound every Strom component puts on one decompressed records section: a guard against
+/// compression bombs, far above what real batches reach (a batch is at most a request, and
+/// requests are capped at 100 MiB by default).
+pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 256 * 1024 * 1024;
+
 /// Decompresses a records section with Kafka's codec `codec` (1 gzip, 2 snappy, 3 lz4, 4 zstd),
 /// failing once the result would exceed `limit` bytes.
 pub fn decompress(codec: i16, section: &[u8], limit: usize) -> Result<Vec<u8>, String> {

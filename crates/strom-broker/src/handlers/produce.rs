@@ -7,6 +7,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::records::Compression;
+use strom_protocol::compression::DECOMPRESSED_BATCH_BYTES_MAX;
 use strom_protocol::record_batch::{
     ATTRIBUTES_AT, BATCH_HEADER_SIZE_BYTES, BATCH_LENGTH_AT, BATCH_LENGTH_PREFIX_BYTES,
     COMPRESSION_MASK, CRC_AT,
@@ -212,9 +213,6 @@ fn require_keys(records: &[u8]) -> Result<(), (i16, String)> {
     }
     Ok(())
 }
-
-/// Largest records section the broker inflates when it must look inside a compressed batch.
-const DECOMPRESSED_BATCH_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// Whether every record of an uncompressed records section has a key. A record: length
 /// (varint), attributes (1), timestamp delta (varlong), offset delta (varint), key length

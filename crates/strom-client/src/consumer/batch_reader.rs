@@ -34,9 +34,7 @@ const COMPRESSED_BATCH_RECORDS_MAX: i64 = 16 * 1024 * 1024;
 /// A record takes at least this many bytes (length, attributes, two deltas, key and value
 /// lengths, header count: one byte each).
 const RECORD_BYTES_MIN: usize = 7;
-/// A compressed batch may decompress to this many bytes at most (a guard against compression
-/// bombs; Kafka's own limits keep real batches far below it).
-pub(crate) const DECOMPRESSED_BATCH_BYTES_MAX: usize = 256 * 1024 * 1024;
+pub(crate) use strom_protocol::compression::DECOMPRESSED_BATCH_BYTES_MAX;
 
 /// What one batch header says.
 #[derive(Debug, Clone, Copy)]
