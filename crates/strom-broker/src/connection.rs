@@ -24,7 +24,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use strom_protocol::chunked::Frame;
 use strom_protocol::request::{decode_request, RequestError};
 use strom_protocol::response::encode_api_versions_fallback;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -128,8 +128,15 @@ async fn serve_requests(
                 input.reserve(4 + size_bytes - input.len());
                 break;
             }
+            let whole_buffer = input.len() == 4 + size_bytes && input.capacity() == input.len();
             input.advance(4);
-            let frame = input.split_to(size_bytes).freeze();
+            let frame = if whole_buffer {
+                // The buffer is this frame and nothing else (a small read after idling):
+                // hand it over whole, without the shared header a split would allocate.
+                std::mem::take(&mut input).freeze()
+            } else {
+                input.split_to(size_bytes).freeze()
+            };
             let outcome = match decode_request(frame, &state.decode_limits) {
                 Ok(request) => {
                     let handling = handlers::handle(state, request, peer);
@@ -176,23 +183,42 @@ async fn serve_requests(
         }
         write_pending(stream, &mut pending).await?;
         if input.is_empty() {
-            let readable = stream.readable();
-            tokio::pin!(readable);
-            if futures::poll!(&mut readable).is_pending() {
-                // An idle connection holds no read buffer, and after idling it reads into a
-                // small one: a long-polling consumer sends one small request at a time, and a
-                // 64 KiB allocation per request was most of what idle consumers cost.
-                input = BytesMut::new();
-                read_reserve_bytes = IDLE_READ_BUFFER_BYTES;
-                loop {
-                    tokio::select! {
-                        biased;
-                        ready = &mut readable => {
-                            ready.map_err(|e| Closed::Quietly(format!("read failed: {e}")))?;
-                            break;
+            let idled = {
+                let readable = stream.readable();
+                tokio::pin!(readable);
+                let idling = futures::poll!(&mut readable).is_pending();
+                if idling {
+                    // An idle connection holds no read buffer, and after idling it reads into
+                    // a small one: a long-polling consumer sends one small request at a time,
+                    // and a 64 KiB allocation per request was most of what idle consumers cost.
+                    input = BytesMut::new();
+                    read_reserve_bytes = IDLE_READ_BUFFER_BYTES;
+                    loop {
+                        tokio::select! {
+                            biased;
+                            ready = &mut readable => {
+                                ready.map_err(|e| Closed::Quietly(format!("read failed: {e}")))?;
+                                break;
+                            }
+                            () = &mut idle_timer => check_idle(idle_timer.as_mut(), last_active, idle)?,
                         }
-                        () = &mut idle_timer => check_idle(idle_timer.as_mut(), last_active, idle)?,
                     }
+                }
+                idling
+            };
+            if idled {
+                match read_after_idle(stream) {
+                    Ok(Some(read)) if read.is_empty() => return Ok(()),
+                    Ok(Some(read)) => {
+                        if read.len() == IDLE_READ_BUFFER_BYTES {
+                            read_reserve_bytes = READ_BUFFER_BYTES;
+                        }
+                        input = read;
+                        last_active = Instant::now();
+                        continue;
+                    }
+                    Ok(None) => {} // not readable after all: wait below
+                    Err(e) => return Err(Closed::Quietly(format!("read failed: {e}"))),
                 }
             }
         }
@@ -221,6 +247,27 @@ async fn serve_requests(
             Ok(_) => last_active = Instant::now(),
             Err(e) => return Err(Closed::Quietly(format!("read failed: {e}"))),
         }
+    }
+}
+
+/// The first read after idling: what the socket holds, up to [`IDLE_READ_BUFFER_BYTES`], read
+/// on the stack and copied into a buffer of its exact size (a long-polling consumer sends one
+/// small request at a time: one small allocation instead of a 4 KiB buffer and the shared
+/// header of a split). `None` if the socket had nothing after all; an empty buffer at the end
+/// of the stream.
+///
+/// It polls the stream's `poll_read` once rather than calling `try_read`: a read that leaves
+/// the socket drained then clears the stream's readiness, so the next wait does not begin with
+/// a read that returns `EAGAIN`. (If the socket has nothing, the no-op waker it leaves behind is
+/// replaced by the next read's.)
+fn read_after_idle(stream: &mut TcpStream) -> std::io::Result<Option<BytesMut>> {
+    let mut buf = [0u8; IDLE_READ_BUFFER_BYTES];
+    let mut read = ReadBuf::new(&mut buf);
+    let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+    match std::pin::Pin::new(stream).poll_read(&mut cx, &mut read) {
+        Poll::Ready(Ok(())) => Ok(Some(BytesMut::from(read.filled()))),
+        Poll::Ready(Err(e)) => Err(e),
+        Poll::Pending => Ok(None),
     }
 }
 
