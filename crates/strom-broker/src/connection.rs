@@ -326,15 +326,18 @@ async fn write_pending(stream: &mut TcpStream, pending: &mut Pending) -> Result<
 async fn write_chunks(stream: &mut TcpStream, chunks: &mut Vec<Bytes>) -> Result<(), Closed> {
     let mut first = 0;
     while first < chunks.len() {
-        let slices: Vec<IoSlice<'_>> = chunks[first..]
-            .iter()
-            .take(IOV_CHUNKS_MAX)
-            .map(|c| IoSlice::new(c))
-            .collect();
-        let written = stream
-            .write_vectored(&slices)
-            .await
-            .map_err(|e| Closed::Quietly(format!("write failed: {e}")))?;
+        let written = if first + 1 == chunks.len() {
+            // One chunk left (an empty fetch, most small answers): no slice list to allocate.
+            stream.write(&chunks[first]).await
+        } else {
+            let slices: Vec<IoSlice<'_>> = chunks[first..]
+                .iter()
+                .take(IOV_CHUNKS_MAX)
+                .map(|c| IoSlice::new(c))
+                .collect();
+            stream.write_vectored(&slices).await
+        };
+        let written = written.map_err(|e| Closed::Quietly(format!("write failed: {e}")))?;
         if written == 0 {
             return Err(Closed::Quietly("write returned 0 bytes".to_string()));
         }
