@@ -100,10 +100,24 @@ pub async fn handle(
         {
             return read_planned(state, topics, planned).await;
         }
-        let changed = select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
-        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+        if !wait_for_append(&mut receivers, deadline).await {
             let planned = plan_partitions(&targets, response_bytes_max);
             return read_planned(state, topics, planned).await;
+        }
+    }
+}
+
+/// Waits until one of the receivers sees an append (true) or the deadline passes (false).
+/// One partition (the usual consumer fetch) is awaited directly, without boxing a future and
+/// selecting over a list of one.
+async fn wait_for_append(receivers: &mut [watch::Receiver<i64>], deadline: Instant) -> bool {
+    match receivers {
+        [one] => tokio::time::timeout_at(deadline, one.changed())
+            .await
+            .is_ok(),
+        many => {
+            let changed = select_all(many.iter_mut().map(|r| Box::pin(r.changed())));
+            tokio::time::timeout_at(deadline, changed).await.is_ok()
         }
     }
 }
