@@ -14,7 +14,7 @@ use kafka_protocol::protocol::buf::ByteBufMut;
 
 /// Slices shorter than this are copied even when registered: a chunk boundary costs more than
 /// copying a few bytes.
-const ZERO_COPY_MIN_BYTES: usize = 512;
+pub(crate) const ZERO_COPY_MIN_BYTES: usize = 512;
 
 /// A complete frame (size prefix, header, body) as chunks to be written in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

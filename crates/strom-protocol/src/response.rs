@@ -4,7 +4,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, FetchResponse, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::Encodable;
 
-use crate::chunked::{ChunkedFrame, Frame};
+use crate::chunked::{ChunkedFrame, Frame, ZERO_COPY_MIN_BYTES};
 use crate::versions::SUPPORTED_APIS;
 
 /// Kafka's UNSUPPORTED_VERSION error code.
@@ -85,11 +85,14 @@ pub fn encode_fetch_response(
         .compute_size(api_version)
         .map_err(|error| encode_error(&error))?;
     let size = i32::try_from(header_size + body_size).map_err(|error| encode_error(&error))?;
+    // Only records the frame takes by reference (no allocation for an empty fetch; smaller
+    // ones are copied into the head, which is sized for them).
     let records: Vec<Bytes> = body
         .responses
         .iter()
         .flat_map(|topic| topic.partitions.iter())
         .filter_map(|partition| partition.records.clone())
+        .filter(|records| records.len() >= ZERO_COPY_MIN_BYTES)
         .collect();
     let stored_bytes: usize = records.iter().map(Bytes::len).sum();
     let mut frame = ChunkedFrame::new(
