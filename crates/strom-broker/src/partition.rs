@@ -6,7 +6,9 @@
 //! in parallel (recovery is mostly waiting on the file system) and share one budget of open
 //! segment files ([`FileCache`], `log_open_files_max`).
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -31,13 +33,59 @@ const OPEN_THREADS_MAX: usize = 8;
 const OPEN_PARALLEL_MIN: usize = 32;
 
 /// A topic name and partition index.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TopicPartition {
     /// Topic name.
     pub topic: String,
     /// Partition index.
     pub partition: i32,
 }
+
+/// A topic name and partition index as borrowed parts, so the hosted partitions can be looked
+/// up by `(&str, i32)` without allocating a [`TopicPartition`] (a fetch or produce looks up
+/// every partition it names).
+trait PartitionKey {
+    fn parts(&self) -> (&str, i32);
+}
+
+impl PartitionKey for TopicPartition {
+    fn parts(&self) -> (&str, i32) {
+        (&self.topic, self.partition)
+    }
+}
+
+impl PartitionKey for (&str, i32) {
+    fn parts(&self) -> (&str, i32) {
+        *self
+    }
+}
+
+impl<'a> Borrow<dyn PartitionKey + 'a> for TopicPartition {
+    fn borrow(&self) -> &(dyn PartitionKey + 'a) {
+        self
+    }
+}
+
+// Hash and equality of the owned and borrowed keys agree: both go through `parts`.
+impl Hash for TopicPartition {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl Hash for dyn PartitionKey + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for dyn PartitionKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn PartitionKey + '_ {}
 
 /// The rules a produce request to this partition must follow, derived from topic configs.
 #[derive(Debug, Clone)]
@@ -143,10 +191,7 @@ impl ReplicaManager {
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
         self.partitions
             .read()
-            .get(&TopicPartition {
-                topic: topic.to_string(),
-                partition,
-            })
+            .get(&(topic, partition) as &dyn PartitionKey)
             .cloned()
     }
 
@@ -546,5 +591,28 @@ fn remove_dir(dir: &Path) {
         if error.kind() != std::io::ErrorKind::NotFound {
             tracing::error!(dir = %dir.display(), %error, "cannot remove directory");
         }
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn hosted_partitions_are_found_by_borrowed_parts() {
+        let mut map: HashMap<TopicPartition, u32> = HashMap::new();
+        for (i, topic) in ["a", "b", "orders"].iter().enumerate() {
+            for partition in 0..3 {
+                let key = TopicPartition {
+                    topic: topic.to_string(),
+                    partition,
+                };
+                map.insert(key, i as u32 * 10 + partition as u32);
+            }
+        }
+        assert_eq!(map.get(&("orders", 2) as &dyn PartitionKey), Some(&22));
+        assert_eq!(map.get(&("a", 0) as &dyn PartitionKey), Some(&0));
+        assert_eq!(map.get(&("a", 3) as &dyn PartitionKey), None);
+        assert_eq!(map.get(&("order", 2) as &dyn PartitionKey), None);
     }
 }
