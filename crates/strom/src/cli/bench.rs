@@ -10,10 +10,10 @@
 //! queued in the producer's buffer. With `--rate N` (produce and e2e) they send open loop at N
 //! records per second in total, each paced producer on a thread of its own that sleeps until
 //! its next record is due (the runtime's timer ticks in milliseconds, which made the load
-//! arrive in 1-2 ms bursts): a record's latency counts from its send, or from
-//! [`SCHEDULE_SLACK`] after its scheduled time when the producer fell further behind than that
-//! (blocked on a full buffer, or not scheduled by the OS), so a stall shows in the latency of
-//! every record it delayed rather than hiding (no coordinated omission).
+//! arrive in 1-2 ms bursts) and then sends every record due by then: a record's latency
+//! counts from its scheduled time, so the pacer's own lateness (a sleep overshoots by tens of
+//! µs) and any stall (a full buffer, a thread the OS did not run) show in the latency of every
+//! record they delayed rather than hiding (no coordinated omission).
 //!
 //! The producers use `Producer::send_ref` (no per-record allocation) and track latency per
 //! batch: each record's send time is kept, and when its batch completes each record's latency
@@ -45,9 +45,6 @@ const BATCHES_QUEUED_MAX: usize = 4096;
 /// An unpaced producer reads the clock for every this many records (a reading costs about
 /// as much as a send); the records in between count from that reading, a few µs early.
 const CLOCK_READ_EVERY: u64 = 8;
-/// How far a rate-limited producer may fall behind its schedule before latency counts from
-/// the schedule (a thread's sleep overshoots by tens of µs).
-const SCHEDULE_SLACK: Duration = Duration::from_micros(200);
 /// Highest latency the histogram records (longer ones are clamped), in microseconds.
 const LATENCY_US_MAX: u64 = 600_000_000;
 
@@ -112,8 +109,8 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 1)]
     partitions: i32,
     /// produce and e2e: send at this many messages per second in total, open loop (0: as
-    /// fast as possible). Latency then counts from each record's scheduled send time (plus
-    /// 0.2 ms of slack) whenever the producer falls behind, so stalls are not hidden.
+    /// fast as possible). Latency then counts from each record's scheduled send time, so
+    /// stalls are not hidden.
     #[arg(long, default_value_t = 0, value_name = "MSGS_PER_SEC")]
     rate: u64,
 }
@@ -277,18 +274,24 @@ struct Schedule {
 }
 
 impl Schedule {
+    /// When record `index` is due.
+    fn due(&self, index: u64) -> Instant {
+        self.started + Duration::from_nanos((index as f64 * self.nanos_per_record) as u64)
+    }
+
     /// Waits until record `index` is due, blocking the thread (a paced producer has a thread
-    /// of its own); returns its send time for latency (see the module documentation). Records
-    /// that came due during one sleep go out back to back.
-    fn wait(&self, index: u64) -> Instant {
-        let due =
-            self.started + Duration::from_nanos((index as f64 * self.nanos_per_record) as u64);
-        let now = Instant::now();
+    /// of its own); returns how many records from `index` on are due by the time it returns
+    /// (at least 1), to be sent back to back without reading the clock again.
+    fn wait(&self, index: u64) -> u64 {
+        let due = self.due(index);
+        let mut now = Instant::now();
         if due > now {
             std::thread::sleep(due - now);
-            return Instant::now();
+            now = Instant::now();
         }
-        now.min(due + SCHEDULE_SLACK)
+        let elapsed_ns = now.saturating_duration_since(self.started).as_nanos() as f64;
+        let last_due = (elapsed_ns / self.nanos_per_record) as u64;
+        (last_due + 1).saturating_sub(index).max(1)
     }
 }
 
@@ -343,15 +346,23 @@ async fn run_producers(
             let mut current: Option<SentBatch> = None;
             // The last clock reading: send time and create timestamp.
             let mut clock = (started, started_ms);
+            // Paced: records due and not sent yet since the last wait.
+            let mut due_unsent = 0u64;
             for i in 0..count {
                 if failed.load(Ordering::Relaxed) {
                     break;
                 }
-                if schedule.is_some() || i % CLOCK_READ_EVERY == 0 {
-                    let sent = match &schedule {
-                        Some(schedule) => schedule.wait(i),
-                        None => Instant::now(),
-                    };
+                let reading = match &schedule {
+                    Some(schedule) => {
+                        if due_unsent == 0 {
+                            due_unsent = schedule.wait(i);
+                        }
+                        due_unsent -= 1;
+                        Some(schedule.due(i))
+                    }
+                    None => (i % CLOCK_READ_EVERY == 0).then(Instant::now),
+                };
+                if let Some(sent) = reading {
                     // The create time comes from the same clock reading as the send time.
                     let since = sent.saturating_duration_since(started);
                     clock = (
