@@ -11,6 +11,14 @@
 //! the CPU is free they run as fast as any other thread; when it is not, producers come
 //! first, and the catch-up consumer, waiting for its bytes, slows down with them.
 //!
+//! A lower priority alone does not protect producers on a small machine: moving bytes costs
+//! the broker little, and most of a fast consumer's cost is its own (receiving and parsing a
+//! gigabyte a second), which the broker's scheduling cannot touch. So while producers are
+//! active (an append within the last [`PRODUCE_ACTIVE_WINDOW_MS`]), catch-up reads also share
+//! a byte budget, `fetch_catchup_bytes_per_sec` over the whole broker ([`CatchUpBudget`]): a
+//! catch-up fetch whose bytes would overdraw it is answered later, as Kafka's quotas delay a
+//! throttled fetch. With no producers they run as fast as the machine allows.
+//!
 //! Everything else about the fetch (planning under the partition lock, encoding, the order of
 //! responses) stays on the connection's task; only the copying moves. The connection hands
 //! the threads a duplicate of its socket descriptor and waits for them, so the stream is never
@@ -23,6 +31,7 @@
 //! that stops reading never holds a thread.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -34,10 +43,96 @@ use tokio::sync::oneshot;
 /// of the frame to the connection's task.
 pub const WRITE_WAIT_MS_MAX: u64 = 20;
 
+/// Producers count as active this long after the last append.
+pub const PRODUCE_ACTIVE_WINDOW_MS: u64 = 1000;
+
+/// The budget's bucket holds this much time's worth of bytes: a consumer that starts to
+/// catch up cannot take a second's worth at once.
+pub const BUDGET_BURST_MS: u64 = 100;
+
+/// Longest one catch-up fetch is held back by the budget, whatever the overdraft (many
+/// catch-up consumers at once then share more than the budget rather than time out).
+pub const BUDGET_WAIT_MS_MAX: u64 = 1000;
+
 /// Chunks handed to one `sendmsg` at most (Linux's IOV_MAX is 1024).
 const IOV_CHUNKS_MAX: usize = 64;
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// The byte budget of catch-up reads while producers are active: a token bucket filled at
+/// `bytes_per_sec`, holding at most [`BUDGET_BURST_MS`] of it. A read takes its bytes at once (the
+/// bucket may go negative) and waits until the bucket would have covered them.
+#[derive(Debug)]
+pub struct CatchUpBudget {
+    bytes_per_sec: u64,
+    /// When the last append happened, in ms since `epoch`.
+    last_append_ms: AtomicU64,
+    epoch: Instant,
+    bucket: Mutex<Bucket>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    /// Bytes available (negative: owed).
+    bytes: f64,
+    refilled_at: Instant,
+}
+
+impl CatchUpBudget {
+    /// A budget of `bytes_per_sec` (0: unlimited).
+    pub fn new(bytes_per_sec: u64) -> CatchUpBudget {
+        let now = Instant::now();
+        CatchUpBudget {
+            bytes_per_sec,
+            last_append_ms: AtomicU64::new(0),
+            epoch: now,
+            bucket: Mutex::new(Bucket {
+                bytes: Self::burst_bytes(bytes_per_sec),
+                refilled_at: now,
+            }),
+        }
+    }
+
+    fn burst_bytes(bytes_per_sec: u64) -> f64 {
+        bytes_per_sec as f64 * BUDGET_BURST_MS as f64 / 1000.0
+    }
+
+    /// Notes an append (called by every produce request that appended).
+    pub fn appended(&self) {
+        let now_ms = self.epoch.elapsed().as_millis() as u64 + 1;
+        // Only store when the value changes, so the cache line is not written per request.
+        if self.last_append_ms.load(Ordering::Relaxed) != now_ms {
+            self.last_append_ms.store(now_ms, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether an append happened within [`PRODUCE_ACTIVE_WINDOW_MS`].
+    pub fn producers_active(&self) -> bool {
+        let last_ms = self.last_append_ms.load(Ordering::Relaxed);
+        last_ms > 0
+            && (self.epoch.elapsed().as_millis() as u64 + 1).saturating_sub(last_ms)
+                <= PRODUCE_ACTIVE_WINDOW_MS
+    }
+
+    /// How long a catch-up read of `bytes` must wait before it goes out (zero when producers
+    /// are idle or the budget is unlimited); takes the bytes from the budget.
+    pub fn reserve(&self, bytes: usize) -> Duration {
+        if self.bytes_per_sec == 0 || !self.producers_active() {
+            return Duration::ZERO;
+        }
+        let rate = self.bytes_per_sec as f64;
+        let mut bucket = self.bucket.lock();
+        let now = Instant::now();
+        let refill = now.duration_since(bucket.refilled_at).as_secs_f64() * rate;
+        bucket.bytes = (bucket.bytes + refill).min(Self::burst_bytes(self.bytes_per_sec));
+        bucket.refilled_at = now;
+        bucket.bytes -= bytes as f64;
+        if bucket.bytes >= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64(-bucket.bytes / rate).min(Duration::from_millis(BUDGET_WAIT_MS_MAX))
+    }
+}
 
 /// The job was lost: its thread panicked, or the threads are gone.
 #[derive(Debug, thiserror::Error)]
@@ -259,6 +354,32 @@ mod tests {
         // The thread is free again.
         assert_eq!(io.run(|| 42).await.unwrap(), 42);
         drop(client);
+    }
+
+    #[test]
+    fn the_budget_paces_only_while_producers_are_active() {
+        let budget = CatchUpBudget::new(1_000_000);
+        // No appends yet: unlimited.
+        assert_eq!(budget.reserve(50_000_000), Duration::ZERO);
+        budget.appended();
+        assert!(budget.producers_active());
+        // The bucket starts with BUDGET_BURST_MS (100 ms, 100 KB) of budget.
+        assert_eq!(budget.reserve(60_000), Duration::ZERO);
+        // 240 KB more overdraws it by about 200 KB: about 0.2 s.
+        let wait = budget.reserve(240_000);
+        assert!(
+            wait > Duration::from_millis(100) && wait <= Duration::from_millis(200),
+            "{wait:?}"
+        );
+        // A huge overdraft waits at most BUDGET_WAIT_MS_MAX.
+        assert_eq!(
+            budget.reserve(100_000_000),
+            Duration::from_millis(BUDGET_WAIT_MS_MAX)
+        );
+        // Unlimited budgets never wait.
+        let unlimited = CatchUpBudget::new(0);
+        unlimited.appended();
+        assert_eq!(unlimited.reserve(usize::MAX), Duration::ZERO);
     }
 
     #[tokio::test]

@@ -49,6 +49,10 @@ pub struct BrokerConfig {
     /// threads, which run at a lower CPU priority, so a consumer replaying old data does not
     /// take CPU from producers and tailing consumers. 0 sends every fetch the normal way.
     pub fetch_catchup_lag_bytes: u64,
+    /// Bytes per second that catch-up reads may take, over the whole broker, while producers
+    /// are active (an append within the last second); 0: no limit. With no producers they are
+    /// not limited.
+    pub fetch_catchup_bytes_per_sec: u64,
     /// Threads that move the bytes of catch-up reads.
     pub fetch_catchup_threads: usize,
     /// Nice value of the catch-up threads (0 = same priority as the rest, 19 = lowest). They
@@ -112,6 +116,7 @@ impl Default for BrokerConfig {
             connections_max_idle_ms: 600_000,
             fetch_response_bytes_max: 64 * 1024 * 1024,
             fetch_catchup_lag_bytes: 64 * 1024 * 1024,
+            fetch_catchup_bytes_per_sec: 256 * 1024 * 1024,
             fetch_catchup_threads: 2,
             fetch_catchup_nice: 10,
             log_retention_check_interval_ms: 60_000,

@@ -34,6 +34,8 @@ pub struct BrokerState {
     pub queued_request_kib: Arc<Semaphore>,
     /// The lower-priority threads that move the bytes of catch-up fetches.
     pub catch_up: crate::catchup::CatchUpIo,
+    /// The byte budget of catch-up fetches while producers are active.
+    pub catch_up_budget: crate::catchup::CatchUpBudget,
     controller: Mutex<Controller>,
     image: RwLock<Arc<MetadataImage>>,
 }
@@ -83,6 +85,8 @@ impl BrokerState {
             context: "starting the catch-up fetch threads".to_string(),
             source,
         })?;
+        let catch_up_budget =
+            crate::catchup::CatchUpBudget::new(config.fetch_catchup_bytes_per_sec);
         Ok(BrokerState {
             config,
             advertised_host,
@@ -93,6 +97,7 @@ impl BrokerState {
             producer_ids,
             queued_request_kib: Arc::new(Semaphore::new(queued_kib)),
             catch_up,
+            catch_up_budget,
             controller: Mutex::new(controller),
             image: RwLock::new(image),
         })

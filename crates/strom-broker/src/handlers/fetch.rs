@@ -225,6 +225,11 @@ async fn read_planned(
         .map(|(topic_index, data, regions)| ((topic_index, data), regions))
         .unzip();
     let read = if catch_up {
+        let planned_bytes = reads.iter().flatten().map(FileRegion::len_bytes).sum();
+        let wait = state.catch_up_budget.reserve(planned_bytes);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
         state
             .catch_up
             .run(move || reads.iter().map(|r| read_regions(r)).collect::<Vec<_>>())

@@ -161,6 +161,7 @@ fn append(
     match outcome {
         AppendOutcome::Appended(info) => {
             partition.publish_log_end_offset(log_end_offset);
+            state.catch_up_budget.appended();
             Ok(Appended {
                 base_offset: info.base_offset,
                 log_append_time_ms: log_append_time_ms.unwrap_or(-1),
