@@ -10,6 +10,8 @@ nice value and really ran.
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition as KpTopicPartition
@@ -116,3 +118,35 @@ def test_catch_up_can_be_turned_off(broker_factory):
     got = consume_range(broker.bootstrap, topic, 2, 0, len(expected[2]))
     assert [m.value() for m in got] == expected[2]
     assert sum(ns for _, _, ns in catchup_threads(broker.proc.pid)) == before
+
+
+def test_catch_up_reads_share_a_byte_budget_while_producers_write(broker_factory):
+    # 0.5 MB/s for catch-up reads while anything is appended; ~0.8 MB to replay on partition 0.
+    broker = broker_factory(config={**CATCHUP, "fetch_catchup_bytes_per_sec": 500_000})
+    topic = unique_topic("budget")
+    expected = fill(broker.bootstrap, topic)
+    busy = unique_topic("busy")
+    create_topic(broker.bootstrap, busy)
+    stop = threading.Event()
+
+    def keep_producing():
+        p = producer(broker.bootstrap)
+        while not stop.is_set():
+            produce_sync(p, busy, [{"value": b"tick", "partition": 0}])
+            time.sleep(0.05)
+
+    writer = threading.Thread(target=keep_producing, daemon=True)
+    writer.start()
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        got = consume_range(broker.bootstrap, topic, 0, 0, len(expected[0]), timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        writer.join(10)
+    assert [m.value() for m in got] == expected[0]
+    replayed_bytes = sum(len(v) for v in expected[0])
+    # The budget held the replay back (a lower bound only: a slow machine takes longer anyway).
+    assert elapsed >= 0.5 * replayed_bytes / 500_000, (elapsed, replayed_bytes)
+    assert_serving(broker.bootstrap)
