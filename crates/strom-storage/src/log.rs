@@ -481,14 +481,7 @@ impl PartitionLog {
         max_offset_exclusive: i64,
         min_one_batch: bool,
     ) -> Result<Bytes> {
-        let log_end = self.log_end_offset();
-        if start_offset < self.log_start_offset || start_offset > log_end {
-            return Err(StorageError::OffsetOutOfRange {
-                requested: start_offset,
-                log_start: self.log_start_offset,
-                log_end,
-            });
-        }
+        self.check_readable(start_offset)?;
         let mut out: Vec<u8> = Vec::new();
         let first_base = self.segment_base_for(start_offset);
         for segment in self.segments.range(first_base..).map(|(_, s)| s) {
@@ -517,6 +510,19 @@ impl PartitionLog {
         Ok(Bytes::from(out))
     }
 
+    /// [`StorageError::OffsetOutOfRange`] unless `start_offset` is in `[log_start, log_end]`.
+    fn check_readable(&self, start_offset: i64) -> Result<()> {
+        let log_end = self.log_end_offset();
+        if start_offset < self.log_start_offset || start_offset > log_end {
+            return Err(StorageError::OffsetOutOfRange {
+                requested: start_offset,
+                log_start: self.log_start_offset,
+                log_end,
+            });
+        }
+        Ok(())
+    }
+
     /// Plans what [`PartitionLog::read`] would return as file regions, to be read after the
     /// log's lock is released (so a large or cold read never holds up appends): same start,
     /// `max_offset_exclusive` and `min_one_batch` rules, but the last region may end inside a
@@ -530,14 +536,7 @@ impl PartitionLog {
         max_offset_exclusive: i64,
         min_one_batch: bool,
     ) -> Result<ReadPlan> {
-        let log_end = self.log_end_offset();
-        if start_offset < self.log_start_offset || start_offset > log_end {
-            return Err(StorageError::OffsetOutOfRange {
-                requested: start_offset,
-                log_start: self.log_start_offset,
-                log_end,
-            });
-        }
+        self.check_readable(start_offset)?;
         let mut regions = Vec::new();
         let mut planned_bytes = 0usize;
         let mut lag_bytes = 0u64;
