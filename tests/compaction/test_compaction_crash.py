@@ -84,7 +84,11 @@ def test_sigkill_during_cleaning_loses_nothing(compacting_broker):
 
     print(f"kills: {hits}")
     assert any(left for _, _, _, left in hits), f"no kill landed inside a clean: {hits}"
-    assert broker.log_text().count("log cleaned") >= ROUNDS, "the cleaner hardly ran"
+    # The cleaner really worked: the log holds far fewer records than were produced, and cleans
+    # completed between the kills (a kill lands in most rounds' clean, so not one per round:
+    # a CI run saw 5 completed in 6 rounds).
+    assert len(records) < len(exp.by_offset) // 2, (len(records), len(exp.by_offset))
+    assert broker.log_text().count("log cleaned") >= ROUNDS // 2, "the cleaner hardly ran"
     # In the end everything is cleaned: exactly the latest live record of every key is left.
     records, waited = wait_for_offsets(broker.bootstrap, topic, 0, exp, exp.fully_compacted(with_tombstones=False),
                                        DELETE_RETENTION_MS, timeout=40, what="final clean")
