@@ -23,6 +23,34 @@ use crate::state::BrokerState;
 /// Longest a fetch may wait, whatever the client asks for.
 const FETCH_WAIT_MS_MAX: u64 = 300_000;
 
+/// Long waits end on a shared grid of this many milliseconds, so the deadlines of many idle
+/// consumers expire together in one timer wake-up instead of one each (1,000 consumers polling
+/// every 500 ms otherwise wake the broker ~870 times a second for ~2 expiries each).
+const FETCH_WAIT_GRID_MS: u64 = 10;
+
+/// Waits shorter than this keep their exact deadline: a consumer asking for a few milliseconds
+/// is after latency, and a deadline moved by up to a grid step would matter to it.
+const FETCH_WAIT_GRID_FROM_MS: u64 = 100;
+
+/// The instant the deadline grid counts from: the first fetch's arrival in this process.
+fn fetch_wait_epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// When a fetch that asked to wait `wait_ms` from `now` gives up. Long waits are moved earlier
+/// (never later: `max_wait_ms` is a maximum) onto the [`FETCH_WAIT_GRID_MS`] grid counted
+/// from `epoch`, by less than one grid step (under 10% of the wait).
+fn fetch_deadline(now: Instant, wait_ms: u64, epoch: Instant) -> Instant {
+    let exact = now + Duration::from_millis(wait_ms.min(FETCH_WAIT_MS_MAX));
+    if wait_ms < FETCH_WAIT_GRID_FROM_MS {
+        return exact;
+    }
+    let since_epoch_ns = exact.saturating_duration_since(epoch).as_nanos();
+    let past_grid_ns = since_epoch_ns % u128::from(FETCH_WAIT_GRID_MS * 1_000_000);
+    exact - Duration::from_nanos(past_grid_ns as u64)
+}
+
 struct Target {
     topic_index: usize,
     index: i32,
@@ -41,7 +69,7 @@ pub async fn handle(
     request: FetchRequest,
 ) -> (FetchResponse, bool) {
     let wait_ms = request.max_wait_ms.max(0) as u64;
-    let deadline = Instant::now() + Duration::from_millis(wait_ms.min(FETCH_WAIT_MS_MAX));
+    let deadline = fetch_deadline(Instant::now(), wait_ms, fetch_wait_epoch());
     let response_bytes_max = if request.max_bytes <= 0 {
         state.config.fetch_response_bytes_max
     } else {
@@ -295,4 +323,48 @@ fn build_response(
     let mut response = FetchResponse::default();
     response.responses = responses;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_waits_keep_their_exact_deadline() {
+        let epoch = Instant::now();
+        let now = epoch + Duration::from_micros(12_345);
+        for wait_ms in [0, 1, 5, FETCH_WAIT_GRID_FROM_MS - 1] {
+            assert_eq!(
+                fetch_deadline(now, wait_ms, epoch),
+                now + Duration::from_millis(wait_ms)
+            );
+        }
+    }
+
+    #[test]
+    fn long_waits_end_on_the_grid_never_later_and_less_than_a_step_earlier() {
+        let epoch = Instant::now();
+        let step = Duration::from_millis(FETCH_WAIT_GRID_MS);
+        let mut deadlines = std::collections::BTreeSet::new();
+        // 1,000 fetches arriving 37 µs apart within one grid step's worth of spread.
+        for i in 0..1_000u64 {
+            let now = epoch + Duration::from_micros(1_000_000 + i * 37);
+            for wait_ms in [FETCH_WAIT_GRID_FROM_MS, 500, 5_000, FETCH_WAIT_MS_MAX + 1] {
+                let exact = now + Duration::from_millis(wait_ms.min(FETCH_WAIT_MS_MAX));
+                let deadline = fetch_deadline(now, wait_ms, epoch);
+                assert!(deadline <= exact);
+                assert!(exact - deadline < step);
+                assert_eq!((deadline - epoch).as_nanos() % step.as_nanos(), 0);
+                if wait_ms == 500 {
+                    deadlines.insert(deadline);
+                }
+            }
+        }
+        // 37 ms of arrivals share 4 or 5 expiry instants instead of 1,000.
+        assert!(
+            deadlines.len() <= 5,
+            "{} distinct deadlines",
+            deadlines.len()
+        );
+    }
 }
