@@ -360,6 +360,26 @@ def test_bench_at_a_fixed_rate_takes_as_long_as_the_rate_says(broker, kind):
     assert watermark_sum(broker, topic) == 4000
 
 
+def test_bench_e2e_reports_latency_per_interval_of_send_time(broker):
+    # 4000 messages at 8000/s: about 0.5 s of send time, so 100 ms intervals number 5 or 6 and
+    # hold every message between them, each interval's percentiles in order.
+    topic = unique_topic("cli-bench-intervals")
+    report = strom_json(broker, "bench", "e2e", "--topic", topic, "--messages", "4000", "--size", "64",
+                        "--rate", "8000", "--interval-ms", "100")
+    intervals = report["intervals"]
+    assert 5 <= len(intervals) <= 6, intervals
+    assert [i["start_ms"] for i in intervals] == [100 * n for n in range(len(intervals))]
+    assert sum(i["messages"] for i in intervals) == 4000
+    for i in intervals:
+        lat = i["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p99"] <= lat["max"] <= report["latency_ms"]["max"], i
+    text = strom(broker, "bench", "e2e", "--topic", topic, "--messages", "800", "--size", "64",
+                 "--rate", "8000", "--interval-ms", "50").stdout.decode()
+    assert re.search(r"^  from 50 ms: \d+ msgs, latency ms p50 [\d.]+  p99 [\d.]+  max [\d.]+$", text, re.M), text
+    assert strom_json(broker, "bench", "e2e", "--topic", topic, "--messages", "100",
+                      "--size", "64")["intervals"] == []
+
+
 def watermark_sum(broker, topic: str) -> int:
     d = strom_json(broker, "topic", "describe", topic)
     return sum(p["high_watermark"] for p in d["partitions"])

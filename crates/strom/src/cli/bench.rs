@@ -113,6 +113,10 @@ pub struct LoadArgs {
     /// stalls are not hidden.
     #[arg(long, default_value_t = 0, value_name = "MSGS_PER_SEC")]
     rate: u64,
+    /// e2e: also report latency for each interval of this many milliseconds of send time, to
+    /// see warm-up and stalls over the run (0: only the whole run).
+    #[arg(long, default_value_t = 0)]
+    interval_ms: u64,
 }
 
 /// The figures of one run.
@@ -122,15 +126,27 @@ struct Report {
     bytes: u64,
     seconds: f64,
     latency_us: Histogram<u64>,
+    /// e2e with `--interval-ms`: latency of the records sent in each interval, in order.
+    intervals: Vec<Histogram<u64>>,
 }
 
 /// Runs `strom bench ...`.
+///
+/// The bench runs as a task on the runtime's workers rather than on the calling thread: a
+/// consumer loop there is woken by the worker that read its socket without a thread switch
+/// (on the calling thread every poll that waited cost a cross-thread wake-up).
 pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
-    let (report, load) = match args.command {
-        BenchCommand::Produce(load) => (produce(global, &load).await?, load),
-        BenchCommand::Consume(load) => (consume(global, &load).await?, load),
-        BenchCommand::E2e(load) => (e2e(global, &load).await?, load),
-    };
+    let task_global = global.clone();
+    let (report, load) = tokio::spawn(async move {
+        let global = &task_global;
+        anyhow::Ok(match args.command {
+            BenchCommand::Produce(load) => (produce(global, &load).await?, load),
+            BenchCommand::Consume(load) => (consume(global, &load).await?, load),
+            BenchCommand::E2e(load) => (e2e(global, &load).await?, load),
+        })
+    })
+    .await
+    .context("the bench task failed")??;
     print_report(global.format, &report, &load);
     Ok(())
 }
@@ -439,6 +455,7 @@ async fn produce(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report>
         bytes: load.messages * load.size as u64,
         seconds,
         latency_us: histogram,
+        intervals: Vec::new(),
     })
 }
 
@@ -493,6 +510,7 @@ async fn consume(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report>
         bytes,
         seconds,
         latency_us: histogram,
+        intervals: Vec::new(),
     })
 }
 
@@ -519,6 +537,8 @@ async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
     let mut bytes = 0u64;
     let deadline = Duration::from_secs(30);
     let mut idle_since = Instant::now();
+    let interval_ns = load.interval_ms.saturating_mul(1_000_000);
+    let mut intervals: Vec<Histogram<u64>> = Vec::new();
     while messages < load.messages {
         let records = consumer.poll(Duration::from_millis(200)).await?;
         let now_ns = started.elapsed().as_nanos() as u64;
@@ -538,9 +558,16 @@ async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
                 continue;
             }
             let sent_ns = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
-            histogram.saturating_record(
-                (now_ns.saturating_sub(sent_ns) / 1000).clamp(1, LATENCY_US_MAX),
-            );
+            let latency_us = (now_ns.saturating_sub(sent_ns) / 1000).clamp(1, LATENCY_US_MAX);
+            histogram.saturating_record(latency_us);
+            // Bounded by the run's length: a value's stamp is at most its receive time.
+            if let Some(index) = sent_ns.min(now_ns).checked_div(interval_ns) {
+                let index = index as usize;
+                if intervals.len() <= index {
+                    intervals.resize_with(index + 1, new_histogram);
+                }
+                intervals[index].saturating_record(latency_us);
+            }
             bytes += value.len() as u64;
             messages += 1;
         }
@@ -555,6 +582,7 @@ async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
         bytes,
         seconds,
         latency_us: histogram,
+        intervals,
     })
 }
 
@@ -562,21 +590,28 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
+/// p50, p99, p99.9 and max of a latency histogram in milliseconds (zeros when empty).
+fn quantiles_ms(h: &Histogram<u64>) -> (f64, f64, f64, f64) {
+    if h.is_empty() {
+        return (0.0, 0.0, 0.0, 0.0);
+    }
+    (
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+        ms(h.max()),
+    )
+}
+
 fn print_report(format: Format, report: &Report, load: &LoadArgs) {
     let seconds = report.seconds.max(1e-9);
     let msgs_per_sec = report.messages as f64 / seconds;
     let mb_per_sec = report.bytes as f64 / 1e6 / seconds;
-    let h = &report.latency_us;
-    let (p50, p99, p999, max) = if h.is_empty() {
-        (0.0, 0.0, 0.0, 0.0)
-    } else {
-        (
-            ms(h.value_at_quantile(0.5)),
-            ms(h.value_at_quantile(0.99)),
-            ms(h.value_at_quantile(0.999)),
-            ms(h.max()),
-        )
-    };
+    let (p50, p99, p999, max) = quantiles_ms(&report.latency_us);
+    let intervals = report.intervals.iter().enumerate().map(|(index, h)| {
+        let (p50, p99, _, max) = quantiles_ms(h);
+        (index as u64 * load.interval_ms, h.len(), p50, p99, max)
+    });
     if format == Format::Json {
         print_json(&json!({
             "bench": report.kind,
@@ -591,6 +626,13 @@ fn print_report(format: Format, report: &Report, load: &LoadArgs) {
             "msgs_per_sec": msgs_per_sec,
             "mb_per_sec": mb_per_sec,
             "latency_ms": {"p50": p50, "p99": p99, "p999": p999, "max": max},
+            "intervals": intervals
+                .map(|(start_ms, messages, p50, p99, max)| json!({
+                    "start_ms": start_ms,
+                    "messages": messages,
+                    "latency_ms": {"p50": p50, "p99": p99, "max": max},
+                }))
+                .collect::<Vec<_>>(),
         }));
         return;
     }
@@ -599,4 +641,9 @@ fn print_report(format: Format, report: &Report, load: &LoadArgs) {
         report.kind, report.messages, report.bytes, report.seconds, msgs_per_sec, mb_per_sec
     );
     println!("latency ms: p50 {p50:.3}  p99 {p99:.3}  p99.9 {p999:.3}  max {max:.3}");
+    for (start_ms, messages, p50, p99, max) in intervals {
+        println!(
+            "  from {start_ms} ms: {messages} msgs, latency ms p50 {p50:.3}  p99 {p99:.3}  max {max:.3}"
+        );
+    }
 }
