@@ -380,6 +380,18 @@ def test_bench_e2e_reports_latency_per_interval_of_send_time(broker):
                       "--size", "64")["intervals"] == []
 
 
+@pytest.mark.parametrize("kind", ["produce", "e2e"])
+def test_bench_client_threads_changes_the_runtime_not_the_result(broker, kind):
+    # e2e defaults to one runtime worker, produce to one per core; either way can be overridden
+    # and every message still arrives.
+    topic = unique_topic("cli-bench-threads")
+    for threads in ("1", "3"):
+        report = strom_json(broker, "bench", kind, "--topic", topic, "--messages", "2000", "--size", "64",
+                            "--client-threads", threads)
+        assert report["messages"] == 2000, report
+    assert watermark_sum(broker, topic) == 4000
+
+
 def watermark_sum(broker, topic: str) -> int:
     d = strom_json(broker, "topic", "describe", topic)
     return sum(p["high_watermark"] for p in d["partitions"])

@@ -130,7 +130,7 @@ fn main() -> std::process::ExitCode {
         Command::Consume(args) => cli::block_on(cli::consume::run(&cli.global, args)),
         Command::Group(args) => cli::block_on(cli::group::run(&cli.global, args)),
         Command::Cluster(args) => cli::block_on(cli::cluster::run(&cli.global, args)),
-        Command::Bench(args) => cli::block_on(cli::bench::run(&cli.global, args)),
+        Command::Bench(args) => cli::bench::main(&cli.global, args),
         Command::Connect(args) => cli::block_on(cli::connect::run(&cli.global, args)),
         Command::Transform(args) => cli::block_on(cli::transform::run(&cli.global, args)),
     };

@@ -117,6 +117,12 @@ pub struct LoadArgs {
     /// see warm-up and stalls over the run (0: only the whole run).
     #[arg(long, default_value_t = 0)]
     interval_ms: u64,
+    /// Runtime worker threads of the bench client (paced producers have a thread each on top).
+    /// Default: 1 for e2e (its consumer and producer I/O on one thread wake each other without
+    /// a thread switch, which measured lower latency at every rate tried), one per core
+    /// otherwise.
+    #[arg(long)]
+    client_threads: Option<usize>,
 }
 
 /// The figures of one run.
@@ -130,12 +136,30 @@ struct Report {
     intervals: Vec<Histogram<u64>>,
 }
 
-/// Runs `strom bench ...`.
+/// Runs `strom bench ...` on a runtime of its own (see `--client-threads`).
+pub fn main(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
+    let load = match &args.command {
+        BenchCommand::Produce(load) | BenchCommand::Consume(load) | BenchCommand::E2e(load) => load,
+    };
+    let default_threads = match args.command {
+        BenchCommand::E2e(_) => 1,
+        _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(load.client_threads.unwrap_or(default_threads).max(1))
+        .enable_all()
+        .thread_name("strom-bench")
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run(global, args))
+}
+
+/// Runs `strom bench ...` on the current runtime.
 ///
 /// The bench runs as a task on the runtime's workers rather than on the calling thread: a
 /// consumer loop there is woken by the worker that read its socket without a thread switch
 /// (on the calling thread every poll that waited cost a cross-thread wake-up).
-pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
+async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     let task_global = global.clone();
     let (report, load) = tokio::spawn(async move {
         let global = &task_global;
