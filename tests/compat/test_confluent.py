@@ -398,6 +398,24 @@ def test_long_poll_wakes_on_append(broker):
     assert 0.4 < waited < 8, f"fetch returned after {waited:.2f}s (max_wait 10s, data after 0.5s)"
 
 
+def test_empty_long_poll_waits_about_max_wait(broker):
+    """A Fetch that finds nothing waits until max_wait_ms, less at most one 10 ms step of the
+    broker's shared deadline grid (long waits end together), never returning at once."""
+    import kwire
+    topic = unique_topic("cf-emptypoll")
+    create_topic(broker.bootstrap, topic, partitions=1)
+    with kwire.Conn.to(broker.bootstrap, timeout=30) as c:
+        for corr, wait_ms in enumerate([300, 150, 30]):
+            start = time.monotonic()
+            c.send(kwire.fetch_v4_request(topic, 0, 0, corr, max_wait_ms=wait_ms))
+            resp = kwire.parse_fetch_v4(c.recv_frame())
+            waited_ms = (time.monotonic() - start) * 1000
+            err, hw, _, recs = resp[(topic, 0)]
+            assert err == 0 and hw == 0 and not recs
+            assert waited_ms >= wait_ms - 11, f"max_wait {wait_ms} ms: answered after {waited_ms:.0f} ms"
+            assert waited_ms < wait_ms + 5000, f"max_wait {wait_ms} ms: answered after {waited_ms:.0f} ms"
+
+
 @pytest.mark.parametrize("codec", ["none", "zstd"])
 def test_log_append_time(broker, codec):
     """message.timestamp.type=LogAppendTime: the broker stamps batches (and keeps their CRC valid)."""
