@@ -47,6 +47,9 @@ const BATCHES_QUEUED_MAX: usize = 4096;
 const CLOCK_READ_EVERY: u64 = 8;
 /// Highest latency the histogram records (longer ones are clamped), in microseconds.
 const LATENCY_US_MAX: u64 = 600_000_000;
+/// `--interval-ms`: intervals reported at most (each holds a histogram of ~20 KiB); records
+/// sent after the last one count only in the whole run's figures.
+const INTERVALS_MAX: usize = 1_000;
 
 /// `strom bench ...`.
 #[derive(Debug, Args)]
@@ -177,6 +180,11 @@ async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
 
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds")
+}
+
+/// A histogram for one `--interval-ms` interval: two significant digits, a tenth of the size.
+fn new_interval_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_US_MAX, 2).expect("valid histogram bounds")
 }
 
 async fn connect(global: &GlobalArgs) -> anyhow::Result<Client> {
@@ -563,6 +571,7 @@ async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
     let mut idle_since = Instant::now();
     let interval_ns = load.interval_ms.saturating_mul(1_000_000);
     let mut intervals: Vec<Histogram<u64>> = Vec::new();
+    let mut beyond_intervals = 0u64;
     while messages < load.messages {
         let records = consumer.poll(Duration::from_millis(200)).await?;
         let now_ns = started.elapsed().as_nanos() as u64;
@@ -587,10 +596,14 @@ async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
             // Bounded by the run's length: a value's stamp is at most its receive time.
             if let Some(index) = sent_ns.min(now_ns).checked_div(interval_ns) {
                 let index = index as usize;
-                if intervals.len() <= index {
-                    intervals.resize_with(index + 1, new_histogram);
+                if index < INTERVALS_MAX {
+                    if intervals.len() <= index {
+                        intervals.resize_with(index + 1, new_interval_histogram);
+                    }
+                    intervals[index].saturating_record(latency_us);
+                } else {
+                    beyond_intervals += 1;
                 }
-                intervals[index].saturating_record(latency_us);
             }
             bytes += value.len() as u64;
             messages += 1;
@@ -600,6 +613,11 @@ async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
     let seconds = started.elapsed().as_secs_f64();
     producing.await.context("producers failed")??;
     progress.finish();
+    if beyond_intervals > 0 {
+        eprintln!(
+            "note: {beyond_intervals} messages were sent after the last of {INTERVALS_MAX} intervals and count only in the whole run"
+        );
+    }
     Ok(Report {
         kind: "e2e",
         messages,
