@@ -180,12 +180,19 @@ async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
 }
 
 fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds")
+    latency_histogram(3)
 }
 
 /// A histogram for one `--interval-ms` interval: two significant digits, a tenth of the size.
 fn new_interval_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LATENCY_US_MAX, 2).expect("valid histogram bounds")
+    latency_histogram(2)
+}
+
+/// Latencies from 1 µs to [`LATENCY_US_MAX`] with `significant_digits` (2 or 3: constant
+/// bounds that `new_with_bounds` accepts, so it cannot fail).
+fn latency_histogram(significant_digits: u8) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_US_MAX, significant_digits)
+        .expect("valid histogram bounds")
 }
 
 async fn connect(global: &GlobalArgs) -> anyhow::Result<Client> {
