@@ -6,7 +6,7 @@ page cache and back, no protocol) three times (median) right before Strom, then 
 against one release broker, and prints a markdown table: median (min-max) msgs/s, MB/s, latency
 percentiles, and the ratio of the median to wire-limit's figure for the same size.
 
-    cargo build --release -p strom
+    cargo build --release -p strom -p strom-latency-floor
     python3 tests/perf/bench_all.py                 # everything, 5 runs per case
     python3 tests/perf/bench_all.py --runs 3 --only produce-100,consume-100
 
@@ -14,7 +14,10 @@ Cases per size (100 and 1000 B): produce-SIZE (acks=1) and produce-SIZE-all (ack
 alternately; consume-SIZE (reads the first produce run's topic); e2e-SIZE (at half the median
 produce-SIZE rate, linger 1 ms: at that rate a batch fills in well under 1 ms, and linger 0 sent
 smaller batches that cost the broker ~15% more CPU for a higher p50; each run also reports its
-latency per 500 ms of send time). The broker runs with defaults on a free port, data in a temporary
+latency per 500 ms of send time). Each e2e run follows a `latency-floor pipeline` run at the same
+rate (the same pacing and linger into a pipeline that only moves bytes: the latency no broker can
+beat here), and the e2e row's ratio is Strom's p99 over the floor's. The suite starts with
+`latency-floor gaps` (how long threads go without running on this machine). The broker runs with defaults on a free port, data in a temporary
 directory, HTTP off; each run uses a new topic, deleted after it (except the one consume reads),
 and starts after an `fsync` of everything dirty, so runs meet the same page cache.
 """
@@ -38,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STROM = Path(os.environ.get("STROM_BIN", ROOT / "target" / "release" / "strom"))
 WIRE_LIMIT_SRC = Path(os.environ.get("WIRE_LIMIT_SRC", ROOT.parent / "shared" / "tools" / "wire-limit"))
 WIRE_LIMIT_BUILD = Path(tempfile.gettempdir()) / "wire-limit-build"
+FLOOR = Path(os.environ.get("LATENCY_FLOOR_BIN", ROOT / "target" / "release" / "latency-floor"))
 
 MESSAGES = {100: 4_000_000, 1000: 1_000_000}
 
@@ -117,6 +121,20 @@ def bench(broker: Broker, kind: str, *args: str) -> dict:
     return report
 
 
+def floor(*args: str) -> dict:
+    """One `latency-floor` run: its JSON line, with the CPU it used."""
+    cmd = [str(FLOOR), *args]
+    result = subprocess.run(["/usr/bin/time", "-f", "%U %S", *cmd], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {result.stderr[-2000:]}")
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    user, system = (float(x) for x in result.stderr.strip().splitlines()[-1].split())
+    report["client_cpu_s"] = round(user + system, 2)
+    report["broker_cpu_s"] = 0.0
+    report["mb_per_sec"] = report.get("msgs_per_sec", 0) * report.get("size", 0) / 1e6
+    return report
+
+
 def delete_topic(broker: Broker, topic: str) -> None:
     """Frees the disk (and the page cache) a finished run used."""
     subprocess.run([str(STROM), "topic", "delete", "-b", broker.bootstrap, topic], capture_output=True)
@@ -148,6 +166,8 @@ def main() -> None:
 
     rows = []
     limits: dict[int, dict] = {}
+    gaps = floor("gaps", "--seconds", "5")
+    print(f"gaps: {json.dumps(gaps)}", file=sys.stderr)
     for size in (100, 1000):
         cases = [c for c in (f"produce-{size}", f"produce-{size}-all", f"consume-{size}", f"e2e-{size}")
                  if want(c)]
@@ -188,7 +208,13 @@ def main() -> None:
                     base = bench(broker, "produce", "--topic", f"rate-{size}", "--messages", str(n),
                                  "--size", str(size))["msgs_per_sec"]
                 rate = int(base / 2)
+                floor_runs = results.setdefault(f"floor-{size}", [])
                 for i in range(args.runs):
+                    os.sync()
+                    run = floor("pipeline", "--rate", str(rate), "--seconds", "5", "--size", str(size),
+                                "--linger-ms", "1", "--interval-ms", "500")
+                    floor_runs.append(run)
+                    print(f"floor-{size} run {i + 1}: {json.dumps(run)}", file=sys.stderr)
                     os.sync()
                     topic = f"e2e-{size}-{i}"
                     run = bench(broker, "e2e", "--topic", topic, "--messages", str(rate * 5), "--size", str(size),
@@ -201,18 +227,28 @@ def main() -> None:
             broker.stop()
         for case in cases:
             phase = "consume" if case.startswith("consume") else "produce"
+            if case.startswith("e2e"):
+                floor_summary = summary(results[f"floor-{size}"])
+                rows.append((f"floor-{size}", size, floor_summary, None, results[case][0]["rate"]))
+                rows.append((case, size, summary(results[case]), floor_summary, results[case][0]["rate"]))
+                continue
             rows.append((case, size, summary(results[case]), limits[size][f"{phase}_msgs_per_s"],
                          results[case][0].get("rate")))
 
     print("| case | size | msgs/s median (min-max) | MB/s | p50 ms | p99 ms | p99.9 ms | max ms "
-          "| client CPU s | broker CPU s | wire-limit msgs/s | ratio |")
+          "| client CPU s | broker CPU s | limit (wire-limit msgs/s; floor p99) | ratio |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for case, size, s, limit, rate in rows:
         label = f"{case} at {rate:,} msgs/s" if rate else case
-        ratio = "-" if case.startswith("e2e") else f"{s['msgs_per_sec'] / limit:.2f}"
+        if limit is None:  # the latency floor itself
+            limit_text, ratio = "-", "-"
+        elif isinstance(limit, dict):  # e2e: p99 against the floor's
+            limit_text, ratio = f"floor p99 {limit['p99']:.2f} ms", f"p99 {s['p99'] / max(limit['p99'], 1e-9):.1f}x"
+        else:
+            limit_text, ratio = f"{limit:,}", f"{s['msgs_per_sec'] / limit:.2f}"
         print(f"| {label} | {size} B | {s['msgs_per_sec']:,.0f} ({s['min']:,.0f}-{s['max']:,.0f}) "
               f"| {s['mb_per_sec']:.1f} | {s['p50']:.2f} | {s['p99']:.2f} | {s['p999']:.2f} | {s['max_ms']:.2f} "
-              f"| {s['client_cpu_s']:.2f} | {s['broker_cpu_s']:.2f} | {limit:,} | {ratio} |")
+              f"| {s['client_cpu_s']:.2f} | {s['broker_cpu_s']:.2f} | {limit_text} | {ratio} |")
 
 
 if __name__ == "__main__":
