@@ -60,7 +60,9 @@ pub use error::{Error, Result};
 pub use kafka_protocol::error::ResponseError;
 pub use offsets::{list_offsets, ListedOffset, OffsetSpec};
 pub use partitioner::{murmur2, partition_for_key, to_positive, NullKeyPartitioning};
-pub use producer::{DeliveryFuture, Producer, ProducerConfig};
+pub use producer::{
+    BatchDelivery, DeliveryFuture, Producer, ProducerConfig, RecordsMetadata, RECORDS_PER_LOCK_MAX,
+};
 pub use types::{
     compression_name, now_ms, parse_compression, Acks, Compression, ConsumerRecord, Header,
     ProducerRecord, RecordMetadata, RecordRef, TopicPartition,

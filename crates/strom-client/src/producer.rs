@@ -11,7 +11,11 @@
 //! `buffer_memory_bytes` as a whole when the batch opens (so a full buffer makes `send` wait,
 //! and makes every batch ready to go). The batch header (and compression) is
 //! written when the batch first leaves; retries resend the same bytes. The records of a batch
-//! share one completion, which their [`DeliveryFuture`]s hold.
+//! share one completion, which their [`DeliveryFuture`]s hold. [`Producer::send_many_ref`]
+//! queues many records under one hold of the accumulator's lock and returns one
+//! [`BatchDelivery`] per run of them in one batch, so the per-record lock, unlock and
+//! reference count of `send_ref` (three atomic read-modify-writes, each a full fence behind
+//! the record's freshly written bytes) become per-call and per-batch costs.
 //!
 //! With `enable_idempotence`, the producer gets a producer id (InitProducerId) and gives each
 //! batch a per-partition sequence number when it is first sent; a retried batch keeps its
@@ -137,27 +141,72 @@ impl Completion {
     }
 }
 
+/// A handle on a batch's completion that a future polls: registers its waker once, in a
+/// slot of the completion's list, and updates it there.
+struct CompletionHandle {
+    completion: Arc<Completion>,
+    /// Where this handle's waker sits in the completion's list, once registered.
+    slot: u32,
+}
+
+/// `CompletionHandle::slot` before the handle registered a waker.
+const NO_SLOT: u32 = u32::MAX;
+
+impl CompletionHandle {
+    fn new(completion: Arc<Completion>) -> CompletionHandle {
+        CompletionHandle {
+            completion,
+            slot: NO_SLOT,
+        }
+    }
+
+    /// Ready once the outcome is in (`completion.done`); until then, registers `cx`'s
+    /// waker.
+    fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let completion = &*self.completion;
+        if completion.done.get().is_some() {
+            return Poll::Ready(());
+        }
+        let mut wakers = completion.wakers.lock();
+        // Checked again under the lock: `set` takes the wakers after setting the outcome.
+        if completion.done.get().is_some() {
+            return Poll::Ready(());
+        }
+        match wakers.get_mut(self.slot as usize) {
+            Some(waker) => {
+                if !waker.will_wake(cx.waker()) {
+                    *waker = cx.waker().clone();
+                }
+            }
+            None => {
+                self.slot = wakers.len() as u32;
+                wakers.push(cx.waker().clone());
+            }
+        }
+        Poll::Pending
+    }
+
+    fn completed_at(&self) -> Option<std::time::Instant> {
+        self.completion.done.get().map(|d| d.at)
+    }
+}
+
 /// Resolves when the broker acknowledged (or finally rejected) one record.
 ///
 /// The records of one batch share one completion, so a future costs no allocation; dropping
 /// it does not cancel the record.
 pub struct DeliveryFuture {
-    completion: Arc<Completion>,
+    handle: CompletionHandle,
     index: u32,
     timestamp_ms: i64,
-    /// Where this future's waker sits in the completion's list, once registered.
-    slot: u32,
 }
-
-/// `DeliveryFuture::slot` before the future registered a waker.
-const NO_SLOT: u32 = u32::MAX;
 
 impl std::fmt::Debug for DeliveryFuture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeliveryFuture")
-            .field("tp", &self.completion.tp)
+            .field("tp", &self.handle.completion.tp)
             .field("index", &self.index)
-            .field("done", &self.completion.done.get().is_some())
+            .field("done", &self.handle.completed_at().is_some())
             .finish()
     }
 }
@@ -166,33 +215,13 @@ impl DeliveryFuture {
     /// Whether `other`'s record travels in the same batch as this one (so both resolve at the
     /// same moment, with the same outcome).
     pub fn same_batch(&self, other: &DeliveryFuture) -> bool {
-        Arc::ptr_eq(&self.completion, &other.completion)
+        Arc::ptr_eq(&self.handle.completion, &other.handle.completion)
     }
 
     /// When the producer learned the outcome of this record's batch (its acknowledgement or
     /// final failure); `None` while it is pending.
     pub fn completed_at(&self) -> Option<std::time::Instant> {
-        self.completion.done.get().map(|d| d.at)
-    }
-
-    fn outcome(&self, done: &Done) -> Result<RecordMetadata> {
-        match &done.result {
-            Ok((base_offset, log_append_time_ms)) => Ok(RecordMetadata {
-                topic: self.completion.tp.topic.clone(),
-                partition: self.completion.tp.partition,
-                offset: if *base_offset < 0 {
-                    -1
-                } else {
-                    base_offset + i64::from(self.index)
-                },
-                timestamp_ms: if *log_append_time_ms >= 0 {
-                    *log_append_time_ms
-                } else {
-                    self.timestamp_ms
-                },
-            }),
-            Err(error) => Err(error.duplicate()),
-        }
+        self.handle.completed_at()
     }
 }
 
@@ -200,27 +229,132 @@ impl Future for DeliveryFuture {
     type Output = Result<RecordMetadata>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let Some(done) = this.completion.done.get() {
-            return Poll::Ready(this.outcome(done));
+        let (index, timestamp_ms) = (this.index, this.timestamp_ms);
+        if this.handle.poll_done(cx).is_pending() {
+            return Poll::Pending;
         }
-        let mut wakers = this.completion.wakers.lock();
-        // Checked again under the lock: `set` takes the wakers after setting the outcome.
-        if let Some(done) = this.completion.done.get() {
-            drop(wakers);
-            return Poll::Ready(this.outcome(done));
+        let completion = &*this.handle.completion;
+        let (tp, Some(done)) = (&completion.tp, completion.done.get()) else {
+            return Poll::Pending;
+        };
+        Poll::Ready(match &done.result {
+            Ok((base_offset, log_append_time_ms)) => Ok(RecordMetadata {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                offset: if *base_offset < 0 {
+                    -1
+                } else {
+                    base_offset + i64::from(index)
+                },
+                timestamp_ms: if *log_append_time_ms >= 0 {
+                    *log_append_time_ms
+                } else {
+                    timestamp_ms
+                },
+            }),
+            Err(error) => Err(error.duplicate()),
+        })
+    }
+}
+
+/// Resolves when the broker acknowledged (or finally rejected) a run of consecutive records
+/// of one [`Producer::send_many_ref`] call that travel in one batch: the records
+/// `first_index()..first_index() + count()` of the call.
+///
+/// Costs no allocation (the batch's records share one completion); dropping it does not
+/// cancel the records.
+pub struct BatchDelivery {
+    handle: CompletionHandle,
+    /// The run's first record: its index among the call's records.
+    first: usize,
+    /// Records in the run.
+    count: usize,
+    /// The run's first record: its index in the batch.
+    index: u32,
+}
+
+/// Where a run of records sent with [`Producer::send_many_ref`] landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordsMetadata {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The first record's offset (the others follow it one by one), or -1 with `acks=0`.
+    pub offset: i64,
+    /// Records in the run.
+    pub count: usize,
+    /// The broker's append time with `LogAppendTime` topics (every record of the run has
+    /// it); `None` when the records keep their create times.
+    pub log_append_time_ms: Option<i64>,
+}
+
+impl std::fmt::Debug for BatchDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchDelivery")
+            .field("tp", &self.handle.completion.tp)
+            .field("first", &self.first)
+            .field("count", &self.count)
+            .field("done", &self.handle.completed_at().is_some())
+            .finish()
+    }
+}
+
+impl BatchDelivery {
+    /// The index of the run's first record among the records passed to `send_many_ref`.
+    pub fn first_index(&self) -> usize {
+        self.first
+    }
+
+    /// How many records the run holds (at least 1).
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The partition the run's records go to.
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.handle.completion.tp
+    }
+
+    /// Whether `other`'s records travel in the same batch as this run (so both resolve at
+    /// the same moment, with the same outcome).
+    pub fn same_batch(&self, other: &BatchDelivery) -> bool {
+        Arc::ptr_eq(&self.handle.completion, &other.handle.completion)
+    }
+
+    /// When the producer learned the outcome of the run's batch (its acknowledgement or
+    /// final failure); `None` while it is pending.
+    pub fn completed_at(&self) -> Option<std::time::Instant> {
+        self.handle.completed_at()
+    }
+}
+
+impl Future for BatchDelivery {
+    type Output = Result<RecordsMetadata>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let (index, count) = (this.index, this.count);
+        if this.handle.poll_done(cx).is_pending() {
+            return Poll::Pending;
         }
-        match wakers.get_mut(this.slot as usize) {
-            Some(waker) => {
-                if !waker.will_wake(cx.waker()) {
-                    *waker = cx.waker().clone();
-                }
-            }
-            None => {
-                this.slot = wakers.len() as u32;
-                wakers.push(cx.waker().clone());
-            }
-        }
-        Poll::Pending
+        let completion = &*this.handle.completion;
+        let (tp, Some(done)) = (&completion.tp, completion.done.get()) else {
+            return Poll::Pending;
+        };
+        Poll::Ready(match &done.result {
+            Ok((base_offset, log_append_time_ms)) => Ok(RecordsMetadata {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                offset: if *base_offset < 0 {
+                    -1
+                } else {
+                    base_offset + i64::from(index)
+                },
+                count,
+                log_append_time_ms: (*log_append_time_ms >= 0).then_some(*log_append_time_ms),
+            }),
+            Err(error) => Err(error.duplicate()),
+        })
     }
 }
 
@@ -510,136 +644,180 @@ impl Producer {
         }
         check_sizes(&record)?;
         let timestamp = record.timestamp_ms.unwrap_or_else(now_ms);
-        let mut state = SendState {
-            partition: record.partition,
-            partition_count: None,
-            memory: None,
-        };
+        let mut state = SendState::new(&record);
+        let inner = &*self.inner;
         loop {
-            match self.try_append(&record, timestamp, &mut state)? {
-                Appended::Done(delivery) => return Ok(delivery),
-                Appended::NeedsPartitionCount => {
+            // The guard is dropped before any await (it must not live across one).
+            let waiting = {
+                let mut accumulator = inner.accumulator.lock();
+                match append(inner, &mut accumulator, &record, timestamp, &mut state)? {
+                    Appended::Done {
+                        completion,
+                        index,
+                        wake,
+                    } => {
+                        let completion = completion.clone();
+                        drop(accumulator);
+                        if wake {
+                            inner.wake.notify_one();
+                        }
+                        return Ok(DeliveryFuture {
+                            handle: CompletionHandle::new(completion),
+                            index,
+                            timestamp_ms: timestamp,
+                        });
+                    }
+                    Appended::NeedsPartitionCount => Waiting::PartitionCount,
+                    Appended::NeedsMemory(permits) => Waiting::Memory(permits),
+                }
+            };
+            match waiting {
+                Waiting::PartitionCount => {
                     state.partition_count = Some(self.partition_count(record.topic).await?);
                 }
-                Appended::NeedsMemory(permits) => {
+                Waiting::Memory(permits) => {
                     state.memory = Some(self.wait_for_memory(permits).await?);
                 }
             }
         }
     }
 
-    /// Appends the record under the accumulator's lock, unless the topic's partition count
-    /// or memory must be waited for first.
-    fn try_append(
+    /// Queues `records` in order, like [`send_ref`](Self::send_ref) each, and pushes onto
+    /// `deliveries` one [`BatchDelivery`] per run of consecutive records that share a batch
+    /// (rather than a future per record).
+    ///
+    /// Cheaper per record than `send_ref`: the accumulator's lock is taken once per up to
+    /// [`RECORDS_PER_LOCK_MAX`] records, a run's delivery is one shared handle, and the
+    /// sender is woken once per call for the batches that filled up or opened. Records
+    /// without a timestamp get the time of the call (read again after a wait).
+    ///
+    /// Partitions, ordering, back-pressure and errors are those of `send_ref`: when
+    /// `buffer_memory_bytes` runs out midway, the records queued so far stay queued (their
+    /// deliveries are in `deliveries`), the call waits for memory and goes on with the next
+    /// record, so no record is queued twice or skipped. A record too large for a batch fails
+    /// the call before anything is queued. Any other error (an unknown topic or partition, a
+    /// closed producer) leaves `deliveries` holding the runs of the records queued before
+    /// the one that failed: `deliveries` grew by runs covering exactly the first `n`
+    /// records, and the rest were not queued. The same holds if the call is cancelled while
+    /// it waits. `deliveries` is only appended to, so it can be reused across calls.
+    ///
+    /// ```no_run
+    /// # async fn example(producer: strom_client::Producer) -> strom_client::Result<()> {
+    /// use strom_client::RecordRef;
+    /// let values = [b"a", b"b", b"c"];
+    /// let records: Vec<RecordRef<'_>> = values.iter().map(|v| RecordRef::new("events", *v)).collect();
+    /// let mut deliveries = Vec::new();
+    /// producer.send_many_ref(&records, &mut deliveries).await?;
+    /// for delivery in deliveries {
+    ///     let landed = delivery.await?;
+    ///     println!("{} records from offset {}", landed.count, landed.offset);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_many_ref(
         &self,
-        record: &RecordRef<'_>,
-        timestamp: i64,
-        state: &mut SendState,
-    ) -> Result<Appended> {
+        records: &[RecordRef<'_>],
+        deliveries: &mut Vec<BatchDelivery>,
+    ) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        for record in records {
+            check_sizes(record)?;
+        }
+        let Some(first) = records.first() else {
+            return Ok(());
+        };
+        let mut run = RunState {
+            next: 0,
+            runs_from: deliveries.len(),
+            state: SendState::new(first),
+            now_ms: None,
+        };
+        while run.next < records.len() {
+            let waiting = self.append_run(records, &mut run, deliveries)?;
+            let Some(waiting) = waiting else { continue };
+            let topic = records[run.next].topic;
+            match waiting {
+                Waiting::PartitionCount => {
+                    run.state.partition_count = Some(self.partition_count(topic).await?)
+                }
+                Waiting::Memory(permits) => {
+                    run.state.memory = Some(self.wait_for_memory(permits).await?);
+                }
+            }
+            // A wait may have been long: records without a timestamp take the time after it.
+            run.now_ms = None;
+        }
+        Ok(())
+    }
+
+    /// Appends `records[run.next..]` under one hold of the accumulator's lock (at most
+    /// [`RECORDS_PER_LOCK_MAX`] of them), until they are all queued or one must wait.
+    fn append_run(
+        &self,
+        records: &[RecordRef<'_>],
+        run: &mut RunState,
+        deliveries: &mut Vec<BatchDelivery>,
+    ) -> Result<Option<Waiting>> {
         let inner = &*self.inner;
-        let batch_size = inner.config.batch_size_bytes;
         let mut accumulator = inner.accumulator.lock();
-        let fresh_count = state.partition_count.take();
-        let topic_index = match (accumulator.lookup(record.topic), fresh_count) {
-            (_, Some(count)) => accumulator.set_partition_count(record.topic, count),
-            (Some(index), None) => index,
-            (None, None) => return Ok(Appended::NeedsPartitionCount),
-        };
-        let topic = &mut accumulator.topics[topic_index];
-        let p = match state.partition {
-            Some(p) if p < 0 || p as usize >= topic.partition_count => {
-                if fresh_count.is_none() && p >= 0 {
-                    // The cached count may be behind the metadata cache: look once more.
-                    return Ok(Appended::NeedsPartitionCount);
-                }
-                return Err(Error::UnknownPartition {
-                    topic: record.topic.to_string(),
-                    partition: p,
-                });
-            }
-            Some(p) => p,
-            None => {
-                let p = choose_partition(&inner.config, topic, record);
-                state.partition = Some(p);
-                p
-            }
-        };
-        let queue = &mut topic.partitions[p as usize];
-        let key = record.key;
-        let value = record.value;
-        let headers = record.headers;
-        // The open batch at the back takes the record if it fits.
-        if let Some(batch) = queue.batches.back_mut() {
-            if let BatchData::Open(builder) = &mut batch.data {
-                let index = builder.count() as u32;
-                if builder.try_append(timestamp, key, value, headers, batch.limit_bytes) {
-                    batch.record_count += 1;
-                    let full = builder.size_bytes() >= batch_size;
-                    let completion = batch.completion.clone();
-                    drop(accumulator);
-                    if full {
-                        inner.wake.notify_one();
+        let mut wake = false;
+        let end = records.len().min(run.next + RECORDS_PER_LOCK_MAX);
+        let mut outcome = Ok(None);
+        while run.next < end {
+            let record = &records[run.next];
+            let timestamp = match record.timestamp_ms {
+                Some(timestamp) => timestamp,
+                None => *run.now_ms.get_or_insert_with(now_ms),
+            };
+            match append(inner, &mut accumulator, record, timestamp, &mut run.state) {
+                Ok(Appended::Done {
+                    completion,
+                    index,
+                    wake: batch_wake,
+                }) => {
+                    wake |= batch_wake;
+                    let i = run.next;
+                    let own_runs = deliveries.len() > run.runs_from;
+                    match deliveries.last_mut() {
+                        Some(last)
+                            if own_runs && Arc::ptr_eq(&last.handle.completion, completion) =>
+                        {
+                            debug_assert_eq!(last.first + last.count, i);
+                            last.count += 1;
+                        }
+                        _ => deliveries.push(BatchDelivery {
+                            handle: CompletionHandle::new(completion.clone()),
+                            first: i,
+                            count: 1,
+                            index,
+                        }),
                     }
-                    return Ok(Appended::Done(DeliveryFuture {
-                        completion,
-                        index,
-                        timestamp_ms: timestamp,
-                        slot: NO_SLOT,
-                    }));
+                    run.next += 1;
+                    if let Some(record) = records.get(run.next) {
+                        run.state = SendState::new(record);
+                    }
+                }
+                Ok(Appended::NeedsPartitionCount) => {
+                    outcome = Ok(Some(Waiting::PartitionCount));
+                    break;
+                }
+                Ok(Appended::NeedsMemory(permits)) => {
+                    outcome = Ok(Some(Waiting::Memory(permits)));
+                    break;
+                }
+                Err(error) => {
+                    outcome = Err(error);
+                    break;
                 }
             }
         }
-        // A new batch, holding its share of `buffer_memory_bytes` until it completes.
-        // A batch never takes more than the whole buffer, unless its one record is larger.
-        let buffer_memory = inner.config.buffer_memory_bytes.max(1);
-        let limit_bytes = batch_size.min(buffer_memory).max(
-            BATCH_HEADER_SIZE_BYTES + RecordBatchBuilder::first_record_size(key, value, headers),
-        );
-        let permits = limit_bytes.min(buffer_memory).min(u32::MAX as usize);
-        let permit = match state.memory.take() {
-            Some(permit) if permit.num_permits() == permits => permit,
-            _ => match inner.memory.clone().try_acquire_many_owned(permits as u32) {
-                Ok(permit) => permit,
-                Err(TryAcquireError::Closed) => return Err(Error::Closed),
-                Err(TryAcquireError::NoPermits) => return Ok(Appended::NeedsMemory(permits)),
-            },
-        };
-        let mut builder = RecordBatchBuilder::with_capacity(limit_bytes);
-        builder.append(timestamp, key, value, headers);
-        let tp = TopicPartition {
-            topic: topic.name.clone(),
-            partition: p,
-        };
-        let completion = Arc::new(Completion::new(tp.clone()));
-        // A new batch is a good moment to look at the partition count again.
-        topic.sends_until_check = 0;
-        queue.batches.push_back(Batch {
-            tp,
-            data: BatchData::Open(builder),
-            record_count: 1,
-            limit_bytes,
-            completion: completion.clone(),
-            created: Instant::now(),
-            attempts: 0,
-            retry_at: None,
-            last_error: None,
-            sequence: None,
-            producer_id: -1,
-            _memory: Some(permit),
-        });
-        if !queue.active {
-            queue.active = true;
-            accumulator.active.push((topic_index, p));
-        }
-        inner.outstanding_batches.fetch_add(1, Ordering::AcqRel);
         drop(accumulator);
-        inner.wake.notify_one();
-        Ok(Appended::Done(DeliveryFuture {
-            completion,
-            index: 0,
-            timestamp_ms: timestamp,
-            slot: NO_SLOT,
-        }))
+        if wake {
+            inner.wake.notify_one();
+        }
+        outcome
     }
 
     /// Waits for `permits` bytes of `buffer_memory_bytes`; meanwhile every batch counts as
@@ -702,10 +880,158 @@ struct SendState {
     memory: Option<OwnedSemaphorePermit>,
 }
 
-enum Appended {
-    Done(DeliveryFuture),
+impl SendState {
+    fn new(record: &RecordRef<'_>) -> SendState {
+        SendState {
+            partition: record.partition,
+            partition_count: None,
+            memory: None,
+        }
+    }
+}
+
+/// How far a [`Producer::send_many_ref`] call is.
+struct RunState {
+    /// The index of the next record to queue.
+    next: usize,
+    /// `deliveries` had this many entries when the call began (runs extend only its own).
+    runs_from: usize,
+    /// The send state of the next record.
+    state: SendState,
+    /// The call's time, for records without a timestamp; read when first needed.
+    now_ms: Option<i64>,
+}
+
+/// What a send waits for before it can go on.
+enum Waiting {
+    PartitionCount,
+    Memory(usize),
+}
+
+/// Records [`Producer::send_many_ref`] appends under one hold of the accumulator's lock at
+/// most (so the sender is not kept from draining for long).
+pub const RECORDS_PER_LOCK_MAX: usize = 256;
+
+enum Appended<'a> {
+    /// The record is in a batch: the batch's completion, the record's index in it, and
+    /// whether the sender should look (a batch filled up or opened).
+    Done {
+        completion: &'a Arc<Completion>,
+        index: u32,
+        wake: bool,
+    },
     NeedsPartitionCount,
     NeedsMemory(usize),
+}
+
+/// Appends a record to its partition's open batch or a new one, with the accumulator's lock
+/// held, unless the topic's partition count or memory must be waited for first.
+fn append<'a>(
+    inner: &Inner,
+    accumulator: &'a mut Accumulator,
+    record: &RecordRef<'_>,
+    timestamp: i64,
+    state: &mut SendState,
+) -> Result<Appended<'a>> {
+    let batch_size = inner.config.batch_size_bytes;
+    let fresh_count = state.partition_count.take();
+    let topic_index = match (accumulator.lookup(record.topic), fresh_count) {
+        (_, Some(count)) => accumulator.set_partition_count(record.topic, count),
+        (Some(index), None) => index,
+        (None, None) => return Ok(Appended::NeedsPartitionCount),
+    };
+    let topic = &mut accumulator.topics[topic_index];
+    let p = match state.partition {
+        Some(p) if p < 0 || p as usize >= topic.partition_count => {
+            if fresh_count.is_none() && p >= 0 {
+                // The cached count may be behind the metadata cache: look once more.
+                return Ok(Appended::NeedsPartitionCount);
+            }
+            return Err(Error::UnknownPartition {
+                topic: record.topic.to_string(),
+                partition: p,
+            });
+        }
+        Some(p) => p,
+        None => {
+            let p = choose_partition(&inner.config, topic, record);
+            state.partition = Some(p);
+            p
+        }
+    };
+    let (key, value, headers) = (record.key, record.value, record.headers);
+    // The open batch at the back takes the record if it fits.
+    let queue = &mut topic.partitions[p as usize].batches;
+    let mut fits = false;
+    if let Some(batch) = queue.back_mut() {
+        if let BatchData::Open(builder) = &mut batch.data {
+            fits = builder.try_append(timestamp, key, value, headers, batch.limit_bytes);
+            batch.record_count += usize::from(fits);
+            debug_assert_eq!(builder.count(), batch.record_count);
+        }
+    }
+    if fits {
+        // Looked up again: a borrow returned on one path only must start on that path.
+        let queue = &accumulator.topics[topic_index].partitions[p as usize].batches;
+        let batch = queue.back().expect("the record went into it");
+        return Ok(Appended::Done {
+            completion: &batch.completion,
+            index: (batch.record_count - 1) as u32,
+            wake: batch.size_bytes() >= batch_size,
+        });
+    }
+    let topic = &mut accumulator.topics[topic_index];
+    // A new batch, holding its share of `buffer_memory_bytes` until it completes.
+    // A batch never takes more than the whole buffer, unless its one record is larger.
+    let buffer_memory = inner.config.buffer_memory_bytes.max(1);
+    let limit_bytes = batch_size
+        .min(buffer_memory)
+        .max(BATCH_HEADER_SIZE_BYTES + RecordBatchBuilder::first_record_size(key, value, headers));
+    let permits = limit_bytes.min(buffer_memory).min(u32::MAX as usize);
+    let permit = match state.memory.take() {
+        Some(permit) if permit.num_permits() == permits => permit,
+        _ => match inner.memory.clone().try_acquire_many_owned(permits as u32) {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(Error::Closed),
+            Err(TryAcquireError::NoPermits) => return Ok(Appended::NeedsMemory(permits)),
+        },
+    };
+    let mut builder = RecordBatchBuilder::with_capacity(limit_bytes);
+    builder.append(timestamp, key, value, headers);
+    let tp = TopicPartition {
+        topic: topic.name.clone(),
+        partition: p,
+    };
+    let completion = Arc::new(Completion::new(tp.clone()));
+    // A new batch is a good moment to look at the partition count again.
+    topic.sends_until_check = 0;
+    let queue = &mut topic.partitions[p as usize];
+    if !queue.active {
+        queue.active = true;
+        accumulator.active.push((topic_index, p));
+    }
+    inner.outstanding_batches.fetch_add(1, Ordering::AcqRel);
+    let queue = &mut accumulator.topics[topic_index].partitions[p as usize].batches;
+    queue.push_back(Batch {
+        tp,
+        data: BatchData::Open(builder),
+        record_count: 1,
+        limit_bytes,
+        completion,
+        created: Instant::now(),
+        attempts: 0,
+        retry_at: None,
+        last_error: None,
+        sequence: None,
+        producer_id: -1,
+        _memory: Some(permit),
+    });
+    let batch = queue.back().expect("just pushed");
+    Ok(Appended::Done {
+        completion: &batch.completion,
+        index: 0,
+        wake: true,
+    })
 }
 
 /// Refuses what a record batch cannot express.
@@ -1527,6 +1853,284 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(error, Error::Closed));
+        broker.shutdown().await;
+    }
+
+    /// Every record of `send_many_ref` calls (of sizes 1 to above `RECORDS_PER_LOCK_MAX`,
+    /// across batch boundaries) is queued once, in order: the runs cover the calls' records
+    /// exactly, their offsets follow one another, and the consumer reads the values back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn send_many_queues_every_record_once_in_order_across_batches() {
+        let (broker, _dir) = broker().await;
+        let client = client_with_topic(&broker, "many").await;
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig {
+                batch_size_bytes: 700,
+                linger_ms: 2,
+                ..ProducerConfig::default()
+            },
+        );
+        let values: Vec<String> = (0..2_000).map(|i| format!("value {i:05}")).collect();
+        let sizes = [1usize, 7, 64, RECORDS_PER_LOCK_MAX + 45, 2, 500];
+        let mut deliveries = Vec::new();
+        let mut sent = 0;
+        let mut call = 0;
+        while sent < values.len() {
+            let n = sizes[call % sizes.len()].min(values.len() - sent);
+            call += 1;
+            let records: Vec<RecordRef<'_>> = values[sent..sent + n]
+                .iter()
+                .map(|v| RecordRef::new("many", v.as_bytes()))
+                .collect();
+            let before = deliveries.len();
+            producer
+                .send_many_ref(&records, &mut deliveries)
+                .await
+                .unwrap();
+            // This call's runs cover its records exactly, in order.
+            let mut next = 0;
+            for run in &deliveries[before..] {
+                assert_eq!(run.first_index(), next);
+                assert!(run.count() >= 1);
+                next += run.count();
+            }
+            assert_eq!(next, n);
+            sent += n;
+        }
+        assert!(deliveries.len() > values.len() / 60, "several batches");
+        assert!(deliveries[0].same_batch(&deliveries[1]));
+        let mut expected_offset = None;
+        for delivery in deliveries {
+            let count = delivery.count();
+            let landed = delivery.await.unwrap();
+            assert_eq!((landed.topic.as_str(), landed.partition), ("many", 0));
+            assert_eq!(landed.count, count);
+            if let Some(expected) = expected_offset {
+                assert_eq!(landed.offset, expected);
+            }
+            expected_offset = Some(landed.offset + count as i64);
+        }
+        let records = consume(&client, "many", values.len()).await;
+        let read: Vec<&[u8]> = records.iter().filter_map(|r| r.value.as_deref()).collect();
+        let expected: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+        assert_eq!(read, expected);
+        producer.close().await;
+        broker.shutdown().await;
+    }
+
+    /// A call larger than `buffer_memory_bytes` waits for memory midway (every batch is made
+    /// ready meanwhile) and goes on: nothing lost, nothing twice, and all memory comes back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn send_many_waits_for_memory_midway_without_losing_or_repeating_records() {
+        let (broker, _dir) = broker().await;
+        let client = client_with_topic(&broker, "m").await;
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig {
+                batch_size_bytes: 1024,
+                buffer_memory_bytes: 3 * 1024,
+                linger_ms: 60_000,
+                acks: Acks::Leader,
+                ..ProducerConfig::default()
+            },
+        );
+        let values: Vec<Vec<u8>> = (0..1_000u32)
+            .map(|i| {
+                let mut v = vec![7u8; 100];
+                v[..4].copy_from_slice(&i.to_be_bytes());
+                v
+            })
+            .collect();
+        let records: Vec<RecordRef<'_>> = values.iter().map(|v| RecordRef::new("m", v)).collect();
+        let mut deliveries = Vec::new();
+        // 1000 records of ~110 bytes need ~36 batches of 1 KiB; 3 fit in the buffer.
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            producer.send_many_ref(&records, &mut deliveries),
+        )
+        .await
+        .expect("the call went on after waiting for memory")
+        .unwrap();
+        let covered: usize = deliveries.iter().map(BatchDelivery::count).sum();
+        assert_eq!(covered, records.len());
+        assert!(deliveries.len() >= 30, "{} runs", deliveries.len());
+        producer.flush().await;
+        let mut next_offset = 0;
+        for delivery in deliveries {
+            let landed = delivery.await.unwrap();
+            assert_eq!(landed.offset, next_offset);
+            next_offset += landed.count as i64;
+        }
+        assert_eq!(next_offset, 1_000);
+        let read = consume(&client, "m", 1_000).await;
+        let read: Vec<Vec<u8>> = read
+            .into_iter()
+            .filter_map(|r| r.value)
+            .map(|v| v.to_vec())
+            .collect();
+        assert_eq!(read, values);
+        producer.close().await;
+        assert_eq!(producer.inner.memory.available_permits(), 3 * 1024);
+        broker.shutdown().await;
+    }
+
+    /// Keyed records to several partitions: runs break where the partition changes, each
+    /// record lands where the partitioner says, and per partition in call order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn send_many_keeps_each_partitions_order_with_keys() {
+        let (broker, _dir) = broker().await;
+        let client = Client::connect(ClientConfig::new(&broker.kafka_addr().to_string()))
+            .await
+            .unwrap();
+        Admin::new(client.clone())
+            .create_topics(&[NewTopic::new("keyed", 3)])
+            .await
+            .unwrap();
+        let producer = Producer::new(client.clone(), ProducerConfig::default());
+        let keys: Vec<String> = (0..300).map(|i| format!("key {}", i % 7)).collect();
+        let values: Vec<String> = (0..300).map(|i| format!("value {i}")).collect();
+        let records: Vec<RecordRef<'_>> = keys
+            .iter()
+            .zip(&values)
+            .map(|(k, v)| RecordRef::new("keyed", v.as_bytes()).key(k.as_bytes()))
+            .collect();
+        let mut deliveries = Vec::new();
+        producer
+            .send_many_ref(&records, &mut deliveries)
+            .await
+            .unwrap();
+        // (partition, offset) of each record, from the runs.
+        let mut landed_at = vec![(0, 0); records.len()];
+        for delivery in deliveries {
+            let first = delivery.first_index();
+            let tp = delivery.topic_partition().clone();
+            let landed = delivery.await.unwrap();
+            assert_eq!(landed.partition, tp.partition);
+            for k in 0..landed.count {
+                let key = records[first + k].key.unwrap();
+                assert_eq!(landed.partition, partition_for_key(key, 3));
+                landed_at[first + k] = (landed.partition, landed.offset + k as i64);
+            }
+        }
+        let mut consumer = Consumer::new(client.clone(), ConsumerConfig::default());
+        consumer.assign_topic("keyed").await.unwrap();
+        consumer.seek_all(OffsetSpec::Earliest);
+        let mut read = Vec::new();
+        for _ in 0..50 {
+            read.extend(consumer.poll(Duration::from_millis(200)).await.unwrap());
+            if read.len() >= records.len() {
+                break;
+            }
+        }
+        assert_eq!(read.len(), records.len());
+        for record in read {
+            let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+            let i: usize = value["value ".len()..].parse().unwrap();
+            assert_eq!(landed_at[i], (record.partition, record.offset), "{value}");
+        }
+        producer.close().await;
+        broker.shutdown().await;
+    }
+
+    /// An unknown partition midway: the records before it are queued (and their runs
+    /// returned), it and the rest are not. A closed producer queues nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn send_many_reports_what_it_queued_before_an_error() {
+        let (broker, _dir) = broker().await;
+        let client = client_with_topic(&broker, "e").await;
+        let producer = Producer::new(client.clone(), ProducerConfig::default());
+        let records = [
+            RecordRef::new("e", b"0"),
+            RecordRef::new("e", b"1"),
+            RecordRef::new("e", b"2").partition(5),
+            RecordRef::new("e", b"3"),
+        ];
+        let mut deliveries = Vec::new();
+        // An earlier call's runs in the vector are left alone (and never extended).
+        producer
+            .send_many_ref(&records[..1], &mut deliveries)
+            .await
+            .unwrap();
+        let error = producer
+            .send_many_ref(&records, &mut deliveries)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            Error::UnknownPartition { partition: 5, .. }
+        ));
+        assert_eq!(deliveries.len(), 2);
+        assert_eq!((deliveries[0].first_index(), deliveries[0].count()), (0, 1));
+        assert_eq!((deliveries[1].first_index(), deliveries[1].count()), (0, 2));
+        assert!(deliveries[0].same_batch(&deliveries[1]));
+        producer.flush().await;
+        let first = deliveries.remove(0).await.unwrap();
+        let second = deliveries.remove(0).await.unwrap();
+        assert_eq!((first.offset, second.offset, second.count), (0, 1, 2));
+        let read = consume(&client, "e", 3).await;
+        let read: Vec<&[u8]> = read.iter().filter_map(|r| r.value.as_deref()).collect();
+        assert_eq!(read, [&b"0"[..], b"0", b"1"]);
+        // Nothing to send is no error.
+        producer.send_many_ref(&[], &mut deliveries).await.unwrap();
+        assert!(deliveries.is_empty());
+        producer.close().await;
+        let error = producer
+            .send_many_ref(&records[..1], &mut deliveries)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::Closed));
+        assert!(deliveries.is_empty());
+        broker.shutdown().await;
+    }
+
+    /// Queueing cost per 100-byte record, `send_ref` against `send_many_ref` (128 records a
+    /// call), apart from sending (the broker runs in process):
+    /// `cargo test --release -p strom-client --lib send_speed -- --ignored --nocapture`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore]
+    async fn send_speed() {
+        let (broker, _dir) = broker().await;
+        let client = client_with_topic(&broker, "speed").await;
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig {
+                acks: Acks::Leader,
+                batch_size_bytes: 64 * 1024,
+                linger_ms: 1,
+                buffer_memory_bytes: 256 * 1024 * 1024,
+                ..ProducerConfig::default()
+            },
+        );
+        const RECORDS: usize = 1 << 20;
+        let value = [b'x'; 100];
+        let records = vec![RecordRef::new("speed", &value).timestamp_ms(1); 128];
+        for round in 0..3 {
+            let started = std::time::Instant::now();
+            for _ in 0..RECORDS {
+                std::hint::black_box(producer.send_ref(records[0]).await.unwrap());
+            }
+            let one = started.elapsed();
+            producer.flush().await;
+            let mut deliveries = Vec::with_capacity(records.len());
+            let started = std::time::Instant::now();
+            for _ in 0..RECORDS / records.len() {
+                deliveries.clear();
+                producer
+                    .send_many_ref(&records, &mut deliveries)
+                    .await
+                    .unwrap();
+            }
+            let many = started.elapsed();
+            producer.flush().await;
+            let per = |d: Duration| d.as_nanos() as f64 / RECORDS as f64;
+            println!(
+                "round {round}: send_ref {:.1} ns/record, send_many_ref {:.1} ns/record",
+                per(one),
+                per(many)
+            );
+        }
+        producer.close().await;
         broker.shutdown().await;
     }
 }
