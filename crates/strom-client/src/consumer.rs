@@ -24,7 +24,10 @@ mod batch_reader;
 #[cfg(test)]
 mod pipelining_tests;
 
-pub use batch_reader::decode_records;
+pub use batch_reader::{
+    decode_batches, decode_records, FetchedBatch, HeaderViews, RecordHeaders, RecordView,
+    RecordViews,
+};
 
 /// What to do when a position is missing or out of range (`auto.offset.reset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -368,6 +371,46 @@ impl Consumer {
     /// A subscribed consumer also joins or rejoins its group here (a rebalance), and commits
     /// positions when auto-commit is due.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        let Some(round) = self.fetch_round(timeout).await? else {
+            return Ok(Vec::new());
+        };
+        // One allocation for the poll's records (a hint: a batch's claim is checked only as
+        // it is decoded, so it is capped).
+        let records = Vec::with_capacity(round.expected_records.min(RESERVED_RECORDS_MAX));
+        self.decode_round(round, records, decode_records)
+    }
+
+    /// [`poll`](Self::poll), returning the fetched record batches rather than records: each
+    /// [`FetchedBatch`] is checked in full here, as `poll` checks what it returns (CRC-32C,
+    /// headers, decompression, every record's layout), and its records are then read in place
+    /// by [`FetchedBatch::records`], as [`RecordView`](crate::RecordView)s borrowing keys,
+    /// values and headers from the fetched bytes: a consumer that only reads them pays no
+    /// allocation or reference count per record. The batches yield exactly the records `poll`
+    /// would return, in the same order; positions, errors, control batches and everything
+    /// else are as for `poll`.
+    ///
+    /// ```no_run
+    /// # async fn example(mut consumer: strom_client::Consumer) -> strom_client::Result<()> {
+    /// use std::time::Duration;
+    /// let mut bytes = 0;
+    /// for batch in consumer.poll_batches(Duration::from_secs(1)).await? {
+    ///     for record in batch.records() {
+    ///         bytes += record.value.map_or(0, <[u8]>::len);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn poll_batches(&mut self, timeout: Duration) -> Result<Vec<FetchedBatch>> {
+        let Some(round) = self.fetch_round(timeout).await? else {
+            return Ok(Vec::new());
+        };
+        self.decode_round(round, Vec::new(), decode_batches)
+    }
+
+    /// What [`poll`](Self::poll) does before decoding: group upkeep, positions, fetches sent,
+    /// answers waited for and applied (positions moved past the complete batches), and the
+    /// next fetches sent. `None` with nothing assigned (after waiting out `timeout`).
+    async fn fetch_round(&mut self, timeout: Duration) -> Result<Option<FetchRound>> {
         if let Some(error) = self.deferred_error.take() {
             return Err(error);
         }
@@ -377,7 +420,7 @@ impl Consumer {
         if self.partitions.is_empty() {
             self.in_flight.clear();
             tokio::time::sleep(timeout).await;
-            return Ok(Vec::new());
+            return Ok(None);
         }
         if self.refresh_due {
             tokio::time::sleep(Duration::from_millis(self.client.config().retry_backoff_ms)).await;
@@ -425,9 +468,11 @@ impl Consumer {
                 }
             }
         }
-        let mut to_decode = Vec::new();
-        let mut expected_records = 0;
-        let mut first_error = None;
+        let mut round = FetchRound {
+            to_decode: Vec::new(),
+            expected_records: 0,
+            first_error: None,
+        };
         for (positions, parts) in answers {
             for part in parts {
                 if !self.is_current(&part, &positions) {
@@ -435,12 +480,12 @@ impl Consumer {
                 }
                 match self.apply(&part) {
                     Ok(Some((position, count))) => {
-                        expected_records += count;
-                        to_decode.push((part, position));
+                        round.expected_records += count;
+                        round.to_decode.push((part, position));
                     }
                     Ok(None) => {}
                     Err(error) => {
-                        first_error.get_or_insert(error);
+                        round.first_error.get_or_insert(error);
                     }
                 }
             }
@@ -448,14 +493,24 @@ impl Consumer {
         if !self.refresh_due {
             self.send_fetches(max_wait_ms, true);
         }
-        // One allocation for the poll's records (a hint: a batch's claim is checked only as
-        // it is decoded, so it is capped).
-        let mut records = Vec::with_capacity(expected_records.min(RESERVED_RECORDS_MAX));
-        for (part, position) in to_decode {
-            let before = records.len();
-            if let Err(error) = decode_records(&part.tp, part.records, position, &mut records) {
+        Ok(Some(round))
+    }
+
+    /// Decodes a round's partitions into `out` with `decode` ([`decode_records`] or
+    /// [`decode_batches`]). A partition that fails to decode gives back nothing and stays
+    /// where it was; the first error fails the poll if nothing came back, else the next one.
+    fn decode_round<T>(
+        &mut self,
+        round: FetchRound,
+        mut out: Vec<T>,
+        decode: impl Fn(&TopicPartition, Bytes, i64, &mut Vec<T>) -> Result<i64>,
+    ) -> Result<Vec<T>> {
+        let mut first_error = round.first_error;
+        for (part, position) in round.to_decode {
+            let before = out.len();
+            if let Err(error) = decode(&part.tp, part.records, position, &mut out) {
                 // Give back nothing of the partition and stay where it was.
-                records.truncate(before);
+                out.truncate(before);
                 if let Some(state) = self.partitions.get_mut(&part.tp) {
                     state.position = Some(position);
                 }
@@ -463,12 +518,12 @@ impl Consumer {
             }
         }
         match first_error {
-            Some(error) if records.is_empty() => Err(error),
+            Some(error) if out.is_empty() => Err(error),
             Some(error) => {
                 self.deferred_error = Some(error);
-                Ok(records)
+                Ok(out)
             }
-            None => Ok(records),
+            None => Ok(out),
         }
     }
 
@@ -951,6 +1006,16 @@ impl Consumer {
     }
 }
 
+/// A poll's fetched answers, applied and waiting to be decoded.
+struct FetchRound {
+    /// Partitions with complete batches, and the position to decode each from.
+    to_decode: Vec<(FetchedPartition, i64)>,
+    /// About how many records they hold.
+    expected_records: usize,
+    /// The first error met applying the answers.
+    first_error: Option<Error>,
+}
+
 struct FetchedPartition {
     tp: TopicPartition,
     error_code: i16,
@@ -961,6 +1026,7 @@ struct FetchedPartition {
 
 #[cfg(test)]
 mod tests {
+    use super::batch_reader::tests::checked_decode;
     use super::*;
     use bytes::BytesMut;
     use kafka_protocol::records::{
@@ -1013,7 +1079,7 @@ mod tests {
         let third = batch(5, 2, Compression::None, false);
         bytes.extend_from_slice(&third[..third.len() - 1]);
         let mut out = Vec::new();
-        let next = decode_records(&tp, bytes.freeze(), 1, &mut out).unwrap();
+        let next = checked_decode(&tp, bytes.freeze(), 1, &mut out).unwrap();
         assert_eq!(next, 5);
         assert_eq!(values(&out), ["v1", "v2", "v3", "v4"]);
         assert_eq!(out[0].offset, 1);
@@ -1027,7 +1093,7 @@ mod tests {
         bytes.extend_from_slice(&batch(0, 1, Compression::None, true));
         bytes.extend_from_slice(&batch(1, 1, Compression::None, false));
         let mut out = Vec::new();
-        assert_eq!(decode_records(&tp, bytes.freeze(), 0, &mut out).unwrap(), 2);
+        assert_eq!(checked_decode(&tp, bytes.freeze(), 0, &mut out).unwrap(), 2);
         assert_eq!(values(&out), ["v1"]);
     }
 
@@ -1036,15 +1102,15 @@ mod tests {
         let tp = TopicPartition::new("t", 0);
         let mut bad = BytesMut::from(&batch(0, 1, Compression::None, false)[..]);
         bad[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
-        let error = decode_records(&tp, bad.freeze(), 0, &mut Vec::new()).unwrap_err();
+        let error = checked_decode(&tp, bad.freeze(), 0, &mut Vec::new()).unwrap_err();
         assert!(error.to_string().contains("claims"), "{error}");
         let mut old = BytesMut::from(&batch(0, 1, Compression::None, false)[..]);
         old[16] = 1;
-        let error = decode_records(&tp, old.freeze(), 0, &mut Vec::new()).unwrap_err();
+        let error = checked_decode(&tp, old.freeze(), 0, &mut Vec::new()).unwrap_err();
         assert!(error.to_string().contains("message format v1"), "{error}");
         let mut negative = BytesMut::from(&batch(0, 1, Compression::None, false)[..]);
         negative[8..12].copy_from_slice(&(-5i32).to_be_bytes());
-        assert!(decode_records(&tp, negative.freeze(), 0, &mut Vec::new()).is_err());
+        assert!(checked_decode(&tp, negative.freeze(), 0, &mut Vec::new()).is_err());
     }
 
     #[test]
@@ -1053,7 +1119,57 @@ mod tests {
         let mut flipped = BytesMut::from(&batch(0, 2, Compression::None, false)[..]);
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        let error = decode_records(&tp, flipped.freeze(), 0, &mut Vec::new()).unwrap_err();
+        let error = checked_decode(&tp, flipped.freeze(), 0, &mut Vec::new()).unwrap_err();
         assert!(error.to_string().contains("cannot decode"), "{error}");
+    }
+
+    /// Records of a transaction and its abort marker: the marker (a control batch) is moved
+    /// past and the records come back, the same from `decode_records` and `decode_batches`
+    /// (the consumer leaves aborted records to the broker's read_committed limit, and reads
+    /// them with read_uncommitted, either way).
+    #[test]
+    fn transactional_batches_and_their_abort_marker_read_the_same_both_ways() {
+        let tp = TopicPartition::new("t", 0);
+        let transactional = |base_offset: i64, count: i64, control: bool, codec| {
+            let records: Vec<Record> = (0..count)
+                .map(|i| Record {
+                    transactional: true,
+                    control,
+                    delete_horizon: false,
+                    partition_leader_epoch: 0,
+                    producer_id: 7,
+                    producer_epoch: 1,
+                    timestamp_type: TimestampType::Creation,
+                    offset: base_offset + i,
+                    sequence: (base_offset + i) as i32,
+                    timestamp: 1000 + i,
+                    key: control.then(|| Bytes::from_static(&[0, 0, 0, 0])),
+                    value: Some(if control {
+                        Bytes::from_static(&[0, 0, 0, 0, 0, 0])
+                    } else {
+                        Bytes::from(format!("v{}", base_offset + i))
+                    }),
+                    headers: Default::default(),
+                })
+                .collect();
+            let mut buf = BytesMut::new();
+            RecordBatchEncoder::encode(
+                &mut buf,
+                records.iter(),
+                &RecordEncodeOptions {
+                    version: 2,
+                    compression: codec,
+                },
+            )
+            .unwrap();
+            buf.freeze()
+        };
+        let mut bytes = BytesMut::new();
+        bytes.extend_from_slice(&transactional(0, 3, false, Compression::Lz4));
+        bytes.extend_from_slice(&transactional(3, 1, true, Compression::None));
+        bytes.extend_from_slice(&batch(4, 2, Compression::None, false));
+        let mut out = Vec::new();
+        assert_eq!(checked_decode(&tp, bytes.freeze(), 1, &mut out).unwrap(), 6);
+        assert_eq!(values(&out), ["v1", "v2", "v4", "v5"]);
     }
 }

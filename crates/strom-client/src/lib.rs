@@ -55,7 +55,10 @@ pub use admin_groups::{
 };
 pub use assignor::Assignor;
 pub use client::{BrokerInfo, Client, ClientConfig, Metadata, PartitionInfo, TopicInfo};
-pub use consumer::{decode_records, AutoOffsetReset, Consumer, ConsumerConfig};
+pub use consumer::{
+    decode_batches, decode_records, AutoOffsetReset, Consumer, ConsumerConfig, FetchedBatch,
+    HeaderViews, RecordHeaders, RecordView, RecordViews,
+};
 pub use error::{Error, Result};
 pub use kafka_protocol::error::ResponseError;
 pub use offsets::{list_offsets, ListedOffset, OffsetSpec};

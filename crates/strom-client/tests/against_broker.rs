@@ -236,6 +236,108 @@ async fn produce_and_consume_every_codec() {
     broker.stop().await;
 }
 
+/// `poll_batches` yields the records `poll` returns, in the same order, with the same
+/// positions after each poll: plain and compressed batches, keys, null values, headers (with a
+/// duplicate key and a null value), two partitions, and a start inside a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_batches_yields_what_poll_returns() {
+    let broker = TestBroker::start().await;
+    let client = broker.client().await;
+    let admin = Admin::new(client.clone());
+    admin
+        .create_topics(&[NewTopic::new("views", 2)])
+        .await
+        .unwrap();
+    for compression in [Compression::None, Compression::Lz4] {
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig {
+                compression,
+                linger_ms: 2,
+                batch_size_bytes: 2048,
+                ..ProducerConfig::default()
+            },
+        );
+        for n in 0..600 {
+            let mut record =
+                ProducerRecord::new("views", format!("value-{n}")).key(format!("k{}", n % 5));
+            if n % 3 == 0 {
+                record.value = None;
+            }
+            if n % 4 == 0 {
+                record = record.header("h", n.to_string()).header("h", "again");
+                record.headers.push(("null".to_string(), None));
+            }
+            producer.send(record).await.unwrap();
+        }
+        producer.close().await;
+    }
+    let tp0 = TopicPartition::new("views", 0);
+    let start = async |consumer: &mut Consumer| {
+        consumer.assign_topic("views").await.unwrap();
+        consumer.seek_all(OffsetSpec::Earliest);
+        // Start partition 0 inside a batch.
+        consumer.seek(&tp0, OffsetSpec::Offset(3)).unwrap();
+    };
+    let config = ConsumerConfig {
+        max_partition_fetch_bytes: 4096,
+        ..ConsumerConfig::default()
+    };
+    let mut by_records = Consumer::new(client.clone(), config.clone());
+    let mut by_batches = Consumer::new(client.clone(), config);
+    start(&mut by_records).await;
+    start(&mut by_batches).await;
+    let mut records = Vec::new();
+    let mut viewed = Vec::new();
+    for _ in 0..200 {
+        if records.len() >= 1197 && viewed.len() >= 1197 {
+            break;
+        }
+        records.extend(by_records.poll(Duration::from_millis(200)).await.unwrap());
+        for batch in by_batches
+            .poll_batches(Duration::from_millis(200))
+            .await
+            .unwrap()
+        {
+            assert!(!batch.is_empty());
+            let before = viewed.len();
+            for view in batch.records() {
+                viewed.push(ConsumerRecord {
+                    topic: batch.topic().clone(),
+                    partition: batch.partition(),
+                    offset: view.offset,
+                    timestamp_ms: view.timestamp_ms,
+                    log_append_time: view.log_append_time,
+                    key: view.key.map(bytes::Bytes::copy_from_slice),
+                    value: view.value.map(bytes::Bytes::copy_from_slice),
+                    headers: view
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.map(bytes::Bytes::copy_from_slice)))
+                        .collect(),
+                });
+            }
+            assert_eq!(viewed.len() - before, batch.len());
+        }
+    }
+    assert_eq!(records.len(), 1197);
+    // Per partition in the same order (the polls may split the partitions differently).
+    let by_partition = |records: &[ConsumerRecord]| {
+        let mut split: BTreeMap<i32, Vec<ConsumerRecord>> = BTreeMap::new();
+        for r in records {
+            split.entry(r.partition).or_default().push(r.clone());
+        }
+        split
+    };
+    assert_eq!(by_partition(&viewed), by_partition(&records));
+    assert!(records.iter().any(|r| r.value.is_none()));
+    assert!(records.iter().any(|r| r.headers.len() == 3));
+    for tp in by_records.assignment() {
+        assert_eq!(by_records.position(&tp), by_batches.position(&tp));
+    }
+    broker.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn null_keys_spread_and_acks_zero() {
     let broker = TestBroker::start().await;

@@ -2,7 +2,10 @@
 //! each batch's CRC-32C, and reads records in place. Keys, values and header values are
 //! zero-copy slices of the fetched buffer (or of a compressed batch's records section,
 //! decompressed once, under a bound), so a record costs no allocation beyond its
-//! [`ConsumerRecord`] (and its header keys, if it has headers).
+//! [`ConsumerRecord`] (and its header keys, if it has headers). [`decode_batches`] checks the
+//! same and builds nothing per record: its [`FetchedBatch`]es are read again in place (one
+//! more walk over the record headers, through the same [`read_record`]), for consumers that
+//! pay neither an allocation nor a reference count per record.
 //!
 //! Every varint and length is bounds-checked: malformed input is an [`Error::Protocol`], never a
 //! panic.
@@ -26,7 +29,7 @@ use strom_protocol::record_batch::{
 };
 
 use crate::error::{Error, Result};
-use crate::types::{ConsumerRecord, Header, TopicPartition};
+use crate::types::{ConsumerRecord, TopicPartition};
 
 /// Records of a compressed batch may number this many at most (a guard against a broker
 /// claiming billions of records in a few bytes).
@@ -140,10 +143,55 @@ pub fn decode_records(
     position: i64,
     out: &mut Vec<ConsumerRecord>,
 ) -> Result<i64> {
-    let mut next = position;
-    let mut at = 0;
     // One topic name for every record of the call.
     let mut topic: Option<Arc<str>> = None;
+    for_each_batch(tp, &bytes, position, |header, data| {
+        let topic = topic.get_or_insert_with(|| Arc::from(tp.topic.as_str()));
+        read_records(topic, tp.partition, header, &data, position, out)
+    })
+}
+
+/// [`decode_records`] without building records: checks every complete batch in `bytes` as
+/// `decode_records` does (header, CRC-32C, decompression, every record's layout) and appends
+/// each batch with records at or after `position` to `out` as a [`FetchedBatch`], whose
+/// records are then read in place. Returns the offset after the last complete batch.
+pub fn decode_batches(
+    tp: &TopicPartition,
+    bytes: Bytes,
+    position: i64,
+    out: &mut Vec<FetchedBatch>,
+) -> Result<i64> {
+    let mut topic: Option<Arc<str>> = None;
+    for_each_batch(tp, &bytes, position, |header, data| {
+        let len = check_records(header, &data, position)?;
+        if len > 0 {
+            out.push(FetchedBatch {
+                topic: topic
+                    .get_or_insert_with(|| Arc::from(tp.topic.as_str()))
+                    .clone(),
+                partition: tp.partition,
+                header: *header,
+                position,
+                len,
+                data,
+            });
+        }
+        Ok(())
+    })
+}
+
+/// Walks every complete batch in `bytes`: checks its header, skips control batches and those
+/// wholly before `position`, checks the CRC-32C of the others, and hands `read` each one's
+/// header and (uncompressed) records section. Returns the offset after the last complete
+/// batch (at least `position`).
+fn for_each_batch(
+    tp: &TopicPartition,
+    bytes: &Bytes,
+    position: i64,
+    mut read: impl FnMut(&BatchHeader, Bytes) -> Result<(), Malformed>,
+) -> Result<i64> {
+    let mut next = position;
+    let mut at = 0;
     while let Some(header) = read_header(tp, &bytes[at..])? {
         let start = at;
         at += header.size_bytes;
@@ -181,8 +229,7 @@ pub fn decode_records(
             })?;
             Bytes::from(raw)
         };
-        let topic = topic.get_or_insert_with(|| Arc::from(tp.topic.as_str()));
-        read_records(topic, tp.partition, &header, &data, position, out).map_err(|e| {
+        read(&header, data).map_err(|e| {
             Error::Protocol(format!(
                 "{tp}: cannot decode the batch at offset {}: {e}",
                 header.base_offset
@@ -260,6 +307,113 @@ fn nullable(
     Ok(Some(start..end))
 }
 
+/// One record's fields, as ranges into its batch's records section.
+struct RawRecord {
+    offset: i64,
+    timestamp_delta: i64,
+    key: Option<std::ops::Range<usize>>,
+    value: Option<std::ops::Range<usize>>,
+    /// The headers' bytes (after the header count).
+    headers: std::ops::Range<usize>,
+    header_count: usize,
+}
+
+/// Reads the record at `*at` of `buf` (a batch's records section) and moves `*at` past it;
+/// `None` for a record before `position` (skipped unread). Every length is checked against
+/// the record's, header keys must be UTF-8, and the fields must fill the record exactly.
+#[inline(always)]
+fn read_record(
+    buf: &[u8],
+    at: &mut usize,
+    base_offset: i64,
+    position: i64,
+) -> Result<Option<RawRecord>, Malformed> {
+    let length = varint(buf, at)?;
+    if length < 0 {
+        return Err(format!("negative record length {length} at byte {}", *at));
+    }
+    let end = *at + length as usize;
+    if end > buf.len() {
+        return Err(format!(
+            "record of {length} bytes at byte {} runs past the batch",
+            *at
+        ));
+    }
+    // Reads below are bounded by the record's end.
+    let record = &buf[..end];
+    *at += 1; // attributes, unused
+    let timestamp_delta = varlong(record, at)?;
+    let offset_delta = varint(record, at)?;
+    let offset = base_offset.wrapping_add(i64::from(offset_delta));
+    if offset < position {
+        *at = end;
+        return Ok(None);
+    }
+    let key = nullable(record, at, "key")?;
+    let value = nullable(record, at, "value")?;
+    let header_count = varint(record, at)?;
+    let headers_start = *at;
+    if header_count != 0 {
+        walk_headers(record, at, header_count, |_, _| {})?;
+    }
+    if *at != end {
+        return Err(format!(
+            "record ending at byte {end} has {} bytes more than its fields",
+            end as i64 - *at as i64
+        ));
+    }
+    Ok(Some(RawRecord {
+        offset,
+        timestamp_delta,
+        key,
+        value,
+        headers: headers_start..end,
+        header_count: header_count as usize,
+    }))
+}
+
+/// Reads `count` headers at `*at` of `record`, handing each key and value range to `f`.
+fn walk_headers(
+    record: &[u8],
+    at: &mut usize,
+    count: i32,
+    mut f: impl FnMut(&str, Option<std::ops::Range<usize>>),
+) -> Result<(), Malformed> {
+    if count < 0 {
+        return Err(format!("negative header count {count} at byte {}", *at));
+    }
+    for _ in 0..count {
+        let (key, value) = read_record_header(record, at)?;
+        f(key, value);
+    }
+    Ok(())
+}
+
+/// Reads the header at `*at` of `record`: its key (not null, UTF-8) and its value's range.
+#[inline]
+fn read_record_header<'r>(
+    record: &'r [u8],
+    at: &mut usize,
+) -> Result<(&'r str, Option<std::ops::Range<usize>>), Malformed> {
+    let key = match nullable(record, at, "header key")? {
+        Some(range) => std::str::from_utf8(&record[range])
+            .map_err(|_| format!("header key before byte {} is not UTF-8", *at))?,
+        None => return Err(format!("null header key before byte {}", *at)),
+    };
+    let value = nullable(record, at, "header value")?;
+    Ok((key, value))
+}
+
+/// The timestamp of a record with `timestamp_delta` in the batch of `header`.
+#[inline(always)]
+fn timestamp_of(header: &BatchHeader, timestamp_delta: i64) -> (i64, bool) {
+    if header.attributes & TIMESTAMP_TYPE_BIT != 0 {
+        (header.max_timestamp, true)
+    } else {
+        (header.base_timestamp.wrapping_add(timestamp_delta), false)
+    }
+}
+
 /// Reads the `header.record_count` records of `data` (a batch's uncompressed records section)
 /// and appends those at or after `position` to `out`.
 fn read_records(
@@ -271,61 +425,54 @@ fn read_records(
     out: &mut Vec<ConsumerRecord>,
 ) -> Result<(), Malformed> {
     let buf: &[u8] = data;
-    let log_append_time = header.attributes & TIMESTAMP_TYPE_BIT != 0;
     let count = header.record_count as usize;
     // The count is bounded by the bytes, so this cannot reserve absurdly.
     out.reserve(count.min(buf.len() / RECORD_BYTES_MIN));
     let mut at = 0usize;
     for _ in 0..count {
-        let length = varint(buf, &mut at)?;
-        if length < 0 {
-            return Err(format!("negative record length {length} at byte {at}"));
-        }
-        let end = at + length as usize;
-        if end > buf.len() {
-            return Err(format!(
-                "record of {length} bytes at byte {at} runs past the batch"
-            ));
-        }
-        // Reads below are bounded by the record's end.
-        let record = &buf[..end];
-        at += 1; // attributes, unused
-        let timestamp_delta = varlong(record, &mut at)?;
-        let offset_delta = varint(record, &mut at)?;
-        let offset = header.base_offset.wrapping_add(i64::from(offset_delta));
-        if offset < position {
-            at = end;
+        let Some(raw) = read_record(buf, &mut at, header.base_offset, position)? else {
             continue;
-        }
-        let key = nullable(record, &mut at, "key")?;
-        let value = nullable(record, &mut at, "value")?;
-        let header_count = varint(record, &mut at)?;
-        let headers = if header_count == 0 {
+        };
+        let headers = if raw.header_count == 0 {
             Vec::new()
         } else {
-            read_headers(data, record, &mut at, header_count)?
+            let mut headers = Vec::with_capacity(raw.header_count);
+            let mut at = raw.headers.start;
+            walk_headers(buf, &mut at, raw.header_count as i32, |key, value| {
+                headers.push((key.to_owned(), value.map(|r| data.slice(r))));
+            })?;
+            headers
         };
-        if at != end {
-            return Err(format!(
-                "record ending at byte {end} has {} bytes more than its fields",
-                end as i64 - at as i64
-            ));
-        }
+        let (timestamp_ms, log_append_time) = timestamp_of(header, raw.timestamp_delta);
         out.push(ConsumerRecord {
             topic: topic.clone(),
             partition,
-            offset,
-            timestamp_ms: if log_append_time {
-                header.max_timestamp
-            } else {
-                header.base_timestamp.wrapping_add(timestamp_delta)
-            },
+            offset: raw.offset,
+            timestamp_ms,
             log_append_time,
-            key: key.map(|r| data.slice(r)),
-            value: value.map(|r| data.slice(r)),
+            key: raw.key.map(|r| data.slice(r)),
+            value: raw.value.map(|r| data.slice(r)),
             headers,
         });
     }
+    check_end(buf, at, count)
+}
+
+/// Checks the `header.record_count` records of `data` as [`read_records`] does; returns how
+/// many are at or after `position`.
+fn check_records(header: &BatchHeader, data: &[u8], position: i64) -> Result<usize, Malformed> {
+    let count = header.record_count as usize;
+    let mut at = 0usize;
+    let mut len = 0;
+    for _ in 0..count {
+        len += usize::from(read_record(data, &mut at, header.base_offset, position)?.is_some());
+    }
+    check_end(data, at, count)?;
+    Ok(len)
+}
+
+/// The records of a batch must fill its records section exactly.
+fn check_end(buf: &[u8], at: usize, count: usize) -> Result<(), Malformed> {
     if at != buf.len() {
         return Err(format!(
             "{} bytes after the last of {count} records",
@@ -335,40 +482,276 @@ fn read_records(
     Ok(())
 }
 
-fn read_headers(
-    data: &Bytes,
-    record: &[u8],
-    at: &mut usize,
-    count: i32,
-) -> Result<Vec<Header>, Malformed> {
-    if count < 0 {
-        return Err(format!("negative header count {count} at byte {}", *at));
+/// A record batch of a fetch, checked in full when it was fetched (CRC-32C, header,
+/// decompression, every record's layout, as for [`ConsumerRecord`]s), whose records are read
+/// in place: iterating them costs no allocation and no reference count per record.
+///
+/// It holds its records section (a slice of the fetch response, or the batch decompressed).
+/// Control batches never appear; records before the consumer's position when the batch was
+/// fetched are skipped.
+#[derive(Clone)]
+pub struct FetchedBatch {
+    topic: Arc<str>,
+    partition: i32,
+    header: BatchHeader,
+    /// Records before this offset are skipped.
+    position: i64,
+    /// Records at or after `position`.
+    len: usize,
+    /// The records section, uncompressed.
+    data: Bytes,
+}
+
+impl std::fmt::Debug for FetchedBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchedBatch")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("base_offset", &self.header.base_offset)
+            .field("len", &self.len)
+            .finish()
     }
-    // A header takes at least two bytes, so the count is bounded by the record.
-    let mut headers =
-        Vec::with_capacity((count as usize).min(record.len().saturating_sub(*at) / 2));
-    for _ in 0..count {
-        let key = match nullable(record, at, "header key")? {
-            Some(range) => std::str::from_utf8(&record[range])
-                .map_err(|_| format!("header key before byte {} is not UTF-8", *at))?
-                .to_owned(),
-            None => return Err(format!("null header key before byte {}", *at)),
-        };
-        let value = nullable(record, at, "header value")?.map(|r| data.slice(r));
-        headers.push((key, value));
+}
+
+impl FetchedBatch {
+    /// Topic (shared by the batches of a partition).
+    pub fn topic(&self) -> &Arc<str> {
+        &self.topic
     }
-    Ok(headers)
+
+    /// Partition.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// The offset of the batch's first record (which may come before the records returned).
+    pub fn base_offset(&self) -> i64 {
+        self.header.base_offset
+    }
+
+    /// The offset after the batch's last record.
+    pub fn next_offset(&self) -> i64 {
+        self.header.next_offset
+    }
+
+    /// How many records [`records`](Self::records) yields (at least 1).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the batch yields no record (never, for a batch from a poll).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The records, in offset order, read in place.
+    pub fn records(&self) -> RecordViews<'_> {
+        RecordViews {
+            batch: self,
+            at: 0,
+            left: self.header.record_count as usize,
+        }
+    }
+}
+
+/// The records of a [`FetchedBatch`], read in place.
+#[derive(Debug, Clone)]
+pub struct RecordViews<'a> {
+    batch: &'a FetchedBatch,
+    /// Where the next record starts in the records section.
+    at: usize,
+    /// Records of the batch not read yet (skipped ones included).
+    left: usize,
+}
+
+impl<'a> Iterator for RecordViews<'a> {
+    type Item = RecordView<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<RecordView<'a>> {
+        let batch = self.batch;
+        let data: &'a [u8] = &batch.data;
+        while self.left > 0 {
+            self.left -= 1;
+            // Checked when the batch was fetched, so an error cannot happen here; were one to,
+            // the iteration ends.
+            let raw =
+                match read_record(data, &mut self.at, batch.header.base_offset, batch.position) {
+                    Ok(Some(raw)) => raw,
+                    Ok(None) => continue,
+                    Err(error) => {
+                        debug_assert!(false, "a checked batch failed: {error}");
+                        self.left = 0;
+                        return None;
+                    }
+                };
+            let (timestamp_ms, log_append_time) = timestamp_of(&batch.header, raw.timestamp_delta);
+            return Some(RecordView {
+                offset: raw.offset,
+                timestamp_ms,
+                log_append_time,
+                key: raw.key.map(|r| &data[r]),
+                value: raw.value.map(|r| &data[r]),
+                headers: RecordHeaders {
+                    bytes: &data[raw.headers],
+                    count: raw.header_count,
+                },
+            });
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.left))
+    }
+}
+
+/// A record of a [`FetchedBatch`], borrowed from it: what a [`ConsumerRecord`] holds, without
+/// an allocation or a reference count (topic and partition are the batch's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    /// Offset.
+    pub offset: i64,
+    /// Timestamp in ms since the epoch.
+    pub timestamp_ms: i64,
+    /// Whether the timestamp is the broker's append time (else the producer's create time).
+    pub log_append_time: bool,
+    /// Key.
+    pub key: Option<&'a [u8]>,
+    /// Value.
+    pub value: Option<&'a [u8]>,
+    /// Headers, in order (duplicate keys kept).
+    pub headers: RecordHeaders<'a>,
+}
+
+/// The headers of a [`RecordView`], read in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeaders<'a> {
+    /// The encoded headers (after their count).
+    bytes: &'a [u8],
+    count: usize,
+}
+
+impl<'a> RecordHeaders<'a> {
+    /// How many headers the record has.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether the record has no header.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The headers in order: key and value (`None` for a null value).
+    pub fn iter(&self) -> HeaderViews<'a> {
+        HeaderViews {
+            bytes: self.bytes,
+            at: 0,
+            left: self.count,
+        }
+    }
+}
+
+impl<'a> IntoIterator for RecordHeaders<'a> {
+    type Item = (&'a str, Option<&'a [u8]>);
+    type IntoIter = HeaderViews<'a>;
+    fn into_iter(self) -> HeaderViews<'a> {
+        self.iter()
+    }
+}
+
+/// Iterates the headers of a [`RecordView`].
+#[derive(Debug, Clone)]
+pub struct HeaderViews<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    left: usize,
+}
+
+impl<'a> Iterator for HeaderViews<'a> {
+    type Item = (&'a str, Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let bytes = self.bytes;
+        // Checked when the batch was fetched; were it to fail now, the iteration ends.
+        match read_record_header(bytes, &mut self.at) {
+            Ok((key, value)) => Some((key, value.map(|r| &bytes[r]))),
+            Err(error) => {
+                debug_assert!(false, "a checked header failed: {error}");
+                self.left = 0;
+                None
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.left))
+    }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::types::Header;
     use bytes::BytesMut;
     use indexmap::IndexMap;
     use kafka_protocol::protocol::StrBytes;
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
+
+    /// The record a view shows, as `decode_records` builds it.
+    pub(crate) fn view_record(batch: &FetchedBatch, view: RecordView<'_>) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: batch.topic().clone(),
+            partition: batch.partition(),
+            offset: view.offset,
+            timestamp_ms: view.timestamp_ms,
+            log_append_time: view.log_append_time,
+            key: view.key.map(Bytes::copy_from_slice),
+            value: view.value.map(Bytes::copy_from_slice),
+            headers: view
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.map(Bytes::copy_from_slice)))
+                .collect(),
+        }
+    }
+
+    /// `decode_records`, checking that `decode_batches` agrees with it: the same next offset
+    /// or the same error, and batches whose views are the same records.
+    pub(crate) fn checked_decode(
+        tp: &TopicPartition,
+        bytes: Bytes,
+        position: i64,
+        out: &mut Vec<ConsumerRecord>,
+    ) -> Result<i64> {
+        let before = out.len();
+        let records = decode_records(tp, bytes.clone(), position, out);
+        let mut batches = Vec::new();
+        let batched = decode_batches(tp, bytes, position, &mut batches);
+        match (&records, &batched) {
+            (Ok(next), Ok(batch_next)) => {
+                assert_eq!(next, batch_next);
+                let viewed: Vec<ConsumerRecord> = batches
+                    .iter()
+                    .flat_map(|b| b.records().map(move |v| view_record(b, v)))
+                    .collect();
+                assert_eq!(&out[before..], &viewed[..]);
+                let lens: usize = batches.iter().map(FetchedBatch::len).sum();
+                assert_eq!(lens, viewed.len());
+                assert!(batches.iter().all(|b| !b.is_empty()));
+            }
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            _ => panic!("decode_records gave {records:?}, decode_batches {batched:?}"),
+        }
+        records
+    }
 
     const CODECS: [Compression; 5] = [
         Compression::None,
@@ -473,7 +856,7 @@ mod tests {
         for codec in CODECS {
             let records = varied(10, 40);
             let mut out = Vec::new();
-            let next = decode_records(&tp, encode(&records, codec), 10, &mut out).unwrap();
+            let next = checked_decode(&tp, encode(&records, codec), 10, &mut out).unwrap();
             assert_eq!(next, 50, "{codec:?}");
             assert_same(&out, &records);
             assert!(out.iter().all(|r| &*r.topic == "t" && r.partition == 3));
@@ -501,7 +884,7 @@ mod tests {
         fix_crc(&mut batch);
         let mut out = Vec::new();
         assert_eq!(
-            decode_records(&tp, Bytes::from(batch), 0, &mut out).unwrap(),
+            checked_decode(&tp, Bytes::from(batch), 0, &mut out).unwrap(),
             8
         );
         assert_eq!(out.len(), 1);
@@ -536,7 +919,7 @@ mod tests {
             builder.append(510, Some(b""), Some(b"third"), &headers[..1]);
             let batch = builder.finish(codec, ProducerStamp::NONE).unwrap();
             let mut out = Vec::new();
-            assert_eq!(decode_records(&tp, batch, 0, &mut out).unwrap(), 3);
+            assert_eq!(checked_decode(&tp, batch, 0, &mut out).unwrap(), 3);
             assert_eq!(out.len(), 3, "{codec:?}");
             assert_eq!(out[0].headers, headers);
             assert_eq!(
@@ -566,7 +949,7 @@ mod tests {
             bytes.extend_from_slice(&third[..third.len() - 1]);
             let bytes = bytes.freeze();
             let mut out = Vec::new();
-            assert_eq!(decode_records(&tp, bytes.clone(), 7, &mut out).unwrap(), 15);
+            assert_eq!(checked_decode(&tp, bytes.clone(), 7, &mut out).unwrap(), 15);
             let expected: Vec<Record> = first[7..].iter().chain(&second).cloned().collect();
             assert_same(&out, &expected);
             let (next, count) = scan(&tp, &bytes, 7).unwrap();
@@ -574,13 +957,13 @@ mod tests {
             // A position past everything complete: nothing, and the position stays.
             let mut out = Vec::new();
             assert_eq!(
-                decode_records(&tp, bytes.clone(), 15, &mut out).unwrap(),
+                checked_decode(&tp, bytes.clone(), 15, &mut out).unwrap(),
                 15
             );
             assert!(out.is_empty());
             // Only a partial header.
             assert_eq!(
-                decode_records(&tp, bytes.slice(..30), 0, &mut out).unwrap(),
+                checked_decode(&tp, bytes.slice(..30), 0, &mut out).unwrap(),
                 0
             );
         }
@@ -596,7 +979,7 @@ mod tests {
         bytes.extend_from_slice(&encode(&[control], Compression::None));
         bytes.extend_from_slice(&encode(&[record(1, None, Some("a"))], Compression::None));
         let mut out = Vec::new();
-        assert_eq!(decode_records(&tp, bytes.freeze(), 0, &mut out).unwrap(), 2);
+        assert_eq!(checked_decode(&tp, bytes.freeze(), 0, &mut out).unwrap(), 2);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].offset, 1);
     }
@@ -610,7 +993,7 @@ mod tests {
         batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&99_999i64.to_be_bytes());
         fix_crc(&mut batch);
         let mut out = Vec::new();
-        decode_records(&tp, Bytes::from(batch), 0, &mut out).unwrap();
+        checked_decode(&tp, Bytes::from(batch), 0, &mut out).unwrap();
         assert!(out
             .iter()
             .all(|r| r.log_append_time && r.timestamp_ms == 99_999));
@@ -623,7 +1006,7 @@ mod tests {
         let decode = |batch: &[u8]| {
             let mut batch = batch.to_vec();
             fix_crc(&mut batch);
-            decode_records(&tp, Bytes::from(batch), 0, &mut Vec::new())
+            checked_decode(&tp, Bytes::from(batch), 0, &mut Vec::new())
         };
         assert!(decode(&good).is_ok());
         // The record: length, attributes, timestamp delta, offset delta, key length (1 byte:
@@ -678,7 +1061,7 @@ mod tests {
             let good = encode(&varied(100, 12), codec);
             for cut in 0..good.len() {
                 let mut out = Vec::new();
-                let next = decode_records(&tp, good.slice(..cut), 100, &mut out).unwrap();
+                let next = checked_decode(&tp, good.slice(..cut), 100, &mut out).unwrap();
                 assert_eq!(next, 100);
                 assert!(out.is_empty());
             }
@@ -688,9 +1071,9 @@ mod tests {
                     let bit = random() as usize % (bad.len() * 8);
                     bad[bit / 8] ^= 1 << (bit % 8);
                 }
-                let _ = decode_records(&tp, Bytes::from(bad.clone()), 0, &mut Vec::new());
+                let _ = checked_decode(&tp, Bytes::from(bad.clone()), 0, &mut Vec::new());
                 fix_crc(&mut bad);
-                let _ = decode_records(&tp, Bytes::from(bad.clone()), 0, &mut Vec::new());
+                let _ = checked_decode(&tp, Bytes::from(bad.clone()), 0, &mut Vec::new());
                 let _ = scan(&tp, &bad, 0);
                 if codec == Compression::None {
                     // Random bytes as the records section.
@@ -698,7 +1081,7 @@ mod tests {
                         *b = random() as u8;
                     }
                     fix_crc(&mut bad);
-                    let _ = decode_records(&tp, Bytes::from(bad), 0, &mut Vec::new());
+                    let _ = checked_decode(&tp, Bytes::from(bad), 0, &mut Vec::new());
                 }
             }
         }
