@@ -15,11 +15,14 @@
 //! µs) and any stall (a full buffer, a thread the OS did not run) show in the latency of every
 //! record they delayed rather than hiding (no coordinated omission).
 //!
-//! The producers use `Producer::send_ref` (no per-record allocation) and track latency per
-//! batch: each record's send time is kept, and when its batch completes each record's latency
-//! is the batch's completion time minus its send time. Unpaced, the clock is read once per 8
-//! sends and the sends in between count from that reading (a few µs early, so latencies err
-//! high by as much).
+//! The producers send with `Producer::send_many_ref` (no per-record allocation, one lock and
+//! one delivery handle per batch touched): paced, every record due at once in one call;
+//! unpaced, calls of [`RECORDS_PER_SEND_MAX`] records. They track latency per batch: when a
+//! batch completes, each record's latency is the batch's completion time minus the record's
+//! send time, which is its scheduled time when paced. Unpaced, the clock is read once per call
+//! and the call's records count from that reading (a few µs early, so latencies err high by as
+//! much). The consumers read with `Consumer::poll_batches`, in place (no per-record
+//! allocation or reference count).
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,8 +34,8 @@ use clap::{Args, Subcommand};
 use hdrhistogram::Histogram;
 use serde_json::json;
 use strom_client::{
-    parse_compression, Acks, Admin, Client, ClientConfig, Compression, Consumer, ConsumerConfig,
-    DeliveryFuture, NewTopic, OffsetSpec, Producer, ProducerConfig, RecordRef, ResponseError,
+    parse_compression, Acks, Admin, BatchDelivery, Client, ClientConfig, Compression, Consumer,
+    ConsumerConfig, NewTopic, OffsetSpec, Producer, ProducerConfig, RecordRef, ResponseError,
     TopicPartition,
 };
 use tokio::sync::mpsc;
@@ -42,9 +45,12 @@ use super::{print_json, Format, GlobalArgs};
 /// Batches awaited by the latency collector at most; producers wait beyond it (the producer's
 /// buffer memory usually binds first).
 const BATCHES_QUEUED_MAX: usize = 4096;
-/// An unpaced producer reads the clock for every this many records (a reading costs about
-/// as much as a send); the records in between count from that reading, a few µs early.
-const CLOCK_READ_EVERY: u64 = 8;
+/// Records one `send_many_ref` call sends at most: unpaced, every call sends this many (and
+/// reads the clock once for them); paced, more records due at once go in several calls.
+const RECORDS_PER_SEND_MAX: u64 = 128;
+/// Bytes of values one call sends at most (paced with `e2e`, every record of a call has a
+/// value buffer of its own, for its send time).
+const SEND_VALUE_BYTES_MAX: usize = 1024 * 1024;
 /// Highest latency the histogram records (longer ones are clamped), in microseconds.
 const LATENCY_US_MAX: u64 = 600_000_000;
 /// `--interval-ms`: intervals reported at most (each holds a histogram of ~20 KiB); records
@@ -317,13 +323,20 @@ fn producer_config(load: &LoadArgs) -> ProducerConfig {
     }
 }
 
-/// The records of one producer batch: the first one's delivery and each one's send time.
+/// Consecutive records of one producer batch: the delivery of the first run of them, and
+/// when they were sent.
 struct SentBatch {
-    delivery: DeliveryFuture,
-    sent: Vec<Instant>,
+    delivery: BatchDelivery,
+    /// The producer's index of the first record.
+    first: u64,
+    count: u64,
+    /// Unpaced: runs of records that count from one clock reading (reading, records). Paced:
+    /// empty (each record counts from its scheduled time, `Schedule::due`).
+    reads: Vec<(Instant, u64)>,
 }
 
 /// Open-loop pacing at a fixed rate.
+#[derive(Debug, Clone, Copy)]
 struct Schedule {
     started: Instant,
     nanos_per_record: f64,
@@ -332,7 +345,12 @@ struct Schedule {
 impl Schedule {
     /// When record `index` is due.
     fn due(&self, index: u64) -> Instant {
-        self.started + Duration::from_nanos((index as f64 * self.nanos_per_record) as u64)
+        self.started + Duration::from_nanos(self.due_ns(index))
+    }
+
+    /// When record `index` is due, in ns since the start (cheaper than an `Instant`).
+    fn due_ns(&self, index: u64) -> u64 {
+        (index as f64 * self.nanos_per_record) as u64
     }
 
     /// Waits until record `index` is due, blocking the thread (a paced producer has a thread
@@ -351,6 +369,39 @@ impl Schedule {
     }
 }
 
+/// Records the latencies of a completed batch's records, acknowledged at `acked`.
+fn record_latencies(
+    histogram: &mut Histogram<u64>,
+    schedule: Option<&Schedule>,
+    batch: &SentBatch,
+    acked: Instant,
+) {
+    let Some(schedule) = schedule else {
+        for &(sent, count) in &batch.reads {
+            let us = acked.saturating_duration_since(sent).as_micros() as u64;
+            histogram.saturating_record_n(us.clamp(1, LATENCY_US_MAX), count);
+        }
+        return;
+    };
+    let acked_ns = acked.saturating_duration_since(schedule.started).as_nanos() as u64;
+    // Neighbours are due a fraction of a µs apart: equal latencies go in as one count.
+    let mut run: Option<(u64, u64)> = None;
+    for index in batch.first..batch.first + batch.count {
+        let us = (acked_ns.saturating_sub(schedule.due_ns(index)) / 1000).clamp(1, LATENCY_US_MAX);
+        match &mut run {
+            Some((value, count)) if *value == us => *count += 1,
+            _ => {
+                if let Some((value, count)) = run.replace((us, 1)) {
+                    histogram.saturating_record_n(value, count);
+                }
+            }
+        }
+    }
+    if let Some((value, count)) = run {
+        histogram.saturating_record_n(value, count);
+    }
+}
+
 /// Runs the producers; `stamp` puts the send time into the first 8 bytes of each value.
 async fn run_producers(
     global: &GlobalArgs,
@@ -366,7 +417,6 @@ async fn run_producers(
         let client = connect(global).await?;
         let producer = Producer::new(client, producer_config(load));
         let topic = load.topic.clone();
-        let mut value = payload(load.size, index + 1);
         let progress = progress.clone();
         let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let schedule = (load.rate > 0).then(|| Schedule {
@@ -375,6 +425,12 @@ async fn run_producers(
         });
         let started_ms = strom_client::now_ms() - started.elapsed().as_millis() as i64;
         let paced = schedule.is_some();
+        let per_send =
+            ((SEND_VALUE_BYTES_MAX / load.size.max(1)) as u64).clamp(1, RECORDS_PER_SEND_MAX);
+        // Paced with stamps, each record of a call carries its own send time, so it needs a
+        // value of its own; otherwise the call's records share one.
+        let buffers = if paced && stamp { per_send as usize } else { 1 };
+        let mut values = vec![payload(load.size, index + 1); buffers];
         let body = async move {
             let (sender, mut receiver) = mpsc::channel::<SentBatch>(BATCHES_QUEUED_MAX);
             let collector_failed = failed.clone();
@@ -385,11 +441,8 @@ async fn run_producers(
                     match (&mut batch.delivery).await {
                         Ok(_) => {
                             let acked = batch.delivery.completed_at().unwrap_or_else(Instant::now);
-                            for sent in &batch.sent {
-                                let us = acked.saturating_duration_since(*sent).as_micros() as u64;
-                                histogram.saturating_record(us.clamp(1, LATENCY_US_MAX));
-                            }
-                            progress.fetch_add(batch.sent.len() as u64, Ordering::Relaxed);
+                            record_latencies(&mut histogram, schedule.as_ref(), &batch, acked);
+                            progress.fetch_add(batch.count, Ordering::Relaxed);
                         }
                         Err(error) => {
                             collector_failed.store(true, Ordering::Relaxed);
@@ -399,58 +452,69 @@ async fn run_producers(
                 }
                 (histogram, first_error)
             });
+            // The create time of a record sent `since_ns` after the start (the same reading).
+            let create_ms = |since_ns: u64| started_ms + (since_ns / 1_000_000) as i64;
             let mut current: Option<SentBatch> = None;
-            // The last clock reading: send time and create timestamp.
-            let mut clock = (started, started_ms);
-            // Paced: records due and not sent yet since the last wait.
-            let mut due_unsent = 0u64;
-            for i in 0..count {
+            let mut deliveries = Vec::new();
+            let mut next = 0u64;
+            'sending: while next < count {
                 if failed.load(Ordering::Relaxed) {
                     break;
                 }
-                let reading = match &schedule {
-                    Some(schedule) => {
-                        if due_unsent == 0 {
-                            due_unsent = schedule.wait(i);
-                        }
-                        due_unsent -= 1;
-                        Some(schedule.due(i))
-                    }
-                    None => (i % CLOCK_READ_EVERY == 0).then(Instant::now),
+                // How many records go in this call, and (unpaced) the clock reading they share.
+                let (n, reading) = match &schedule {
+                    Some(schedule) => (schedule.wait(next).min(count - next).min(per_send), None),
+                    None => ((count - next).min(per_send), Some(Instant::now())),
                 };
-                if let Some(sent) = reading {
-                    // The create time comes from the same clock reading as the send time.
-                    let since = sent.saturating_duration_since(started);
-                    clock = (
-                        sent,
-                        started_ms
-                            + since.as_secs() as i64 * 1000
-                            + i64::from(since.subsec_millis()),
-                    );
-                    if stamp {
-                        value[..8].copy_from_slice(&(since.as_nanos() as u64).to_be_bytes());
+                // Send time of the call's record `k`, in ns since the start.
+                let reading_ns =
+                    reading.map(|r| r.saturating_duration_since(started).as_nanos() as u64);
+                let sent_ns = |k: u64| match (&schedule, reading_ns) {
+                    (Some(schedule), _) => schedule.due_ns(next + k),
+                    (None, reading_ns) => reading_ns.unwrap_or(0),
+                };
+                if stamp {
+                    for (k, value) in values.iter_mut().take(n as usize).enumerate() {
+                        value[..8].copy_from_slice(&sent_ns(k as u64).to_be_bytes());
                     }
                 }
-                let (sent, timestamp_ms) = clock;
-                let record = RecordRef::new(&topic, &value).timestamp_ms(timestamp_ms);
-                let delivery = producer.send_ref(record).await?;
-                match &mut current {
-                    Some(batch) if batch.delivery.same_batch(&delivery) => batch.sent.push(sent),
-                    _ => {
-                        let capacity = current.as_ref().map_or(64, |b| b.sent.len());
-                        let mut sent_times = Vec::with_capacity(capacity);
-                        sent_times.push(sent);
-                        let next = SentBatch {
-                            delivery,
-                            sent: sent_times,
-                        };
-                        if let Some(done) = current.replace(next) {
-                            if sender.send(done).await.is_err() {
-                                break;
+                let records: Vec<RecordRef<'_>> = (0..n)
+                    .map(|k| {
+                        let value = &values[k as usize % values.len()];
+                        RecordRef::new(&topic, value).timestamp_ms(create_ms(sent_ns(k)))
+                    })
+                    .collect();
+                deliveries.clear();
+                producer.send_many_ref(&records, &mut deliveries).await?;
+                for delivery in deliveries.drain(..) {
+                    let first = next + delivery.first_index() as u64;
+                    let records = delivery.count() as u64;
+                    match &mut current {
+                        Some(batch) if batch.delivery.same_batch(&delivery) => {
+                            batch.count += records;
+                            if let Some(reading) = reading {
+                                match batch.reads.last_mut() {
+                                    Some((at, n)) if *at == reading => *n += records,
+                                    _ => batch.reads.push((reading, records)),
+                                }
+                            }
+                        }
+                        _ => {
+                            let batch = SentBatch {
+                                delivery,
+                                first,
+                                count: records,
+                                reads: reading.map(|r| vec![(r, records)]).unwrap_or_default(),
+                            };
+                            if let Some(done) = current.replace(batch) {
+                                if sender.send(done).await.is_err() {
+                                    break 'sending;
+                                }
                             }
                         }
                     }
                 }
+                next += n;
             }
             if let Some(done) = current.take() {
                 let _ = sender.send(done).await;
@@ -526,16 +590,18 @@ async fn consume(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report>
     let started = Instant::now();
     while messages < load.messages {
         let poll_started = Instant::now();
-        let records = consumer.poll(Duration::from_millis(500)).await?;
+        let batches = consumer.poll_batches(Duration::from_millis(500)).await?;
         histogram.saturating_record(
             (poll_started.elapsed().as_micros() as u64).clamp(1, LATENCY_US_MAX),
         );
-        for record in &records {
-            bytes += record.value.as_ref().map_or(0, |v| v.len() as u64);
+        for batch in &batches {
+            for record in batch.records() {
+                bytes += record.value.map_or(0, |v| v.len() as u64);
+            }
+            messages += batch.len() as u64;
         }
-        messages += records.len() as u64;
         progress.done.store(messages, Ordering::Relaxed);
-        if records.is_empty() && assignment.iter().all(|tp| consumer.at_end(tp)) {
+        if batches.is_empty() && assignment.iter().all(|tp| consumer.at_end(tp)) {
             break;
         }
     }
@@ -581,9 +647,9 @@ async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
     let mut intervals: Vec<Histogram<u64>> = Vec::new();
     let mut beyond_intervals = 0u64;
     while messages < load.messages {
-        let records = consumer.poll(Duration::from_millis(200)).await?;
+        let batches = consumer.poll_batches(Duration::from_millis(200)).await?;
         let now_ns = started.elapsed().as_nanos() as u64;
-        if records.is_empty() {
+        if batches.is_empty() {
             if producing.is_finished() && idle_since.elapsed() > deadline {
                 bail!(
                     "e2e: only {messages} of {} messages came back",
@@ -593,12 +659,11 @@ async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
             continue;
         }
         idle_since = Instant::now();
-        for record in &records {
-            let Some(value) = &record.value else { continue };
-            if value.len() < 8 {
+        for record in batches.iter().flat_map(|batch| batch.records()) {
+            let Some(stamp) = record.value.and_then(|v| v.first_chunk::<8>()) else {
                 continue;
-            }
-            let sent_ns = u64::from_be_bytes(value[..8].try_into().expect("8 bytes"));
+            };
+            let sent_ns = u64::from_be_bytes(*stamp);
             let latency_us = (now_ns.saturating_sub(sent_ns) / 1000).clamp(1, LATENCY_US_MAX);
             histogram.saturating_record(latency_us);
             // Bounded by the run's length: a value's stamp is at most its receive time.
@@ -613,7 +678,7 @@ async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
                     beyond_intervals += 1;
                 }
             }
-            bytes += value.len() as u64;
+            bytes += record.value.map_or(0, |v| v.len() as u64);
             messages += 1;
         }
         progress.done.store(messages, Ordering::Relaxed);
