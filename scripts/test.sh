@@ -16,9 +16,12 @@ if ! command -v cargo >/dev/null 2>&1 && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
     export PATH="$HOME/.cargo/bin:$PATH"
 fi
 
-echo "== cargo build -p strom" >&2
-cargo build -p strom
+# The binaries the end-to-end tests run, built here rather than inside a test (where a loaded
+# machine once made the fraud example's build outlast pytest's 120 s timeout).
+echo "== cargo build -p strom -p fraud-detection" >&2
+cargo build -p strom -p fraud-detection
 export STROM_BIN="${STROM_BIN:-$ROOT/target/debug/strom}"
+export FRAUD_BIN="${FRAUD_BIN:-$ROOT/target/debug/fraud-detection}"
 
 if [[ "${SKIP_CARGO_TEST:-0}" != "1" ]]; then
     echo "== cargo test --workspace" >&2

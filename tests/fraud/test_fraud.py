@@ -21,7 +21,7 @@ from connectharness import FRAUD_BIN, Proc, count_rows, strom, wait_for  # noqa:
 
 @pytest.fixture(scope="module", autouse=True)
 def fraud_binary():
-    """scripts/test.sh builds `strom`; the example's binary is built here (fast when up to date)."""
+    """scripts/test.sh builds the example and sets FRAUD_BIN; run alone, pytest builds it here."""
     if "FRAUD_BIN" not in __import__("os").environ:
         subprocess.run(["cargo", "build", "-q", "-p", "fraud-detection"], cwd=ROOT, check=True, timeout=1200)
     assert FRAUD_BIN.exists(), FRAUD_BIN
