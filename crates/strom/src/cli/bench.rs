@@ -403,19 +403,44 @@ fn record_latencies(
 }
 
 /// Runs the producers; `stamp` puts the send time into the first 8 bytes of each value.
+/// `--producers` producers, each on its own client with the topic's metadata and a connection
+/// to every partition leader, so that a run's clock starts when they can send: setting them up
+/// (bootstrap, metadata, connecting) is not latency the broker caused.
+async fn ready_producers(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Vec<Producer>> {
+    let mut producers = Vec::new();
+    for _ in 0..load.producers.max(1) {
+        let client = connect(global).await?;
+        let topic = client
+            .topic(&load.topic, false)
+            .await
+            .with_context(|| format!("no metadata for topic {:?}", load.topic))?;
+        let mut leaders: Vec<i32> = topic.partitions.iter().map(|p| p.leader).collect();
+        leaders.sort_unstable();
+        leaders.dedup();
+        for leader in leaders.into_iter().filter(|&leader| leader >= 0) {
+            client
+                .connection(leader)
+                .await
+                .with_context(|| format!("cannot connect to broker {leader}"))?;
+        }
+        producers.push(Producer::new(client, producer_config(load)));
+    }
+    Ok(producers)
+}
+
+/// Runs `producers` (from [`ready_producers`]), each sending its share of `--messages`.
 async fn run_producers(
-    global: &GlobalArgs,
+    producers: Vec<Producer>,
     load: &LoadArgs,
     started: Instant,
     stamp: bool,
     progress: Arc<AtomicU64>,
 ) -> anyhow::Result<Histogram<u64>> {
-    let producers = load.producers.max(1);
+    let producer_count = producers.len().max(1) as u64;
     let mut tasks = Vec::new();
-    for index in 0..producers {
+    for (index, producer) in (0u64..).zip(producers) {
+        let producers = producer_count;
         let count = load.messages / producers + u64::from(index < load.messages % producers);
-        let client = connect(global).await?;
-        let producer = Producer::new(client, producer_config(load));
         let topic = load.topic.clone();
         let progress = progress.clone();
         let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -548,9 +573,10 @@ async fn run_producers(
 async fn produce(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
     let client = connect(global).await?;
     ensure_topic(&client, load).await?;
+    let producers = ready_producers(global, load).await?;
     let progress = Progress::start("produce", load.messages, load.size);
     let started = Instant::now();
-    let histogram = run_producers(global, load, started, false, progress.done.clone()).await?;
+    let histogram = run_producers(producers, load, started, false, progress.done.clone()).await?;
     let seconds = started.elapsed().as_secs_f64();
     progress.finish();
     Ok(Report {
@@ -629,13 +655,13 @@ async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
     let (mut consumer, _) = assigned_consumer(global, load, OffsetSpec::Latest).await?;
     // Resolve the end offsets before producing, so the consumer sees every new record.
     consumer.poll(Duration::from_millis(1)).await?;
+    let producers = ready_producers(global, load).await?;
     let progress = Progress::start("e2e", load.messages, load.size);
     let started = Instant::now();
     let producing = {
-        let global = global.clone();
         let load = load.clone();
         tokio::spawn(async move {
-            run_producers(&global, &load, started, true, Arc::new(AtomicU64::new(0))).await
+            run_producers(producers, &load, started, true, Arc::new(AtomicU64::new(0))).await
         })
     };
     let mut histogram = new_histogram();
