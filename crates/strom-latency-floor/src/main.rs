@@ -79,10 +79,6 @@ struct PipelineArgs {
     /// A batch goes out when it holds this many bytes of records.
     #[arg(long, default_value_t = 64 * 1024)]
     batch_bytes: usize,
-    /// The producer sleeps at least this long between sends (microseconds), as `strom bench`'s
-    /// paced producers do (`--pace-interval-us`, the same default).
-    #[arg(long, default_value_t = 200)]
-    pace_interval_us: u64,
     /// Also report p50/p99/max per this many milliseconds of due time (0: off).
     #[arg(long, default_value_t = 0)]
     interval_ms: u64,
@@ -194,8 +190,6 @@ fn serve_fetches(mut consumer: TcpStream, file: File, end: &LogEnd) -> anyhow::R
 struct Schedule {
     started: Instant,
     nanos_per_record: f64,
-    /// The shortest sleep (`--pace-interval-us`).
-    sleep_min: Duration,
 }
 
 impl Schedule {
@@ -209,7 +203,7 @@ impl Schedule {
         let due = self.due(index);
         let mut now = Instant::now();
         if due > now {
-            thread::sleep((due - now).max(self.sleep_min));
+            thread::sleep(due - now);
             now = Instant::now();
         }
         let elapsed_ns = now.saturating_duration_since(self.started).as_nanos() as f64;
@@ -426,7 +420,6 @@ fn run_pipeline_on(
     let schedule = Schedule {
         started,
         nanos_per_record: 1e9 / args.rate as f64,
-        sleep_min: Duration::from_micros(args.pace_interval_us),
     };
     let linger = Duration::from_millis(args.linger_ms);
     // On an error the producer's socket closes, which ends every other thread in turn.
@@ -599,7 +592,6 @@ mod tests {
             seconds,
             linger_ms: 1,
             batch_bytes: 4096,
-            pace_interval_us: 200,
             interval_ms: 50,
             dir: None,
         }

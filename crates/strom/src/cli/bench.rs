@@ -122,12 +122,6 @@ pub struct LoadArgs {
     /// stalls are not hidden.
     #[arg(long, default_value_t = 0, value_name = "MSGS_PER_SEC")]
     rate: u64,
-    /// With --rate: a paced producer sleeps at least this long between sends (microseconds) and
-    /// then sends every record due by then; each record still counts from its own scheduled
-    /// time, so the wait is part of its latency. Waking for every few records costs the client
-    /// a thread switch each (20,000 a second at 3.9M msgs/s), CPU the broker shares.
-    #[arg(long, default_value_t = 200, value_name = "MICROS")]
-    pace_interval_us: u64,
     /// e2e: also report latency for each interval of this many milliseconds of send time, to
     /// see warm-up and stalls over the run (0: only the whole run).
     #[arg(long, default_value_t = 0)]
@@ -346,8 +340,6 @@ struct SentBatch {
 struct Schedule {
     started: Instant,
     nanos_per_record: f64,
-    /// The shortest sleep (`--pace-interval-us`).
-    sleep_min: Duration,
 }
 
 impl Schedule {
@@ -368,7 +360,7 @@ impl Schedule {
         let due = self.due(index);
         let mut now = Instant::now();
         if due > now {
-            std::thread::sleep((due - now).max(self.sleep_min));
+            std::thread::sleep(due - now);
             now = Instant::now();
         }
         let elapsed_ns = now.saturating_duration_since(self.started).as_nanos() as f64;
@@ -455,7 +447,6 @@ async fn run_producers(
         let schedule = (load.rate > 0).then(|| Schedule {
             started,
             nanos_per_record: 1e9 * producers as f64 / load.rate as f64,
-            sleep_min: Duration::from_micros(load.pace_interval_us),
         });
         let started_ms = strom_client::now_ms() - started.elapsed().as_millis() as i64;
         let paced = schedule.is_some();
