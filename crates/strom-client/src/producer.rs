@@ -189,6 +189,41 @@ impl CompletionHandle {
     fn completed_at(&self) -> Option<std::time::Instant> {
         self.completion.done.get().map(|d| d.at)
     }
+
+    /// Once the outcome is in: where the batch's record `index` landed, or the batch's error.
+    fn poll_landed(&mut self, cx: &mut Context<'_>, index: u32) -> Poll<Result<Landed>> {
+        if self.poll_done(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let completion = &*self.completion;
+        let Some(done) = completion.done.get() else {
+            return Poll::Pending;
+        };
+        Poll::Ready(match &done.result {
+            Ok((base_offset, log_append_time_ms)) => Ok(Landed {
+                topic: completion.tp.topic.clone(),
+                partition: completion.tp.partition,
+                offset: if *base_offset < 0 {
+                    -1
+                } else {
+                    base_offset + i64::from(index)
+                },
+                log_append_time_ms: (*log_append_time_ms >= 0).then_some(*log_append_time_ms),
+            }),
+            Err(error) => Err(error.duplicate()),
+        })
+    }
+}
+
+/// Where a record of a completed batch landed: what [`RecordMetadata`] and
+/// [`RecordsMetadata`] are made of.
+struct Landed {
+    topic: String,
+    partition: i32,
+    /// The record's offset, or -1 with `acks=0`.
+    offset: i64,
+    /// The broker's append time with `LogAppendTime` topics.
+    log_append_time_ms: Option<i64>,
 }
 
 /// Resolves when the broker acknowledged (or finally rejected) one record.
@@ -229,31 +264,15 @@ impl Future for DeliveryFuture {
     type Output = Result<RecordMetadata>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let (index, timestamp_ms) = (this.index, this.timestamp_ms);
-        if this.handle.poll_done(cx).is_pending() {
-            return Poll::Pending;
-        }
-        let completion = &*this.handle.completion;
-        let (tp, Some(done)) = (&completion.tp, completion.done.get()) else {
-            return Poll::Pending;
-        };
-        Poll::Ready(match &done.result {
-            Ok((base_offset, log_append_time_ms)) => Ok(RecordMetadata {
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                offset: if *base_offset < 0 {
-                    -1
-                } else {
-                    base_offset + i64::from(index)
-                },
-                timestamp_ms: if *log_append_time_ms >= 0 {
-                    *log_append_time_ms
-                } else {
-                    timestamp_ms
-                },
-            }),
-            Err(error) => Err(error.duplicate()),
-        })
+        let timestamp_ms = this.timestamp_ms;
+        this.handle
+            .poll_landed(cx, this.index)
+            .map_ok(|landed| RecordMetadata {
+                topic: landed.topic,
+                partition: landed.partition,
+                offset: landed.offset,
+                timestamp_ms: landed.log_append_time_ms.unwrap_or(timestamp_ms),
+            })
     }
 }
 
@@ -333,28 +352,16 @@ impl Future for BatchDelivery {
     type Output = Result<RecordsMetadata>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let (index, count) = (this.index, this.count);
-        if this.handle.poll_done(cx).is_pending() {
-            return Poll::Pending;
-        }
-        let completion = &*this.handle.completion;
-        let (tp, Some(done)) = (&completion.tp, completion.done.get()) else {
-            return Poll::Pending;
-        };
-        Poll::Ready(match &done.result {
-            Ok((base_offset, log_append_time_ms)) => Ok(RecordsMetadata {
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                offset: if *base_offset < 0 {
-                    -1
-                } else {
-                    base_offset + i64::from(index)
-                },
+        let count = this.count;
+        this.handle
+            .poll_landed(cx, this.index)
+            .map_ok(|landed| RecordsMetadata {
+                topic: landed.topic,
+                partition: landed.partition,
+                offset: landed.offset,
                 count,
-                log_append_time_ms: (*log_append_time_ms >= 0).then_some(*log_append_time_ms),
-            }),
-            Err(error) => Err(error.duplicate()),
-        })
+                log_append_time_ms: landed.log_append_time_ms,
+            })
     }
 }
 
