@@ -14,7 +14,9 @@ use crate::cleaner::{self, CleanerCheckpoint};
 use crate::config::{CompactionConfig, LogConfig};
 use crate::epoch::LeaderEpochCache;
 use crate::error::{Result, StorageError};
-use crate::io::{remove_file, sync_dir, FileCache, FileRegion};
+use crate::io::{
+    remove_file, sync_data_in_steps, sync_dir, FileCache, FileRegion, WRITE_BACK_STEP_BYTES,
+};
 use crate::producer_state::{snapshot_path, ProducerStateError, ProducerStateManager, Verdict};
 use crate::segment::{segment_file_name, Segment, NO_TIMESTAMP};
 
@@ -1067,11 +1069,13 @@ impl PendingFlush {
         self.up_to
     }
 
-    /// fsyncs the segments' log and index files and the partition directory. An index file
-    /// deleted meanwhile (retention, a truncation) is skipped: its segment is gone too.
+    /// fsyncs the segments' log and index files and the partition directory. A log file is
+    /// written back a few MiB at a time before its fsync (see [`sync_data_in_steps`]), so a
+    /// rolled gigabyte does not stall the disk for every writer. An index file deleted
+    /// meanwhile (retention, a truncation) is skipped: its segment is gone too.
     pub fn sync(&self) -> Result<()> {
         for log in &self.logs {
-            log.sync_data().map_err(|e| {
+            sync_data_in_steps(log, WRITE_BACK_STEP_BYTES).map_err(|e| {
                 StorageError::io(format!("fsync a segment of {}", self.dir.display()), e)
             })?;
         }
