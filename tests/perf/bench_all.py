@@ -160,6 +160,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--only", default="", help="comma-separated case names")
+    ap.add_argument("--e2e-rate", type=int, default=0,
+                    help="e2e (and its floor) at this many msgs/s instead of half the median produce rate, "
+                         "to compare with an earlier run")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     want = lambda case: not only or case in only  # noqa: E731
@@ -202,7 +205,9 @@ def main() -> None:
                     print(f"consume-{size} run {i + 1}: {json.dumps(results[f'consume-{size}'][-1])}",
                           file=sys.stderr)
             if f"e2e-{size}" in cases:
-                if results.get(f"produce-{size}"):
+                if args.e2e_rate > 0:
+                    base = 2 * args.e2e_rate
+                elif results.get(f"produce-{size}"):
                     base = statistics.median(r["msgs_per_sec"] for r in results[f"produce-{size}"])
                 else:
                     base = bench(broker, "produce", "--topic", f"rate-{size}", "--messages", str(n),
