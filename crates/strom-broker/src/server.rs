@@ -349,5 +349,11 @@ fn enforce_retention(state: &BrokerState) {
                 tracing::error!(topic = %partition.topic, partition = partition.index, %error, "retention failed")
             }
         }
+        // Unlinked without the lock: trimming a deleted gigabyte can take hundreds of ms.
+        let retired = log.take_retired_files();
+        drop(log);
+        if let Err(error) = retired.delete() {
+            tracing::error!(topic = %partition.topic, partition = partition.index, %error, "deleting retired segment files failed");
+        }
     }
 }

@@ -47,5 +47,7 @@ pub use cleaner::CleanStats;
 pub use config::{CompactionConfig, LogConfig};
 pub use error::StorageError;
 pub use io::{default_open_files_max, open_files_limit, FileCache, FileCacheStats, FileRegion};
-pub use log::{AppendInfo, AppendOutcome, LogOpenOptions, PartitionLog, PendingFlush, ReadPlan};
+pub use log::{
+    AppendInfo, AppendOutcome, LogOpenOptions, PartitionLog, PendingFlush, ReadPlan, RetiredFiles,
+};
 pub use producer_state::{ProducerStateError, Verdict};

@@ -105,6 +105,9 @@ pub struct PartitionLog {
     pub(crate) files: Arc<FileCache>,
     /// The checkpoint as last written (or read), so unchanged ones are not written again.
     written_checkpoint: Option<Checkpoint>,
+    /// Files of segments retention removed, renamed to `*.deleted` and waiting to be unlinked
+    /// outside the log's lock (see [`PartitionLog::take_retired_files`]).
+    retired_files: Vec<PathBuf>,
 }
 
 impl PartitionLog {
@@ -200,6 +203,7 @@ impl PartitionLog {
             cleaner: CleanerCheckpoint::read(dir),
             files: options.files.clone(),
             written_checkpoint: checkpoint,
+            retired_files: Vec::new(),
         };
         // Written only when recovery changed what it says (not fsynced: recovery trusts only
         // what an earlier durable checkpoint covered). The clean-shutdown flag is left as it
@@ -720,7 +724,7 @@ impl PartitionLog {
         if doomed.is_empty() {
             return Ok(0);
         }
-        self.delete_segments(&doomed)?;
+        self.retire_segments(&doomed)?;
         let first_base = self
             .segments
             .keys()
@@ -873,6 +877,7 @@ impl PartitionLog {
     }
 
     fn close_with(mut self, durable: bool) -> Result<()> {
+        self.take_retired_files().delete()?;
         let log_end = self.log_end_offset();
         if !snapshot_path(&self.dir, log_end).exists() {
             self.producers.take_snapshot_with(log_end, durable)?;
@@ -997,6 +1002,30 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Takes segments out of the log and renames their files to `*.deleted` (a rename, cheap
+    /// under the lock), leaving the unlink to [`RetiredFiles::delete`]: unlinking a gigabyte
+    /// file can take a few hundred ms (file systems mounted with `discard` trim its blocks
+    /// inside the call), which under the lock would stall every producer of the partition.
+    /// Kafka also renames segments to `.deleted` and deletes them later.
+    fn retire_segments(&mut self, bases: &[i64]) -> Result<()> {
+        for base in bases {
+            debug_assert!(self.segments.len() > 1 || !self.segments.contains_key(base));
+            if let Some(segment) = self.segments.remove(base) {
+                self.retired_files.extend(segment.retire()?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Files of segments retention removed since the last call, to unlink with
+    /// [`RetiredFiles::delete`] after the log's lock is released. Files never taken are
+    /// removed by [`PartitionLog::close`] or by the next open.
+    pub fn take_retired_files(&mut self) -> RetiredFiles {
+        RetiredFiles {
+            paths: std::mem::take(&mut self.retired_files),
+        }
+    }
+
     pub(crate) fn delete_segments(&mut self, bases: &[i64]) -> Result<()> {
         for base in bases {
             debug_assert!(self.segments.len() > 1 || !self.segments.contains_key(base));
@@ -1089,6 +1118,32 @@ impl PendingFlush {
             }
         }
         sync_dir(&self.dir)
+    }
+}
+
+/// Suffix of a retired segment's files (see [`PartitionLog::take_retired_files`]).
+pub(crate) const RETIRED_SUFFIX: &str = ".deleted";
+
+/// Files of segments retention removed, renamed to `*.deleted`; see
+/// [`PartitionLog::take_retired_files`].
+#[derive(Debug, Default)]
+#[must_use = "retired files stay on disk until deleted"]
+pub struct RetiredFiles {
+    paths: Vec<PathBuf>,
+}
+
+impl RetiredFiles {
+    /// No files.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Unlinks the files (one already gone is not an error).
+    pub fn delete(self) -> Result<()> {
+        for path in &self.paths {
+            remove_file(path)?;
+        }
+        Ok(())
     }
 }
 
@@ -1199,7 +1254,9 @@ fn list_dir(dir: &Path) -> Result<DirListing> {
             clean_unfinished = true;
             continue;
         }
-        if name.ends_with(".tmp") {
+        // A write interrupted before its rename, or a retired segment not unlinked before a
+        // crash (see `retire_segments`).
+        if name.ends_with(".tmp") || name.ends_with(RETIRED_SUFFIX) {
             remove_file(&entry.path())?;
             continue;
         }

@@ -653,6 +653,28 @@ impl Segment {
         ]
     }
 
+    /// Renames the segment's files to `<name>.deleted` (skipping any that do not exist) and
+    /// returns the new paths, to be unlinked later without the log's lock.
+    pub(crate) fn retire(self) -> Result<Vec<PathBuf>> {
+        let mut retired = Vec::new();
+        for path in self.paths() {
+            let mut name = path.clone().into_os_string();
+            name.push(crate::log::RETIRED_SUFFIX);
+            let target = PathBuf::from(name);
+            match std::fs::rename(&path, &target) {
+                Ok(()) => retired.push(target),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(crate::StorageError::io(
+                        format!("renaming {} for deletion", path.display()),
+                        e,
+                    ))
+                }
+            }
+        }
+        Ok(retired)
+    }
+
     /// Removes the segment's files.
     pub(crate) fn delete(self) -> Result<()> {
         for path in self.paths() {

@@ -301,6 +301,85 @@ fn retention_by_bytes_keeps_the_newest_segments() {
         .is_empty());
 }
 
+fn files_ending_with(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(suffix))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn retention_renames_segments_and_leaves_the_unlink_to_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    for _ in 0..40 {
+        append(&mut log, 2, 60, NOW_MS);
+    }
+    let logs_before = files_ending_with(dir.path(), ".log");
+    let mut config = small_config();
+    config.retention_bytes = 3000;
+    log.set_config(config);
+    let deleted = log.enforce_retention(NOW_MS).unwrap();
+    assert!(deleted > 0);
+    // The deleted segments' files are renamed, not gone: no lock is held for an unlink.
+    let retired = files_ending_with(dir.path(), ".log.deleted");
+    assert_eq!(retired.len(), deleted);
+    assert_eq!(
+        files_ending_with(dir.path(), ".log").len(),
+        logs_before.len() - deleted
+    );
+    for name in &retired {
+        assert!(logs_before.contains(&name.trim_end_matches(".deleted").to_string()));
+    }
+    let kept = read_all(&log);
+    let files = log.take_retired_files();
+    assert!(!files.is_empty());
+    files.delete().unwrap();
+    assert!(files_ending_with(dir.path(), ".deleted").is_empty());
+    assert!(log.take_retired_files().is_empty(), "taken once");
+    assert_eq!(read_all(&log), kept);
+}
+
+#[test]
+fn retired_files_left_by_a_crash_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    for _ in 0..40 {
+        append(&mut log, 2, 60, NOW_MS);
+    }
+    let mut config = small_config();
+    config.retention_bytes = 3000;
+    log.set_config(config.clone());
+    assert!(log.enforce_retention(NOW_MS).unwrap() > 0);
+    let (start, end, kept) = (log.log_start_offset(), log.log_end_offset(), read_all(&log));
+    // Killed before the retired files were unlinked (no close, nothing taken).
+    drop(log);
+    assert!(!files_ending_with(dir.path(), ".deleted").is_empty());
+    let log = PartitionLog::open(dir.path(), config, NOW_MS).unwrap();
+    assert!(files_ending_with(dir.path(), ".deleted").is_empty());
+    assert_eq!(log.log_start_offset(), start);
+    assert_eq!(log.log_end_offset(), end);
+    assert_eq!(read_all(&log), kept);
+}
+
+#[test]
+fn close_unlinks_retired_files_nobody_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    for _ in 0..40 {
+        append(&mut log, 2, 60, NOW_MS);
+    }
+    let mut config = small_config();
+    config.retention_bytes = 3000;
+    log.set_config(config);
+    assert!(log.enforce_retention(NOW_MS).unwrap() > 0);
+    log.close().unwrap();
+    assert!(files_ending_with(dir.path(), ".deleted").is_empty());
+}
+
 #[test]
 fn retention_by_time_never_deletes_above_the_high_watermark_and_empties_an_expired_log() {
     let dir = tempfile::tempdir().unwrap();
