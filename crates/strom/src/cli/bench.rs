@@ -646,6 +646,39 @@ async fn consume(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report>
     })
 }
 
+/// Consecutive e2e records with one latency and one `--interval-ms` interval.
+struct LatencyRun {
+    latency_us: u64,
+    /// Index of the interval the records were sent in (`None` without `--interval-ms`).
+    interval: Option<u64>,
+    count: u64,
+}
+
+impl LatencyRun {
+    /// Adds the run to the whole run's histogram and to its interval's (counting it in
+    /// `beyond_intervals` past [`INTERVALS_MAX`]).
+    fn record(
+        &self,
+        histogram: &mut Histogram<u64>,
+        intervals: &mut Vec<Histogram<u64>>,
+        beyond_intervals: &mut u64,
+    ) {
+        histogram.saturating_record_n(self.latency_us, self.count);
+        let Some(index) = self.interval else {
+            return;
+        };
+        match usize::try_from(index) {
+            Ok(index) if index < INTERVALS_MAX => {
+                if intervals.len() <= index {
+                    intervals.resize_with(index + 1, new_interval_histogram);
+                }
+                intervals[index].saturating_record_n(self.latency_us, self.count);
+            }
+            _ => *beyond_intervals += self.count,
+        }
+    }
+}
+
 async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
     if load.size < 8 {
         bail!("e2e needs --size 8 or more (the send time travels in the value)");
@@ -685,27 +718,37 @@ async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
             continue;
         }
         idle_since = Instant::now();
+        // A poll's records share one receive time and were due a fraction of a µs apart, so
+        // neighbours share a latency: each run of equal latencies is recorded once.
+        let mut run: Option<LatencyRun> = None;
         for record in batches.iter().flat_map(|batch| batch.records()) {
             let Some(stamp) = record.value.and_then(|v| v.first_chunk::<8>()) else {
                 continue;
             };
             let sent_ns = u64::from_be_bytes(*stamp);
             let latency_us = (now_ns.saturating_sub(sent_ns) / 1000).clamp(1, LATENCY_US_MAX);
-            histogram.saturating_record(latency_us);
             // Bounded by the run's length: a value's stamp is at most its receive time.
-            if let Some(index) = sent_ns.min(now_ns).checked_div(interval_ns) {
-                let index = index as usize;
-                if index < INTERVALS_MAX {
-                    if intervals.len() <= index {
-                        intervals.resize_with(index + 1, new_interval_histogram);
+            let interval = sent_ns.min(now_ns).checked_div(interval_ns);
+            match &mut run {
+                Some(run) if run.latency_us == latency_us && run.interval == interval => {
+                    run.count += 1
+                }
+                _ => {
+                    let next = LatencyRun {
+                        latency_us,
+                        interval,
+                        count: 1,
+                    };
+                    if let Some(done) = run.replace(next) {
+                        done.record(&mut histogram, &mut intervals, &mut beyond_intervals);
                     }
-                    intervals[index].saturating_record(latency_us);
-                } else {
-                    beyond_intervals += 1;
                 }
             }
             bytes += record.value.map_or(0, |v| v.len() as u64);
             messages += 1;
+        }
+        if let Some(done) = run {
+            done.record(&mut histogram, &mut intervals, &mut beyond_intervals);
         }
         progress.done.store(messages, Ordering::Relaxed);
     }
@@ -786,5 +829,38 @@ fn print_report(format: Format, report: &Report, load: &LoadArgs) {
         println!(
             "  from {start_ms} ms: {messages} msgs, latency ms p50 {p50:.3}  p99 {p99:.3}  max {max:.3}"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_latency_run_counts_every_record_once_in_the_run_and_in_its_interval() {
+        let mut histogram = new_histogram();
+        let mut intervals = Vec::new();
+        let mut beyond = 0;
+        let runs = [
+            (250, Some(0), 3),
+            (900, Some(2), 5),
+            (40, None, 7),
+            (60, Some(INTERVALS_MAX as u64), 11),
+        ];
+        for (latency_us, interval, count) in runs {
+            LatencyRun {
+                latency_us,
+                interval,
+                count,
+            }
+            .record(&mut histogram, &mut intervals, &mut beyond);
+        }
+        assert_eq!(histogram.len(), 3 + 5 + 7 + 11);
+        assert_eq!(histogram.count_at(900), 5);
+        assert_eq!(intervals.len(), 3, "intervals up to the last one used");
+        let counts: Vec<u64> = intervals.iter().map(|h| h.len()).collect();
+        assert_eq!(counts, [3, 0, 5]);
+        assert_eq!(intervals[2].count_at(900), 5);
+        assert_eq!(beyond, 11);
     }
 }
