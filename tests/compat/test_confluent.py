@@ -12,8 +12,8 @@ from confluent_kafka import (TIMESTAMP_CREATE_TIME, KafkaError, KafkaException, 
 from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
                                    NewPartitions, NewTopic, OffsetSpec)
 
-from stromtest import (admin, consume_range, consumer, create_topic, produce_sync, producer,
-                       unique_topic, wait_until, watermarks)
+from stromtest import (admin, assert_serving, consume_range, consumer, create_topic, produce_sync,
+                       producer, unique_topic, wait_until, watermarks)
 
 T0 = 1_700_000_000_000  # a fixed CreateTime base so timestamps are checked exactly
 
@@ -476,6 +476,25 @@ def test_delete_and_recreate_topic_starts_fresh(broker):
     broker.restart()
     assert [m.value() for m in consume_range(broker.bootstrap, topic, 0, 0)] == [b"new"]
     assert len(admin(broker.bootstrap).list_topics(topic, timeout=5).topics[topic].partitions) == 1
+
+
+def test_deleted_topic_directories_go_in_the_background_and_leftovers_at_start(broker):
+    topic = unique_topic("cf-deldir")
+    create_topic(broker.bootstrap, topic, partitions=2)
+    produce_sync(producer(broker.bootstrap), topic, [dict(value=b"x" * 1000, partition=p) for p in (0, 1) * 50])
+    assert len(broker.partition_dirs(topic)) == 2
+    a = admin(broker.bootstrap)
+    a.delete_topics([topic], request_timeout=15)[topic].result(15)
+    # Renamed at once, removed by the broker's remover thread: nothing of the topic stays.
+    leftovers = lambda: [p for p in broker.data_dir.rglob(f"{topic}-*")]  # noqa: E731
+    wait_until(lambda: not leftovers(), what="the deleted topic's directories removed")
+    # A removal interrupted by a crash (metadata file already gone) is finished at start.
+    stale = broker.data_dir / f"{topic}-0.999-0.deleting"
+    stale.mkdir()
+    (stale / "00000000000000000000.log").write_bytes(b"left behind")
+    broker.restart()
+    assert not stale.exists()
+    assert_serving(broker.bootstrap)
 
 
 def test_new_partitions_are_usable_and_persist(broker):
