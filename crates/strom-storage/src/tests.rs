@@ -311,17 +311,29 @@ fn files_ending_with(dir: &Path, suffix: &str) -> Vec<String> {
     names
 }
 
-#[test]
-fn retention_renames_segments_and_leaves_the_unlink_to_the_caller() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+/// A log of 40 small appends, its config switched to `retention.bytes` = 3000; with
+/// `enforce`, retention has run (and deleted segments) once.
+fn log_over_retention(dir: &Path, enforce: bool) -> (PartitionLog, LogConfig) {
+    let mut log = PartitionLog::open(dir, small_config(), NOW_MS).unwrap();
     for _ in 0..40 {
         append(&mut log, 2, 60, NOW_MS);
     }
+    let config = LogConfig {
+        retention_bytes: 3000,
+        ..small_config()
+    };
+    log.set_config(config.clone());
+    if enforce {
+        assert!(log.enforce_retention(NOW_MS).unwrap() > 0);
+    }
+    (log, config)
+}
+
+#[test]
+fn retention_renames_segments_and_leaves_the_unlink_to_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = log_over_retention(dir.path(), false);
     let logs_before = files_ending_with(dir.path(), ".log");
-    let mut config = small_config();
-    config.retention_bytes = 3000;
-    log.set_config(config);
     let deleted = log.enforce_retention(NOW_MS).unwrap();
     assert!(deleted > 0);
     // The deleted segments' files are renamed, not gone: no lock is held for an unlink.
@@ -346,14 +358,7 @@ fn retention_renames_segments_and_leaves_the_unlink_to_the_caller() {
 #[test]
 fn retired_files_left_by_a_crash_are_removed_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
-    for _ in 0..40 {
-        append(&mut log, 2, 60, NOW_MS);
-    }
-    let mut config = small_config();
-    config.retention_bytes = 3000;
-    log.set_config(config.clone());
-    assert!(log.enforce_retention(NOW_MS).unwrap() > 0);
+    let (log, config) = log_over_retention(dir.path(), true);
     let (start, end, kept) = (log.log_start_offset(), log.log_end_offset(), read_all(&log));
     // Killed before the retired files were unlinked (no close, nothing taken).
     drop(log);
@@ -368,14 +373,8 @@ fn retired_files_left_by_a_crash_are_removed_at_open() {
 #[test]
 fn close_unlinks_retired_files_nobody_took() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
-    for _ in 0..40 {
-        append(&mut log, 2, 60, NOW_MS);
-    }
-    let mut config = small_config();
-    config.retention_bytes = 3000;
-    log.set_config(config);
-    assert!(log.enforce_retention(NOW_MS).unwrap() > 0);
+    let (log, _) = log_over_retention(dir.path(), true);
+    assert!(!files_ending_with(dir.path(), ".deleted").is_empty());
     log.close().unwrap();
     assert!(files_ending_with(dir.path(), ".deleted").is_empty());
 }
