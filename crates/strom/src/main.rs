@@ -1,5 +1,6 @@
 //! `strom`: the Strom broker and its command-line tools, in one binary.
 
+mod allocator;
 mod cli;
 mod server;
 mod transforms;
@@ -106,12 +107,8 @@ enum Command {
     Transform(cli::transform::TransformArgs),
 }
 
-/// mimalloc instead of glibc malloc: faster for the many small, short-lived allocations of
-/// request handling (measured with `tests/perf/idle_consumers.py`, see BENCHMARKS.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
+    allocator::keep_freed_memory();
     let cli = Cli::parse();
     init_logging();
     if !matches!(cli.command, Command::Server(_) | Command::Connect(_)) {
