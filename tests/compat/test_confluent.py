@@ -478,6 +478,29 @@ def test_delete_and_recreate_topic_starts_fresh(broker):
     assert len(admin(broker.bootstrap).list_topics(topic, timeout=5).topics[topic].partitions) == 1
 
 
+def test_the_leader_epoch_is_recorded_at_creation_so_appends_write_no_epoch_file(broker):
+    # As a Kafka leader does on taking over, the broker records its epoch's start offset when
+    # the partition opens: the first append to each new partition then creates no file.
+    topic = unique_topic("cf-epoch")
+    create_topic(broker.bootstrap, topic, partitions=1)
+    path = broker.partition_dir(topic, 0) / "leader-epoch-checkpoint"
+    wait_until(path.exists, what="the leader epoch checkpoint")
+    before = path.read_text()
+    version, count, entry = before.split("\n")[:3]
+    epoch, start_offset = map(int, entry.split())
+    assert (version, count, start_offset) == ("0", "1", 0), before
+    inode = path.stat().st_ino
+    produce_sync(producer(broker.bootstrap), topic, [dict(value=b"v%d" % i, partition=0) for i in range(10)])
+    got = consume_range(broker.bootstrap, topic, 0, 0)
+    assert [m.value() for m in got] == [b"v%d" % i for i in range(10)]
+    assert {m.leader_epoch() for m in got} == {epoch}, "batches carry the recorded epoch"
+    assert (path.stat().st_ino, path.read_text()) == (inode, before), "the append rewrote the file"
+    broker.restart()
+    assert path.read_text() == before
+    got = consume_range(broker.bootstrap, topic, 0, 0)
+    assert [m.value() for m in got] == [b"v%d" % i for i in range(10)]
+
+
 def test_deleted_topic_directories_go_in_the_background_and_leftovers_at_start(broker):
     topic = unique_topic("cf-deldir")
     create_topic(broker.bootstrap, topic, partitions=2)

@@ -277,9 +277,17 @@ impl ReplicaManager {
                 })
                 .clone();
             if let Some(existing) = self.get(&key.topic, key.partition) {
+                let leads = leadership.leader == self.node_id;
+                let leader_epoch = leadership.leader_epoch;
                 *existing.leadership.write() = leadership;
                 *existing.rules.write() = rules;
                 let mut log = existing.log.lock();
+                if leads {
+                    if let Err(error) = log.assign_leader_epoch(leader_epoch) {
+                        tracing::error!(topic = %key.topic, partition = key.partition, %error, "cannot record the leader epoch");
+                        first_error.get_or_insert(error);
+                    }
+                }
                 if *log.config() != log_config {
                     log.set_config(log_config);
                 }
@@ -486,6 +494,11 @@ impl ReplicaManager {
         // including what was appended before a crash (the checkpoint may be stale).
         let log_end_offset = log.log_end_offset();
         log.set_high_watermark(log_end_offset);
+        if leadership.leader == self.node_id {
+            // As a Kafka leader does on taking over: the epoch starts at the log end offset,
+            // so the first append in it has no file to write.
+            log.assign_leader_epoch(leadership.leader_epoch)?;
+        }
         if found.as_ref() != Some(&expected) {
             std::fs::write(&marker, expected).map_err(|source| StorageError::Io {
                 context: format!("writing {}", marker.display()),

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
-use crate::io::write_atomically_with;
+use crate::io::{sync_in_place, write_atomically_with};
 
 /// Name of the leader epoch checkpoint file inside the partition directory.
 pub const LEADER_EPOCH_FILE_NAME: &str = "leader-epoch-checkpoint";
@@ -30,7 +30,9 @@ pub struct EpochEntry {
 pub struct LeaderEpochCache {
     path: PathBuf,
     entries: Vec<EpochEntry>,
-    /// The file holds the entries durably.
+    /// What the file holds (as of the last write, durable or not).
+    written: Vec<EpochEntry>,
+    /// The file's contents are durable.
     synced: bool,
 }
 
@@ -48,6 +50,7 @@ impl LeaderEpochCache {
         };
         LeaderEpochCache {
             path,
+            written: entries.clone(),
             entries,
             synced: true,
         }
@@ -146,16 +149,23 @@ impl LeaderEpochCache {
             text.push_str(&format!("{} {}\n", entry.epoch, entry.start_offset));
         }
         write_atomically_with(&self.path, text.as_bytes(), durable)?;
+        self.written.clone_from(&self.entries);
         self.synced = durable;
         Ok(())
     }
 
-    /// Writes the cache durably if the last write was not.
+    /// Makes the cache durable if the last write was not: fsyncs the file in place when it
+    /// holds the entries (no new file per partition per flush), else writes it durably.
     pub fn sync_if_needed(&mut self) -> Result<()> {
         if self.synced {
             return Ok(());
         }
-        self.persist_with(true)
+        if self.written != self.entries {
+            return self.persist_with(true);
+        }
+        sync_in_place(&self.path)?;
+        self.synced = true;
+        Ok(())
     }
 }
 

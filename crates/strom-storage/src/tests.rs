@@ -493,6 +493,44 @@ fn leader_epochs_are_cached_persisted_and_truncated() {
     assert_eq!(log.end_offset_for_epoch(5), Some((5, 5)));
 }
 
+/// A leader records its epoch when it takes over, so appends in that epoch write no file,
+/// and a flush makes the written file durable in place (the same inode) instead of replacing it.
+#[test]
+fn a_leader_epoch_assigned_at_takeover_spares_appends_and_flushes_new_files() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(crate::epoch::LEADER_EPOCH_FILE_NAME);
+    let inode = || std::fs::metadata(&path).unwrap().ino();
+    let mut log = PartitionLog::open(dir.path(), LogConfig::default(), NOW_MS).unwrap();
+    log.assign_leader_epoch(-1).unwrap();
+    assert!(!path.exists(), "no epoch, no file");
+    log.assign_leader_epoch(4).unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "0\n1\n4 0\n");
+    let first = inode();
+    log.append(&mut batch(3, 10, NOW_MS), 4, None, NOW_MS)
+        .unwrap();
+    log.assign_leader_epoch(4).unwrap(); // not newer: nothing
+    log.flush().unwrap();
+    assert_eq!(
+        inode(),
+        first,
+        "neither the append nor the flush replaced the file"
+    );
+    assert_eq!(log.end_offset_for_epoch(4), Some((4, 3)));
+    // A new epoch starts at the log end offset, and the flush after it syncs in place too.
+    log.assign_leader_epoch(6).unwrap();
+    let second = inode();
+    log.append(&mut batch(2, 10, NOW_MS), 6, None, NOW_MS)
+        .unwrap();
+    log.flush().unwrap();
+    assert_eq!(inode(), second);
+    drop(log);
+    let log = PartitionLog::open(dir.path(), LogConfig::default(), NOW_MS).unwrap();
+    assert_eq!(log.end_offset_for_epoch(4), Some((4, 3)));
+    assert_eq!(log.end_offset_for_epoch(6), Some((6, 5)));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "0\n2\n4 0\n6 3\n");
+}
+
 #[test]
 fn truncate_to_across_segments_then_append() {
     let dir = tempfile::tempdir().unwrap();
