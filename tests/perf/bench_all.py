@@ -135,6 +135,32 @@ def floor(*args: str) -> dict:
     return report
 
 
+PAGE_REPORTING = Path("/sys/module/page_reporting/parameters")
+
+
+def page_reporting() -> dict:
+    """The guest kernel's free page reporting (virtio-balloon hands free memory back to the host;
+    touching it again costs a fault on the host): its settings and how much it has reported.
+    Empty where the kernel has none. BENCHMARKS.md (seventh session) shows runs stalling on it."""
+    if not PAGE_REPORTING.is_dir():
+        return {}
+    state = {}
+    for name in ("min_free_ms", "page_reporting_order", "reported_kib"):
+        try:
+            state[name] = int((PAGE_REPORTING / name).read_text())
+        except (OSError, ValueError):
+            pass
+    return state
+
+
+def reported_mib_since(before: dict) -> int | None:
+    """MiB of free memory handed back to the host since `before` (a `page_reporting()`)."""
+    after = page_reporting()
+    if "reported_kib" not in before or "reported_kib" not in after:
+        return None
+    return (after["reported_kib"] - before["reported_kib"]) // 1024
+
+
 def delete_topic(broker: Broker, topic: str) -> None:
     """Frees the disk (and the page cache) a finished run used."""
     subprocess.run([str(STROM), "topic", "delete", "-b", broker.bootstrap, topic], capture_output=True)
@@ -171,6 +197,7 @@ def main() -> None:
     limits: dict[int, dict] = {}
     gaps = floor("gaps", "--seconds", "5")
     print(f"gaps: {json.dumps(gaps)}", file=sys.stderr)
+    print(f"page reporting: {json.dumps(page_reporting())}", file=sys.stderr)
     for size in (100, 1000):
         cases = [c for c in (f"produce-{size}", f"produce-{size}-all", f"consume-{size}", f"e2e-{size}")
                  if want(c)]
@@ -216,15 +243,19 @@ def main() -> None:
                 floor_runs = results.setdefault(f"floor-{size}", [])
                 for i in range(args.runs):
                     os.sync()
+                    reporting = page_reporting()
                     run = floor("pipeline", "--rate", str(rate), "--seconds", "5", "--size", str(size),
                                 "--linger-ms", "1", "--interval-ms", "500")
+                    run["reported_mib"] = reported_mib_since(reporting)
                     floor_runs.append(run)
                     print(f"floor-{size} run {i + 1}: {json.dumps(run)}", file=sys.stderr)
                     os.sync()
                     topic = f"e2e-{size}-{i}"
+                    reporting = page_reporting()
                     run = bench(broker, "e2e", "--topic", topic, "--messages", str(rate * 5), "--size", str(size),
                                 "--rate", str(rate), "--linger-ms", "1", "--interval-ms", "500")
                     run["rate"] = rate
+                    run["reported_mib"] = reported_mib_since(reporting)
                     results[f"e2e-{size}"].append(run)
                     print(f"e2e-{size} run {i + 1}: {json.dumps(run)}", file=sys.stderr)
                     delete_topic(broker, topic)
