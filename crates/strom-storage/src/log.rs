@@ -209,8 +209,14 @@ impl PartitionLog {
         // what an earlier durable checkpoint covered). The clean-shutdown flag is left as it
         // is: only the log directory's marker, removed once every log is open, makes the next
         // open trust it.
-        let clean_flag = checkpoint.is_some_and(|c| c.clean_shutdown);
-        log.write_checkpoint_with(clean_flag, false)?;
+        // A brand-new log (no checkpoint, nothing in it) has nothing to say yet: its first
+        // flush or close writes the checkpoint, and creating 10,000 partitions makes 10,000
+        // fewer files (file creation is most of what creating partitions costs).
+        let brand_new = checkpoint.is_none() && log_end == 0;
+        if !brand_new {
+            let clean_flag = checkpoint.is_some_and(|c| c.clean_shutdown);
+            log.write_checkpoint_with(clean_flag, false)?;
+        }
         log.reload_producer_state(Some(listing.snapshot_offsets))?;
         log.check_invariants();
         Ok(log)
