@@ -461,6 +461,31 @@ def test_read_across_segments_and_seek_anywhere(broker):
         c.close()
 
 
+def test_delete_records_removes_whole_segments_below_the_new_start(broker):
+    # Segments wholly below the new log start offset are renamed at once and unlinked off the
+    # request path (as retention does); the records above stay readable, also after a restart.
+    topic = unique_topic("cf-delrec-seg")
+    create_topic(broker.bootstrap, topic, partitions=1, config={"segment.bytes": 2048})
+    p = producer(broker.bootstrap, **{"linger.ms": 0})
+    for i in range(60):  # one batch per record: many small segments
+        produce_sync(p, topic, [dict(value=b"%04d" % i + b"x" * 200, partition=0)])
+    pdir = broker.partition_dir(topic, 0)
+    logs_before = sorted(n for n in os.listdir(pdir) if n.endswith(".log"))
+    assert len(logs_before) > 3, logs_before
+    a = admin(broker.bootstrap)
+    [(_, fut)] = a.delete_records([TopicPartition(topic, 0, 50)], request_timeout=10).items()
+    assert fut.result(10).low_watermark == 50
+    logs = lambda: sorted(n for n in os.listdir(pdir) if n.endswith(".log"))  # noqa: E731
+    retired = lambda: [n for n in os.listdir(pdir) if n.endswith(".deleted")]  # noqa: E731
+    wait_until(lambda: not retired(), what="the retired segment files unlinked")
+    assert len(logs()) < len(logs_before), (logs(), logs_before)
+    assert int(logs()[0].split(".")[0]) <= 50
+    got = consume_range(broker.bootstrap, topic, 0, 50)
+    assert [m.value()[:4] for m in got] == [b"%04d" % i for i in range(50, 60)]
+    broker.restart()
+    assert watermarks(broker.bootstrap, topic) == (50, 60)
+
+
 def test_delete_and_recreate_topic_starts_fresh(broker):
     topic = unique_topic("cf-recreate")
     create_topic(broker.bootstrap, topic, partitions=2)

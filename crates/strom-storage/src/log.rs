@@ -674,7 +674,10 @@ impl PartitionLog {
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (which must not exceed the high
-    /// watermark) and deletes the segments entirely below it. Returns the new log start offset.
+    /// watermark) and retires the segments entirely below it, as retention does: their files
+    /// are renamed to `*.deleted` here and unlinked by whoever calls
+    /// [`PartitionLog::take_retired_files`] after releasing the log's lock. Returns the new log
+    /// start offset.
     pub fn delete_records_before(&mut self, offset: i64) -> Result<i64> {
         if offset > self.high_watermark {
             return Err(StorageError::InvalidOffset(format!(
@@ -694,7 +697,7 @@ impl PartitionLog {
             .take_while(|s| s.next_offset() <= offset)
             .map(Segment::base_offset)
             .collect();
-        self.delete_segments(&doomed)?;
+        self.retire_segments(&doomed)?;
         self.after_log_start_moved()?;
         Ok(self.log_start_offset)
     }
@@ -1036,7 +1039,7 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Files of segments retention removed since the last call, to unlink with
+    /// Files of segments retention or DeleteRecords removed since the last call, to unlink with
     /// [`RetiredFiles::delete`] after the log's lock is released. Files never taken are
     /// removed by [`PartitionLog::close`] or by the next open.
     pub fn take_retired_files(&mut self) -> RetiredFiles {

@@ -236,7 +236,7 @@ fn recovery_truncates_at_a_corrupt_batch_and_drops_later_segments() {
 }
 
 #[test]
-fn delete_records_moves_log_start_and_deletes_segments() {
+fn delete_records_moves_log_start_and_retires_segments() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
     for _ in 0..30 {
@@ -255,6 +255,13 @@ fn delete_records_moves_log_start_and_deletes_segments() {
         "never moves backwards"
     );
     assert!(log.segment_count() < segments);
+    // Renamed under the lock, unlinked by the caller after it (as retention does).
+    let retired = files_ending_with(dir.path(), ".log.deleted");
+    assert_eq!(retired.len(), segments - log.segment_count());
+    let files = log.take_retired_files();
+    assert!(!files.is_empty());
+    files.delete().unwrap();
+    assert!(files_ending_with(dir.path(), ".deleted").is_empty());
     assert!(matches!(
         log.read(39, 100, 90, true),
         Err(StorageError::OffsetOutOfRange { .. })

@@ -27,6 +27,7 @@ use super::{str_bytes, topic_name};
 use crate::errors::storage_error_code;
 use crate::partition::Partition;
 use crate::state::BrokerState;
+use strom_storage::RetiredFiles;
 
 /// ListOffsets special timestamps.
 const LATEST_TIMESTAMP: i64 = -1;
@@ -156,6 +157,9 @@ pub fn delete_records(state: &BrokerState, request: DeleteRecordsRequest) -> Del
                             Ok(low_watermark) => result.low_watermark = low_watermark,
                             Err(error) => result.error_code = storage_error_code(&error),
                         }
+                        let retired = log.take_retired_files();
+                        drop(log);
+                        unlink_in_background(retired, &topic.name, p.partition_index);
                     }
                 }
             }
@@ -164,6 +168,25 @@ pub fn delete_records(state: &BrokerState, request: DeleteRecordsRequest) -> Del
         response.topics.push(topic_result);
     }
     response
+}
+
+/// Unlinks segment files DeleteRecords retired, off the async workers and without the
+/// partition's lock: on a file system mounted with `discard` an unlink trims the file's blocks
+/// inside the call (~150 ms per GiB measured here). Without a runtime (unit tests), inline.
+fn unlink_in_background(retired: RetiredFiles, topic: &str, partition: i32) {
+    if retired.is_empty() {
+        return;
+    }
+    let topic = topic.to_string();
+    let unlink = move || {
+        if let Err(error) = retired.delete() {
+            tracing::error!(%topic, partition, %error, "deleting segment files after DeleteRecords failed");
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(unlink)),
+        Err(_) => unlink(),
+    }
 }
 
 pub fn offset_for_leader_epoch(
