@@ -440,7 +440,7 @@ pub(crate) fn write_atomically_with(path: &Path, contents: &[u8], durable: bool)
 /// Makes a file written by [`write_atomically_with`] without `durable` durable where it is:
 /// fsyncs the file, then its directory (for the rename). The same guarantee as writing it again
 /// durably, without a new inode: on ext4 without a journal, creating a file costs a scan of
-/// the inodes deleted in the last seconds, which rewriting thousands of small files provides.
+/// the inodes deleted in the last minutes, and rewriting thousands of small files deletes many.
 pub(crate) fn sync_in_place(path: &Path) -> Result<()> {
     File::open(path)
         .and_then(|f| f.sync_all())

@@ -23,11 +23,12 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochResponse,
 };
 
+use strom_storage::RetiredFiles;
+
 use super::{str_bytes, topic_name};
 use crate::errors::storage_error_code;
 use crate::partition::Partition;
 use crate::state::BrokerState;
-use strom_storage::RetiredFiles;
 
 /// ListOffsets special timestamps.
 const LATEST_TIMESTAMP: i64 = -1;
