@@ -347,6 +347,13 @@ def test_bench_reports_json(broker, kind):
     assert 0 < lat["p50"] <= lat["p99"] <= lat["p999"] <= lat["max"]
     if kind != "consume":
         assert watermark_sum(broker, topic) >= 3000
+    if kind == "e2e":
+        # The way in (send to the broker's acknowledgement) of the same 3000 records.
+        ack = report["ack_latency_ms"]
+        assert set(ack) == {"p50", "p99", "p999", "max"}
+        assert 0 < ack["p50"] <= ack["p99"] <= ack["p999"] <= ack["max"]
+    else:
+        assert "ack_latency_ms" not in report or report["ack_latency_ms"] is None
 
 
 @pytest.mark.parametrize("kind", ["produce", "e2e"])

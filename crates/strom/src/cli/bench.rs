@@ -143,6 +143,9 @@ struct Report {
     latency_us: Histogram<u64>,
     /// e2e with `--interval-ms`: latency of the records sent in each interval, in order.
     intervals: Vec<Histogram<u64>>,
+    /// e2e: the producers' latency from send to the broker's acknowledgement, which splits
+    /// `latency_us` into the way to the broker and the way back out (empty otherwise).
+    ack_latency_us: Histogram<u64>,
 }
 
 /// Runs `strom bench ...` on a runtime of its own (see `--client-threads`).
@@ -586,6 +589,7 @@ async fn produce(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report>
         seconds,
         latency_us: histogram,
         intervals: Vec::new(),
+        ack_latency_us: new_histogram(),
     })
 }
 
@@ -643,6 +647,7 @@ async fn consume(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report>
         seconds,
         latency_us: histogram,
         intervals: Vec::new(),
+        ack_latency_us: new_histogram(),
     })
 }
 
@@ -753,7 +758,7 @@ async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
         progress.done.store(messages, Ordering::Relaxed);
     }
     let seconds = started.elapsed().as_secs_f64();
-    producing.await.context("producers failed")??;
+    let ack_latency_us = producing.await.context("producers failed")??;
     progress.finish();
     if beyond_intervals > 0 {
         eprintln!(
@@ -767,6 +772,7 @@ async fn e2e(global: &GlobalArgs, load: &LoadArgs) -> anyhow::Result<Report> {
         seconds,
         latency_us: histogram,
         intervals,
+        ack_latency_us,
     })
 }
 
@@ -792,6 +798,10 @@ fn print_report(format: Format, report: &Report, load: &LoadArgs) {
     let msgs_per_sec = report.messages as f64 / seconds;
     let mb_per_sec = report.bytes as f64 / 1e6 / seconds;
     let (p50, p99, p999, max) = quantiles_ms(&report.latency_us);
+    let ack_latency = (!report.ack_latency_us.is_empty()).then(|| {
+        let (p50, p99, p999, max) = quantiles_ms(&report.ack_latency_us);
+        json!({"p50": p50, "p99": p99, "p999": p999, "max": max})
+    });
     let intervals = report.intervals.iter().enumerate().map(|(index, h)| {
         let (p50, p99, _, max) = quantiles_ms(h);
         (index as u64 * load.interval_ms, h.len(), p50, p99, max)
@@ -810,6 +820,7 @@ fn print_report(format: Format, report: &Report, load: &LoadArgs) {
             "msgs_per_sec": msgs_per_sec,
             "mb_per_sec": mb_per_sec,
             "latency_ms": {"p50": p50, "p99": p99, "p999": p999, "max": max},
+            "ack_latency_ms": ack_latency,
             "intervals": intervals
                 .map(|(start_ms, messages, p50, p99, max)| json!({
                     "start_ms": start_ms,
@@ -825,6 +836,12 @@ fn print_report(format: Format, report: &Report, load: &LoadArgs) {
         report.kind, report.messages, report.bytes, report.seconds, msgs_per_sec, mb_per_sec
     );
     println!("latency ms: p50 {p50:.3}  p99 {p99:.3}  p99.9 {p999:.3}  max {max:.3}");
+    if !report.ack_latency_us.is_empty() {
+        let (p50, p99, p999, max) = quantiles_ms(&report.ack_latency_us);
+        println!(
+            "send to acknowledgement ms: p50 {p50:.3}  p99 {p99:.3}  p99.9 {p999:.3}  max {max:.3}"
+        );
+    }
     for (start_ms, messages, p50, p99, max) in intervals {
         println!(
             "  from {start_ms} ms: {messages} msgs, latency ms p50 {p50:.3}  p99 {p99:.3}  max {max:.3}"
