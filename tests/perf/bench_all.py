@@ -12,9 +12,12 @@ percentiles, and the ratio of the median to wire-limit's figure for the same siz
 
 Cases per size (100 and 1000 B): produce-SIZE (acks=1) and produce-SIZE-all (acks=all), run
 alternately; consume-SIZE (reads the first produce run's topic); e2e-SIZE (at half the median
-produce-SIZE rate, linger 1 ms: at that rate a batch fills in well under 1 ms, and linger 0 sent
-smaller batches that cost the broker ~15% more CPU for a higher p50; each run also reports its
-latency per 500 ms of send time). Each e2e run follows a `latency-floor pipeline` run at the same
+produce-SIZE rate, linger 1 ms, batches of --e2e-batch-bytes (256 KiB: at ~500 MB/s a batch fills
+in about half a millisecond; with the produce cases' 64 KiB the single producer needs ~7,000
+requests a second through its 5 in-flight slots, and any hiccup grew a backlog it could not
+work off; linger 0 sent smaller batches that cost the broker ~15% more CPU for a higher p50);
+each run also reports its latency per 500 ms of send time and its producer's send-to-ack
+latency). Each e2e run follows a `latency-floor pipeline` run at the same
 rate (the same pacing and linger into a pipeline that only moves bytes: the latency no broker can
 beat here), and the e2e row's ratio is Strom's p99 over the floor's. The suite starts with
 `latency-floor gaps` (how long threads go without running on this machine). The broker runs with defaults on a free port, data in a temporary
@@ -179,6 +182,9 @@ def summary(runs: list[dict]) -> dict:
         "max_ms": med("max"),
         "client_cpu_s": statistics.median(r["client_cpu_s"] for r in runs),
         "broker_cpu_s": statistics.median(r["broker_cpu_s"] for r in runs),
+        # e2e: the producers' send-to-acknowledgement p99 (median of the runs), the way in.
+        "ack_p99": statistics.median(r["ack_latency_ms"]["p99"] for r in runs)
+        if all(r.get("ack_latency_ms") for r in runs) else None,
     }
 
 
@@ -189,6 +195,8 @@ def main() -> None:
     ap.add_argument("--e2e-rate", type=int, default=0,
                     help="e2e (and its floor) at this many msgs/s instead of half the median produce rate, "
                          "to compare with an earlier run")
+    ap.add_argument("--e2e-batch-bytes", type=int, default=256 * 1024,
+                    help="producer batch size of the e2e runs and of their floor runs")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     want = lambda case: not only or case in only  # noqa: E731
@@ -245,7 +253,8 @@ def main() -> None:
                     os.sync()
                     reporting = page_reporting()
                     run = floor("pipeline", "--rate", str(rate), "--seconds", "5", "--size", str(size),
-                                "--linger-ms", "1", "--interval-ms", "500")
+                                "--linger-ms", "1", "--interval-ms", "500",
+                                "--batch-bytes", str(args.e2e_batch_bytes))
                     run["reported_mib"] = reported_mib_since(reporting)
                     floor_runs.append(run)
                     print(f"floor-{size} run {i + 1}: {json.dumps(run)}", file=sys.stderr)
@@ -253,7 +262,8 @@ def main() -> None:
                     topic = f"e2e-{size}-{i}"
                     reporting = page_reporting()
                     run = bench(broker, "e2e", "--topic", topic, "--messages", str(rate * 5), "--size", str(size),
-                                "--rate", str(rate), "--linger-ms", "1", "--interval-ms", "500")
+                                "--rate", str(rate), "--linger-ms", "1", "--interval-ms", "500",
+                                "--batch-size", str(args.e2e_batch_bytes))
                     run["rate"] = rate
                     run["reported_mib"] = reported_mib_since(reporting)
                     results[f"e2e-{size}"].append(run)
@@ -276,6 +286,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for case, size, s, limit, rate in rows:
         label = f"{case} at {rate:,} msgs/s" if rate else case
+        if s.get("ack_p99") is not None:
+            label += f" (send to ack p99 {s['ack_p99']:.2f} ms)"
         if limit is None:  # the latency floor itself
             limit_text, ratio = "-", "-"
         elif isinstance(limit, dict):  # e2e: p99 against the floor's
