@@ -14,6 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StorageError};
+use crate::io::remove_file;
 
 /// A fixed-size index entry.
 pub(crate) trait IndexEntry: Copy + std::fmt::Debug {
@@ -167,9 +168,26 @@ impl<E: IndexEntry> IndexFile<E> {
         Ok(())
     }
 
-    /// Persists and fsyncs.
-    pub(crate) fn sync(&mut self) -> Result<()> {
-        self.persist(true)
+    /// For an index without entries, which needs no file: removes a file of unknown contents
+    /// (a stale one) once; a no-op when the file is known to be absent or empty.
+    pub(crate) fn persist_absent(&mut self) -> Result<()> {
+        debug_assert!(
+            self.entries.is_empty(),
+            "an index with entries needs its file"
+        );
+        if self.on_disk == Some(0) {
+            return Ok(());
+        }
+        remove_file(&self.path)?;
+        self.on_disk = Some(0);
+        self.synced = true;
+        Ok(())
+    }
+
+    /// Whether the file holds a known prefix of the entries (written or loaded), rather than
+    /// contents that are unknown or not created yet.
+    pub(crate) fn is_written(&self) -> bool {
+        self.on_disk.is_some()
     }
 
     pub(crate) fn path(&self) -> &Path {

@@ -832,6 +832,19 @@ impl PartitionLog {
         self.flush_marking(false)
     }
 
+    /// Writes the active segment's index files if it holds data and they were never written
+    /// (a new segment has none until then; see `Segment::create`); returns whether it did.
+    /// For a background pass such as the broker's flusher: otherwise the files are created at
+    /// the next roll, flush or close, and a clean shutdown of thousands of partitions that
+    /// received data since they were created would create two files for each.
+    pub fn write_new_index_files(&mut self) -> Result<bool> {
+        if !self.active().has_unwritten_index_files() {
+            return Ok(false);
+        }
+        self.active_mut().persist_indexes(false)?;
+        Ok(true)
+    }
+
     /// Closed segments that rolled without an fsync (above the recovery point), as work for a
     /// background flusher: run [`PendingFlush::sync`] without the log's lock, then
     /// [`PartitionLog::complete_flush`]. `None` when every closed segment is durable.
@@ -901,7 +914,10 @@ impl PartitionLog {
     fn close_with(mut self, durable: bool) -> Result<()> {
         self.take_retired_files().delete()?;
         let log_end = self.log_end_offset();
-        if !snapshot_path(&self.dir, log_end).exists() {
+        // A log without a single batch and without producers has no state to snapshot
+        // (replaying it gives nothing): idle partitions create no file at shutdown.
+        let stateless = self.producers.is_empty() && self.segments.values().all(Segment::is_empty);
+        if !stateless && !snapshot_path(&self.dir, log_end).exists() {
             self.producers.take_snapshot_with(log_end, durable)?;
         }
         if durable {

@@ -50,7 +50,11 @@ pub(crate) struct ScanOutcome {
 }
 
 impl Segment {
-    /// Creates a new empty segment (truncating stale files of the same name).
+    /// Creates a new empty segment (truncating a stale log file of the same name). Its index
+    /// files are not created: an empty segment has none (see [`Segment::persist_indexes`]),
+    /// so a new partition costs two inodes fewer, which is most of the work of creating
+    /// thousands at once. Stale index files of the same name are replaced at the first
+    /// persist and never trusted before it (an open of an empty log loads no index).
     pub(crate) fn create(
         dir: &Path,
         base_offset: i64,
@@ -58,10 +62,7 @@ impl Segment {
         files: &Arc<FileCache>,
     ) -> Result<Segment> {
         let log = LogFile::create(&dir.join(segment_file_name(base_offset, "log")), files)?;
-        let mut segment = Segment::with_empty_indexes(dir, base_offset, log, config);
-        segment.offset_index.persist(false)?;
-        segment.time_index.persist(false)?;
-        Ok(segment)
+        Ok(Segment::with_empty_indexes(dir, base_offset, log, config))
     }
 
     /// Opens a closed segment below the recovery point whose end offset is known
@@ -133,19 +134,27 @@ impl Segment {
     ) -> Result<Option<Segment>> {
         let log = LogFile::open_lazily(&dir.join(segment_file_name(base_offset, "log")), files)?;
         let log_len_bytes = log.len_bytes();
+        let index_path = dir.join(segment_file_name(base_offset, "index"));
+        let time_index_path = dir.join(segment_file_name(base_offset, "timeindex"));
         let capacity = config.segment_index_size_bytes;
-        let offset_index = OffsetIndex::load(
-            &dir.join(segment_file_name(base_offset, "index")),
-            capacity,
-            |e: &OffsetEntry| u64::from(e.position) < log_len_bytes,
-        )?;
-        let time_index = TimeIndex::load(
-            &dir.join(segment_file_name(base_offset, "timeindex")),
-            capacity,
-            |e: &TimeEntry| e.timestamp_ms >= 0,
-        )?;
-        let (Some(offset_index), Some(time_index)) = (offset_index, time_index) else {
-            return Ok(None);
+        let (offset_index, time_index) = if !index_path.exists() && !time_index_path.exists() {
+            // Indexes without entries have no files (see `persist_indexes`): both empty, so
+            // the whole segment is checked below, as an empty pair of files would have it.
+            (
+                OffsetIndex::rebuilt(&index_path, capacity),
+                TimeIndex::rebuilt(&time_index_path, capacity),
+            )
+        } else {
+            let offset_index = OffsetIndex::load(&index_path, capacity, |e: &OffsetEntry| {
+                u64::from(e.position) < log_len_bytes
+            })?;
+            let time_index = TimeIndex::load(&time_index_path, capacity, |e: &TimeEntry| {
+                e.timestamp_ms >= 0
+            })?;
+            let (Some(offset_index), Some(time_index)) = (offset_index, time_index) else {
+                return Ok(None);
+            };
+            (offset_index, time_index)
         };
         let mut segment = Segment {
             base_offset,
@@ -452,15 +461,35 @@ impl Segment {
     /// fsyncs the log file and writes and fsyncs both indexes.
     pub(crate) fn sync(&mut self) -> Result<()> {
         self.log.sync()?;
-        self.offset_index.sync()?;
-        self.time_index.sync()
+        self.persist_indexes(true)
     }
 
     /// Writes index entries the index files lack (no fsync unless `durable`; a no-op when
-    /// the files are up to date, and durable already if `durable`).
+    /// the files are up to date, and durable already if `durable`). Indexes without a single
+    /// entry have no files (an open reads a missing pair as empty): a stale pair of unknown
+    /// contents is removed instead. So a new partition, or one that holds less than
+    /// `index.interval.bytes` since its last roll, costs two inodes fewer; a sealed segment
+    /// with data always has a time index entry, so closed segments keep both files.
     pub(crate) fn persist_indexes(&mut self, durable: bool) -> Result<()> {
+        if !self.has_index_entries() {
+            self.offset_index.persist_absent()?;
+            return self.time_index.persist_absent();
+        }
         self.offset_index.persist(durable)?;
         self.time_index.persist(durable)
+    }
+
+    fn has_index_entries(&self) -> bool {
+        !self.offset_index.entries().is_empty() || !self.time_index.entries().is_empty()
+    }
+
+    /// Whether the indexes hold entries but an index file was never written (or its contents
+    /// are unknown): the next [`Segment::persist_indexes`] would create or rewrite it. The
+    /// broker's flusher does that early, so that a clean shutdown does not create the index
+    /// files of thousands of partitions at once.
+    pub(crate) fn has_unwritten_index_files(&self) -> bool {
+        self.has_index_entries()
+            && !(self.offset_index.is_written() && self.time_index.is_written())
     }
 
     /// Reads the header of the batch at `position`.

@@ -585,6 +585,90 @@ fn a_brand_new_log_writes_its_checkpoint_at_the_first_close() {
 }
 
 #[test]
+fn index_files_exist_only_for_indexes_with_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let index_files = |dir: &Path| {
+        files_with_extension(dir, "index").len() + files_with_extension(dir, "timeindex").len()
+    };
+    // A new partition: a log file, no index files; a clean close adds only the checkpoint
+    // (no producer snapshot for a log without batches or producers), and so does the next.
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    assert_eq!(index_files(dir.path()), 0);
+    assert!(!log.write_new_index_files().unwrap(), "nothing to index");
+    log.close().unwrap();
+    assert_eq!(
+        names(dir.path()),
+        ["00000000000000000000.log", "partition.checkpoint"]
+    );
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    assert_eq!(log.log_end_offset(), 0);
+
+    // One batch (under index.interval.bytes): still no index entry, so no index file, and
+    // the clean reopen checks the batch from the start of the segment.
+    append(&mut log, 2, 40, NOW_MS);
+    assert!(!log.write_new_index_files().unwrap());
+    let one = read_all(&log);
+    log.close().unwrap();
+    assert_eq!(index_files(dir.path()), 0);
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    assert_eq!(read_all(&log), one);
+    assert_eq!(
+        log.offset_for_timestamp(NOW_MS).unwrap().map(|(o, _)| o),
+        Some(0)
+    );
+
+    // Index entries: the background pass writes both files once, with what they hold.
+    for i in 1..4 {
+        append(&mut log, 2, 40, NOW_MS + i);
+    }
+    assert_eq!(index_files(dir.path()), 0, "appends create no file");
+    assert!(log.write_new_index_files().unwrap());
+    assert_eq!(index_files(dir.path()), 2);
+    assert!(!log.write_new_index_files().unwrap(), "written once");
+    let before = read_all(&log);
+    let timestamp_answer = log.offset_for_timestamp(NOW_MS + 2).unwrap();
+    assert!(timestamp_answer.is_some());
+    log.close().unwrap();
+    let log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    assert_eq!(read_all(&log), before);
+    assert_eq!(
+        log.offset_for_timestamp(NOW_MS + 2).unwrap(),
+        timestamp_answer
+    );
+    drop(log);
+
+    // Without the background pass a clean close writes them; a kill before either
+    // recovers the data from the log alone.
+    let other = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(other.path(), small_config(), NOW_MS).unwrap();
+    for i in 0..4 {
+        append(&mut log, 2, 40, NOW_MS + i);
+    }
+    drop(log);
+    assert_eq!(index_files(other.path()), 0);
+    let log = PartitionLog::open(other.path(), small_config(), NOW_MS).unwrap();
+    assert_eq!(log.log_end_offset(), 8);
+    log.close().unwrap();
+    assert_eq!(index_files(other.path()), 2);
+
+    // Truncated back to empty (a follower's truncation): the files go again.
+    let mut log = PartitionLog::open(other.path(), small_config(), NOW_MS).unwrap();
+    log.truncate_to(0).unwrap();
+    log.close().unwrap();
+    assert_eq!(index_files(other.path()), 0);
+    let log = PartitionLog::open(other.path(), small_config(), NOW_MS).unwrap();
+    assert_eq!(log.log_end_offset(), 0);
+}
+
+#[test]
 fn flush_messages_advances_the_recovery_point() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
