@@ -526,6 +526,44 @@ def test_the_leader_epoch_is_recorded_at_creation_so_appends_write_no_epoch_file
     assert [m.value() for m in got] == [b"v%d" % i for i in range(10)]
 
 
+def test_index_files_appear_with_index_entries_and_lookups_survive_restarts(broker):
+    # A partition gets its .index/.timeindex only once its indexes hold entries (after
+    # index.interval.bytes of data, 4096 B): a new or barely used partition is two files
+    # lighter, and the broker's flusher writes them for a busy one without waiting for a roll.
+    topic = unique_topic("cf-idxfiles")
+    create_topic(broker.bootstrap, topic, partitions=3)
+    index_files = lambda p: sorted(  # noqa: E731
+        f.name for f in broker.partition_dir(topic, p).iterdir() if f.suffix in (".index", ".timeindex"))
+    assert [index_files(p) for p in range(3)] == [[], [], []]
+    start_ms = 1_700_000_000_000
+    # Partition 0: one small record; partition 1: 200 records of 1000 B, one batch each.
+    produce_sync(producer(broker.bootstrap), topic, [dict(value=b"small", partition=0, timestamp=start_ms)])
+    p = producer(broker.bootstrap, **{"linger.ms": 0, "batch.num.messages": 1})
+    produce_sync(p, topic, [dict(value=b"%04d" % i + b"x" * 996, partition=1, timestamp=start_ms + i)
+                            for i in range(200)])
+    expected = ["00000000000000000000.index", "00000000000000000000.timeindex"]
+    wait_until(lambda: index_files(1) == expected, what="partition 1's index files from the flusher")
+    assert index_files(0) == [] and index_files(2) == []
+
+    def check():
+        assert [m.value() for m in consume_range(broker.bootstrap, topic, 0, 0)] == [b"small"]
+        got = consume_range(broker.bootstrap, topic, 1, 0)
+        assert [m.value()[:4] for m in got] == [b"%04d" % i for i in range(200)]
+        a = admin(broker.bootstrap)
+        for partition, timestamp, offset in [(1, start_ms + 150, 150), (0, start_ms, 0)]:
+            tp = TopicPartition(topic, partition)
+            found = a.list_offsets({tp: OffsetSpec.for_timestamp(timestamp)}, request_timeout=15)
+            assert found[tp].result(15).offset == offset, (partition, timestamp)
+
+    check()
+    broker.restart()
+    assert [index_files(p) for p in range(3)] == [[], expected, []]
+    check()
+    broker.restart(kill=True)
+    check()
+    assert_serving(broker.bootstrap)
+
+
 def test_deleted_topic_directories_go_in_the_background_and_leftovers_at_start(broker):
     topic = unique_topic("cf-deldir")
     create_topic(broker.bootstrap, topic, partitions=2)
