@@ -684,8 +684,9 @@ impl PartitionLog {
                 outcome.truncated_because
             )));
         }
-        // A closed segment: its indexes are written now, as a roll would have.
-        segment.persist_indexes(true)?;
+        // A closed segment: sealed now, as a roll would have (its largest timestamp in the
+        // time index, which the next open reads it from; indexes written and fsynced).
+        segment.seal()?;
         for base in group {
             self.segments.remove(base);
         }

@@ -671,3 +671,52 @@ proptest! {
         prop_assert_eq!(&latest_values(&log), &model);
     }
 }
+
+#[test]
+fn cleaned_segments_keep_their_largest_timestamp_across_a_clean_restart() {
+    // index.interval.bytes larger than the segments: only the seal records a segment's
+    // largest timestamp, and a cleaned segment is sealed as a roll would seal it.
+    let config = || LogConfig {
+        index_interval_bytes: 1 << 20,
+        ..config()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(), NOW_MS).unwrap();
+    log.set_compaction_config(compact());
+    for i in 0..12 {
+        let value = format!("v{i}");
+        put(
+            &mut log,
+            &[("a", Some(&value)), (&format!("k{i}"), Some("x"))],
+            NOW_MS + 10 * i,
+        );
+    }
+    roll(&mut log);
+    log.clean(NOW_MS).unwrap();
+    let targets = [NOW_MS, NOW_MS + 35, NOW_MS + 71, NOW_MS + 110];
+    let answers = |log: &PartitionLog| -> Vec<Option<(i64, i64)>> {
+        targets
+            .iter()
+            .map(|&t| log.offset_for_timestamp(t).unwrap())
+            .collect()
+    };
+    let before = answers(&log);
+    assert!(before.iter().all(Option::is_some), "{before:?}");
+    let closed = log.segment_count() - 1;
+    log.close().unwrap();
+    // Every closed segment has its time index file, so the reopen trusts it.
+    let time_indexes = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "timeindex")
+        })
+        .count();
+    assert_eq!(time_indexes, closed);
+    let mut log = PartitionLog::open(dir.path(), config(), NOW_MS).unwrap();
+    log.set_compaction_config(compact());
+    assert_eq!(answers(&log), before);
+}

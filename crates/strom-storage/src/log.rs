@@ -1233,9 +1233,11 @@ impl Recovery<'_> {
                         Segment::open_and_scan(dir, base, next_base, config, files, self.now_ms)?;
                     seen_epochs.extend(outcome.epochs);
                     if next_base.is_some() {
-                        // A closed segment is never written again: its rebuilt indexes go to
-                        // disk now so the next open can trust them.
-                        segment.persist_indexes(false)?;
+                        // A closed segment is never written again: sealed as a roll would
+                        // (its largest timestamp in the time index, which `open_trusted`
+                        // reads it from), its rebuilt indexes go to disk now so the next open
+                        // can trust them.
+                        segment.seal_unsynced()?;
                     }
                     (segment, outcome.truncated_because.is_some())
                 }

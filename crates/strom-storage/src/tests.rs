@@ -669,6 +669,42 @@ fn index_files_exist_only_for_indexes_with_entries() {
 }
 
 #[test]
+fn closed_segments_rebuilt_after_a_kill_keep_their_largest_timestamp() {
+    // Segments smaller than index.interval.bytes get no periodic index entry: only the seal
+    // records their largest timestamp, which a trusted open then reads from the time index.
+    let config = || LogConfig {
+        segment_size_bytes: 1024,
+        index_interval_bytes: 1 << 20,
+        ..LogConfig::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(), NOW_MS).unwrap();
+    for i in 0..14 {
+        append(&mut log, 2, 40, NOW_MS + 10 * i);
+    }
+    assert!(log.segment_count() >= 3);
+    let targets = [NOW_MS, NOW_MS + 25, NOW_MS + 61, NOW_MS + 112, NOW_MS + 131];
+    let answers = |log: &PartitionLog| -> Vec<Option<(i64, i64)>> {
+        targets
+            .iter()
+            .map(|&t| log.offset_for_timestamp(t).unwrap())
+            .collect()
+    };
+    let before = answers(&log);
+    assert!(before.iter().all(Option::is_some));
+    // Killed: the rolled segments were never flushed, so the reopen scans and seals them.
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config(), NOW_MS).unwrap();
+    assert_eq!(answers(&log), before);
+    let closed = log.segment_count() - 1;
+    log.close().unwrap();
+    assert_eq!(files_with_extension(dir.path(), "timeindex").len(), closed);
+    // Clean: the closed segments are now trusted from their files.
+    let log = PartitionLog::open(dir.path(), config(), NOW_MS).unwrap();
+    assert_eq!(answers(&log), before);
+}
+
+#[test]
 fn flush_messages_advances_the_recovery_point() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
