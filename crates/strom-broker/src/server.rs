@@ -285,7 +285,7 @@ const ROLLED_SEGMENT_FLUSH_INTERVAL_MS: u64 = 500;
 
 /// fsyncs segments that rolled (rolls never fsync under the partition's lock, as in Kafka) and
 /// then moves each partition's recovery point; the lock is held only to plan and to complete.
-/// It also writes the index files of active segments that received their first data.
+/// It also writes the index files of active segments whose indexes got their first entries.
 async fn flush_loop(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
     let interval = Duration::from_millis(ROLLED_SEGMENT_FLUSH_INTERVAL_MS);
     loop {
@@ -302,8 +302,9 @@ fn flush_rolled_segments(state: &BrokerState) {
     for partition in state.replicas.all() {
         let planned = {
             let mut log = partition.log.lock();
-            // A new segment gets its index files once it holds data (a partition that never
-            // does has none); writing them here keeps them off the shutdown path.
+            // A segment gets its index files once its indexes hold entries (a partition that
+            // never receives index.interval.bytes has none); writing them here keeps them off
+            // the shutdown path.
             if let Err(error) = log.write_new_index_files() {
                 tracing::error!(topic = %partition.topic, partition = partition.index, %error, "cannot write index files");
             }

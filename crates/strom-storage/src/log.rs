@@ -832,11 +832,12 @@ impl PartitionLog {
         self.flush_marking(false)
     }
 
-    /// Writes the active segment's index files if it holds data and they were never written
-    /// (a new segment has none until then; see `Segment::create`); returns whether it did.
-    /// For a background pass such as the broker's flusher: otherwise the files are created at
-    /// the next roll, flush or close, and a clean shutdown of thousands of partitions that
-    /// received data since they were created would create two files for each.
+    /// Writes the active segment's index files if its indexes hold entries and the files were
+    /// never written (indexes without entries have none; see `Segment::persist_indexes`);
+    /// returns whether it did. For a background pass such as the broker's flusher: otherwise
+    /// the files are created at the next roll, flush or close, and a clean shutdown of
+    /// thousands of busy partitions created since the last start would create two files for
+    /// each.
     pub fn write_new_index_files(&mut self) -> Result<bool> {
         if !self.active().has_unwritten_index_files() {
             return Ok(false);

@@ -51,10 +51,11 @@ pub(crate) struct ScanOutcome {
 
 impl Segment {
     /// Creates a new empty segment (truncating a stale log file of the same name). Its index
-    /// files are not created: an empty segment has none (see [`Segment::persist_indexes`]),
-    /// so a new partition costs two inodes fewer, which is most of the work of creating
-    /// thousands at once. Stale index files of the same name are replaced at the first
-    /// persist and never trusted before it (an open of an empty log loads no index).
+    /// files are not created: indexes without entries have none (see
+    /// [`Segment::persist_indexes`]), so a new partition costs two inodes fewer, which is most
+    /// of the work of creating thousands at once. Stale index files of the same name are
+    /// rewritten or removed by the first persist (at the latest the clean close) and never
+    /// trusted before it (after a kill the active segment is scanned, not trusted).
     pub(crate) fn create(
         dir: &Path,
         base_offset: i64,
