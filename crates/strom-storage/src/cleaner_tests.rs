@@ -12,7 +12,7 @@ use proptest::prelude::*;
 
 use crate::batch::{batches, BatchHeader};
 use crate::cleaner::CleanStep;
-use crate::test_support::{keyed_batch, KeyedRecord};
+use crate::test_support::{files_with_extension, keyed_batch, offsets_for_timestamps, KeyedRecord};
 use crate::{CompactionConfig, LogConfig, PartitionLog};
 
 const NOW_MS: i64 = 1_700_000_000_000;
@@ -694,28 +694,13 @@ fn cleaned_segments_keep_their_largest_timestamp_across_a_clean_restart() {
     roll(&mut log);
     log.clean(NOW_MS).unwrap();
     let targets = [NOW_MS, NOW_MS + 35, NOW_MS + 71, NOW_MS + 110];
-    let answers = |log: &PartitionLog| -> Vec<Option<(i64, i64)>> {
-        targets
-            .iter()
-            .map(|&t| log.offset_for_timestamp(t).unwrap())
-            .collect()
-    };
+    let answers = |log: &PartitionLog| offsets_for_timestamps(log, &targets);
     let before = answers(&log);
     assert!(before.iter().all(Option::is_some), "{before:?}");
     let closed = log.segment_count() - 1;
     log.close().unwrap();
     // Every closed segment has its time index file, so the reopen trusts it.
-    let time_indexes = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "timeindex")
-        })
-        .count();
-    assert_eq!(time_indexes, closed);
+    assert_eq!(files_with_extension(dir.path(), "timeindex").len(), closed);
     let mut log = PartitionLog::open(dir.path(), config(), NOW_MS).unwrap();
     log.set_compaction_config(compact());
     assert_eq!(answers(&log), before);

@@ -169,3 +169,26 @@ pub fn producer_batch(
         Some((producer_id, producer_epoch, base_sequence)),
     )
 }
+
+/// The answers of [`crate::PartitionLog::offset_for_timestamp`] for each of `timestamps_ms`, to
+/// compare a log with itself across a restart.
+pub fn offsets_for_timestamps(
+    log: &crate::PartitionLog,
+    timestamps_ms: &[i64],
+) -> Vec<Option<(i64, i64)>> {
+    timestamps_ms
+        .iter()
+        .map(|&t| log.offset_for_timestamp(t).expect("offset_for_timestamp"))
+        .collect()
+}
+
+/// The files in `dir` whose extension is `extension`, sorted.
+pub fn files_with_extension(dir: &std::path::Path, extension: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == extension))
+        .collect();
+    files.sort();
+    files
+}

@@ -1,13 +1,15 @@
 //! Tests of the partition log as a whole: appends, reads, rolls, recovery, retention,
 //! DeleteRecords, timestamps, epochs. Property tests use small segments to force many rolls.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use proptest::prelude::*;
 
 use crate::batch::{batches, BatchHeader};
 use crate::checkpoint::Checkpoint;
-use crate::test_support::{batch, batch_with_timestamps, compressed_batch};
+use crate::test_support::{
+    batch, batch_with_timestamps, compressed_batch, files_with_extension, offsets_for_timestamps,
+};
 use crate::{LogConfig, PartitionLog, StorageError};
 
 const NOW_MS: i64 = 1_700_000_000_000;
@@ -40,16 +42,6 @@ fn read_all(log: &PartitionLog) -> Vec<u8> {
     log.read(log.log_start_offset(), usize::MAX, i64::MAX, true)
         .unwrap()
         .to_vec()
-}
-
-fn files_with_extension(dir: &Path, extension: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == extension))
-        .collect();
-    files.sort();
-    files
 }
 
 #[test]
@@ -684,12 +676,7 @@ fn closed_segments_rebuilt_after_a_kill_keep_their_largest_timestamp() {
     }
     assert!(log.segment_count() >= 3);
     let targets = [NOW_MS, NOW_MS + 25, NOW_MS + 61, NOW_MS + 112, NOW_MS + 131];
-    let answers = |log: &PartitionLog| -> Vec<Option<(i64, i64)>> {
-        targets
-            .iter()
-            .map(|&t| log.offset_for_timestamp(t).unwrap())
-            .collect()
-    };
+    let answers = |log: &PartitionLog| offsets_for_timestamps(log, &targets);
     let before = answers(&log);
     assert!(before.iter().all(Option::is_some));
     // Killed: the rolled segments were never flushed, so the reopen scans and seals them.
