@@ -77,6 +77,10 @@ pub struct ConsumerConfig {
     pub enable_auto_commit: bool,
     /// `auto.commit.interval.ms`.
     pub auto_commit_interval_ms: u64,
+    /// `check.crcs`: check every fetched batch's CRC-32C (on by default, as in the Java
+    /// client; librdkafka leaves it off). Off, a corrupted batch whose structure still reads
+    /// comes back as records.
+    pub check_crcs: bool,
 }
 
 impl Default for ConsumerConfig {
@@ -96,6 +100,7 @@ impl Default for ConsumerConfig {
             assignors: vec![Assignor::Range, Assignor::CooperativeSticky],
             enable_auto_commit: true,
             auto_commit_interval_ms: 5_000,
+            check_crcs: true,
         }
     }
 }
@@ -503,12 +508,13 @@ impl Consumer {
         &mut self,
         round: FetchRound,
         mut out: Vec<T>,
-        decode: impl Fn(&TopicPartition, Bytes, i64, &mut Vec<T>) -> Result<i64>,
+        decode: impl Fn(&TopicPartition, Bytes, i64, bool, &mut Vec<T>) -> Result<i64>,
     ) -> Result<Vec<T>> {
         let mut first_error = round.first_error;
+        let check_crcs = self.config.check_crcs;
         for (part, position) in round.to_decode {
             let before = out.len();
-            if let Err(error) = decode(&part.tp, part.records, position, &mut out) {
+            if let Err(error) = decode(&part.tp, part.records, position, check_crcs, &mut out) {
                 // Give back nothing of the partition and stay where it was.
                 out.truncate(before);
                 if let Some(state) = self.partitions.get_mut(&part.tp) {
@@ -1121,6 +1127,36 @@ mod tests {
         flipped[last] ^= 1;
         let error = checked_decode(&tp, flipped.freeze(), 0, &mut Vec::new()).unwrap_err();
         assert!(error.to_string().contains("cannot decode"), "{error}");
+    }
+
+    /// With `check.crcs` off, a flipped value byte reads back as it is (the structure still
+    /// holds); with it on, the same batch fails, both ways of decoding.
+    #[test]
+    fn check_crcs_off_reads_a_flipped_value_byte_and_on_fails_it() {
+        let tp = TopicPartition::new("t", 0);
+        let mut flipped = BytesMut::from(&batch(0, 2, Compression::None, false)[..]);
+        // The last record ends with its value "v1" and a header count of 0.
+        let value_end = flipped.len() - 1;
+        assert_eq!(flipped[value_end - 1], b'1');
+        flipped[value_end - 1] = b'9';
+        let flipped = flipped.freeze();
+        let mut records = Vec::new();
+        assert_eq!(
+            decode_records(&tp, flipped.clone(), 0, false, &mut records).unwrap(),
+            2
+        );
+        let values: Vec<_> = records.iter().map(|r| r.value.clone().unwrap()).collect();
+        assert_eq!(values, [&b"v0"[..], &b"v9"[..]]);
+        let mut batches = Vec::new();
+        assert_eq!(
+            decode_batches(&tp, flipped.clone(), 0, false, &mut batches).unwrap(),
+            2
+        );
+        assert_eq!(batches[0].records().count(), 2);
+        let error = decode_records(&tp, flipped.clone(), 0, true, &mut Vec::new()).unwrap_err();
+        assert!(error.to_string().contains("CRC-32C"), "{error}");
+        let error = decode_batches(&tp, flipped, 0, true, &mut Vec::new()).unwrap_err();
+        assert!(error.to_string().contains("CRC-32C"), "{error}");
     }
 
     /// Records of a transaction and its abort marker: the marker (a control batch) is moved

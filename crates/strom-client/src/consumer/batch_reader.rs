@@ -136,16 +136,18 @@ pub(crate) fn scan(tp: &TopicPartition, bytes: &[u8], position: i64) -> Result<(
 
 /// Decodes every complete batch in `bytes` (a fetch may end in a partial batch), appends the
 /// records at or after `position` to `out`, and returns the offset after the last complete
-/// batch. Control batches are skipped (but moved past).
+/// batch. Control batches are skipped (but moved past). With `check_crc` false the batches'
+/// CRC-32C is not checked (`check.crcs=false`); everything else is.
 pub fn decode_records(
     tp: &TopicPartition,
     bytes: Bytes,
     position: i64,
+    check_crc: bool,
     out: &mut Vec<ConsumerRecord>,
 ) -> Result<i64> {
     // One topic name for every record of the call.
     let mut topic: Option<Arc<str>> = None;
-    for_each_batch(tp, &bytes, position, |header, data| {
+    for_each_batch(tp, &bytes, position, check_crc, |header, data| {
         let topic = topic.get_or_insert_with(|| Arc::from(tp.topic.as_str()));
         read_records(topic, tp.partition, header, &data, position, out)
     })
@@ -154,15 +156,17 @@ pub fn decode_records(
 /// [`decode_records`] without building records: checks every complete batch in `bytes` as
 /// `decode_records` does (header, CRC-32C, decompression, every record's layout) and appends
 /// each batch with records at or after `position` to `out` as a [`FetchedBatch`], whose
-/// records are then read in place. Returns the offset after the last complete batch.
+/// records are then read in place. Returns the offset after the last complete batch. With
+/// `check_crc` false the batches' CRC-32C is not checked (`check.crcs=false`).
 pub fn decode_batches(
     tp: &TopicPartition,
     bytes: Bytes,
     position: i64,
+    check_crc: bool,
     out: &mut Vec<FetchedBatch>,
 ) -> Result<i64> {
     let mut topic: Option<Arc<str>> = None;
-    for_each_batch(tp, &bytes, position, |header, data| {
+    for_each_batch(tp, &bytes, position, check_crc, |header, data| {
         let len = check_records(header, &data, position)?;
         if len > 0 {
             out.push(FetchedBatch {
@@ -181,13 +185,14 @@ pub fn decode_batches(
 }
 
 /// Walks every complete batch in `bytes`: checks its header, skips control batches and those
-/// wholly before `position`, checks the CRC-32C of the others, and hands `read` each one's
+/// wholly before `position`, checks the CRC-32C of the others (if `check_crc`), and hands `read` each one's
 /// header and (uncompressed) records section. Returns the offset after the last complete
 /// batch (at least `position`).
 fn for_each_batch(
     tp: &TopicPartition,
     bytes: &Bytes,
     position: i64,
+    check_crc: bool,
     mut read: impl FnMut(&BatchHeader, Bytes) -> Result<(), Malformed>,
 ) -> Result<i64> {
     let mut next = position;
@@ -202,14 +207,16 @@ fn for_each_batch(
         {
             continue;
         }
-        let batch = &bytes[start..at];
-        let stored = i32_at(batch, CRC_AT) as u32;
-        let computed = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
-        if stored != computed {
-            return Err(Error::Protocol(format!(
-                "{tp}: cannot decode the batch at offset {}: CRC-32C is {computed:#010x}, the batch says {stored:#010x}",
-                header.base_offset
-            )));
+        if check_crc {
+            let batch = &bytes[start..at];
+            let stored = i32_at(batch, CRC_AT) as u32;
+            let computed = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+            if stored != computed {
+                return Err(Error::Protocol(format!(
+                    "{tp}: cannot decode the batch at offset {}: CRC-32C is {computed:#010x}, the batch says {stored:#010x}",
+                    header.base_offset
+                )));
+            }
         }
         let codec = header.attributes & COMPRESSION_MASK;
         let section = start + BATCH_HEADER_SIZE_BYTES..at;
@@ -732,9 +739,9 @@ pub(crate) mod tests {
         out: &mut Vec<ConsumerRecord>,
     ) -> Result<i64> {
         let before = out.len();
-        let records = decode_records(tp, bytes.clone(), position, out);
+        let records = decode_records(tp, bytes.clone(), position, true, out);
         let mut batches = Vec::new();
-        let batched = decode_batches(tp, bytes, position, &mut batches);
+        let batched = decode_batches(tp, bytes, position, true, &mut batches);
         match (&records, &batched) {
             (Ok(next), Ok(batch_next)) => {
                 assert_eq!(next, batch_next);
@@ -1142,7 +1149,7 @@ mod speed {
         for _ in 0..30 {
             let mut out = Vec::with_capacity(offset as usize);
             let started = std::time::Instant::now();
-            decode_records(&tp, bytes.clone(), 0, &mut out).unwrap();
+            decode_records(&tp, bytes.clone(), 0, true, &mut out).unwrap();
             decoding += started.elapsed();
             total += out.len();
             let started = std::time::Instant::now();
@@ -1158,7 +1165,7 @@ mod speed {
         for _ in 0..30 {
             let started = std::time::Instant::now();
             let mut batches = Vec::new();
-            decode_batches(&tp, bytes.clone(), 0, &mut batches).unwrap();
+            decode_batches(&tp, bytes.clone(), 0, true, &mut batches).unwrap();
             for batch in &batches {
                 for record in batch.records() {
                     viewed += record.value.map_or(0, <[u8]>::len).min(1);

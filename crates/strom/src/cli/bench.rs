@@ -132,6 +132,10 @@ pub struct LoadArgs {
     /// otherwise.
     #[arg(long)]
     client_threads: Option<usize>,
+    /// consume and e2e: check each fetched batch's CRC-32C (`check.crcs`). Off by default, as
+    /// in librdkafka: the bench measures the broker, and the check is the client's CPU.
+    #[arg(long)]
+    check_crcs: bool,
 }
 
 /// The figures of one run.
@@ -602,6 +606,7 @@ async fn assigned_consumer(
     let config = ConsumerConfig {
         max_partition_fetch_bytes: 8 * 1024 * 1024,
         fetch_max_bytes: 64 * 1024 * 1024,
+        check_crcs: load.check_crcs,
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(client, config);
