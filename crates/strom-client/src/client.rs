@@ -396,13 +396,13 @@ impl Client {
     }
 
     /// Sends `request` to any broker.
-    pub async fn send_any<R: Request>(&self, request: &R) -> Result<(i16, R::Response)> {
+    pub async fn send_any<R: Request + 'static>(&self, request: &R) -> Result<(i16, R::Response)> {
         let connection = self.any_connection().await?;
         connection.send(request).await
     }
 
     /// Sends `request` to broker `node_id`.
-    pub async fn send_to<R: Request>(
+    pub async fn send_to<R: Request + 'static>(
         &self,
         node_id: i32,
         request: &R,
@@ -412,7 +412,10 @@ impl Client {
     }
 
     /// Sends `request` to the controller if the metadata names one, else to any broker.
-    pub async fn send_controller<R: Request>(&self, request: &R) -> Result<(i16, R::Response)> {
+    pub async fn send_controller<R: Request + 'static>(
+        &self,
+        request: &R,
+    ) -> Result<(i16, R::Response)> {
         let controller = self.inner.metadata.read().controller_id;
         if controller >= 0 {
             if let Ok(connection) = self.connection(controller).await {

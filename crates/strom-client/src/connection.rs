@@ -4,18 +4,24 @@
 //! Requests are written by one writer task (so a dropped caller future never leaves half a
 //! frame on the socket) and responses are matched to their callers by correlation id by one
 //! reader task. Any number of requests may be in flight; the broker answers them in order.
+//!
+//! A produce request's record batches are not copied into its frame: the frame is a list of
+//! chunks (the encoded fields, and the batches themselves), written with vectored writes.
 
+use std::any::Any;
 use std::collections::HashMap;
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, RequestHeader, ResponseHeader,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::{Decodable, HeaderVersion, Request, StrBytes};
 use parking_lot::Mutex;
+use strom_protocol::chunked::{encode_request_frame, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -76,7 +82,7 @@ pub struct Connection {
     client_id: StrBytes,
     request_timeout_ms: u64,
     next_correlation_id: AtomicI32,
-    frames: mpsc::Sender<Bytes>,
+    frames: mpsc::Sender<Frame>,
     pending: Arc<Mutex<Pending>>,
     versions: HashMap<i16, i16>,
     broker_versions: HashMap<i16, (i16, i16)>,
@@ -196,7 +202,7 @@ impl Connection {
         self.broker_versions.get(&(key as i16)).copied()
     }
 
-    fn version_or_error<R: Request>(&self) -> Result<i16> {
+    fn version_or_error<R: Request + 'static>(&self) -> Result<i16> {
         let key = ApiKey::try_from(R::KEY)
             .map_err(|_| Error::Protocol(format!("unknown API key {}", R::KEY)))?;
         self.version(key).ok_or_else(|| {
@@ -211,12 +217,12 @@ impl Connection {
     }
 
     /// Sends `request` at the negotiated version and waits for its response (request timeout).
-    pub async fn send<R: Request>(&self, request: &R) -> Result<(i16, R::Response)> {
+    pub async fn send<R: Request + 'static>(&self, request: &R) -> Result<(i16, R::Response)> {
         self.send_timeout(request, self.request_timeout_ms).await
     }
 
     /// Like [`Connection::send`] with an explicit timeout (for long polls).
-    pub async fn send_timeout<R: Request>(
+    pub async fn send_timeout<R: Request + 'static>(
         &self,
         request: &R,
         timeout_ms: u64,
@@ -227,7 +233,7 @@ impl Connection {
     }
 
     /// Sends `request` without waiting for (or expecting) a response: Produce with acks=0.
-    pub async fn send_no_response<R: Request>(&self, request: &R) -> Result<i16> {
+    pub async fn send_no_response<R: Request + 'static>(&self, request: &R) -> Result<i16> {
         let version = self.version_or_error::<R>()?;
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
         let frame = self.encode(request, version, correlation_id)?;
@@ -239,7 +245,7 @@ impl Connection {
     }
 
     /// Sends `request` at `version` and decodes its response.
-    pub async fn send_versioned<R: Request>(
+    pub async fn send_versioned<R: Request + 'static>(
         &self,
         request: &R,
         version: i16,
@@ -265,7 +271,7 @@ impl Connection {
     /// Queues `request` at the negotiated version for writing and returns a handle to await its
     /// response. Requests queued one after the other on a connection reach the broker in that
     /// order, which is how the producer keeps batches of one partition in order.
-    pub async fn start<R: Request>(
+    pub async fn start<R: Request + 'static>(
         &self,
         request: &R,
         timeout_ms: u64,
@@ -274,7 +280,7 @@ impl Connection {
         self.enqueue(request, version, timeout_ms).await
     }
 
-    async fn enqueue<R: Request>(
+    async fn enqueue<R: Request + 'static>(
         &self,
         request: &R,
         version: i16,
@@ -312,7 +318,12 @@ impl Connection {
         Ok(in_flight)
     }
 
-    fn encode<R: Request>(&self, request: &R, version: i16, correlation_id: i32) -> Result<Bytes> {
+    fn encode<R: Request + 'static>(
+        &self,
+        request: &R,
+        version: i16,
+        correlation_id: i32,
+    ) -> Result<Frame> {
         let mut header = RequestHeader::default();
         header.request_api_key = R::KEY;
         header.request_api_version = version;
@@ -325,19 +336,14 @@ impl Connection {
                 api_name(R::KEY)
             ))
         };
-        let size = header
-            .compute_size(header_version)
-            .map_err(|e| invalid(&e))?
-            + request.compute_size(version).map_err(|e| invalid(&e))?;
-        let mut frame = BytesMut::with_capacity(4 + size);
-        frame.put_i32(size as i32);
-        header
-            .encode(&mut frame, header_version)
-            .map_err(|e| invalid(&e))?;
-        request
-            .encode(&mut frame, version)
-            .map_err(|e| invalid(&e))?;
-        Ok(frame.freeze())
+        encode_request_frame(
+            &header,
+            header_version,
+            request,
+            version,
+            &record_batches(request),
+        )
+        .map_err(|e| invalid(&e))
     }
 
     fn disconnected(&self) -> Error {
@@ -447,18 +453,72 @@ pub fn api_name(key: i16) -> String {
     }
 }
 
+/// The record batches of a produce request, which its frame takes by reference (none for
+/// other requests).
+fn record_batches<R: 'static>(request: &R) -> Vec<Bytes> {
+    let Some(produce) = (request as &dyn Any).downcast_ref::<ProduceRequest>() else {
+        return Vec::new();
+    };
+    produce
+        .topic_data
+        .iter()
+        .flat_map(|topic| topic.partition_data.iter())
+        .filter_map(|partition| partition.records.clone())
+        .collect()
+}
+
+/// Chunks handed to one vectored write at most (Linux's IOV_MAX is 1024).
+const IOV_CHUNKS_MAX: usize = 64;
+
+/// Writes one frame: a single chunk through the buffer; several with vectored writes, which
+/// the buffer passes straight to the socket once they are larger than it (after writing what
+/// it holds), so large batches are not copied.
+async fn write_frame(
+    writer: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    frame: Frame,
+) -> std::io::Result<()> {
+    let mut chunks = frame.into_chunks();
+    if let [one] = chunks.as_slice() {
+        return writer.write_all(one).await;
+    }
+    let mut first = 0;
+    while first < chunks.len() {
+        let slices: Vec<IoSlice<'_>> = chunks[first..]
+            .iter()
+            .take(IOV_CHUNKS_MAX)
+            .map(|c| IoSlice::new(c))
+            .collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        // Drop what was written: whole chunks, then the front of a partly written one.
+        while written > 0 {
+            let chunk = &mut chunks[first];
+            if written >= chunk.len() {
+                written -= chunk.len();
+                first += 1;
+            } else {
+                chunk.advance(written);
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn write_loop(
     write_half: tokio::net::tcp::OwnedWriteHalf,
-    mut frames: mpsc::Receiver<Bytes>,
+    mut frames: mpsc::Receiver<Frame>,
     pending: Arc<Mutex<Pending>>,
 ) {
     let mut writer = BufWriter::with_capacity(64 * 1024, write_half);
     while let Some(frame) = frames.recv().await {
-        let mut result = writer.write_all(&frame).await;
+        let mut result = write_frame(&mut writer, frame).await;
         // Coalesce whatever else is queued into the same flush.
         while result.is_ok() {
             match frames.try_recv() {
-                Ok(frame) => result = writer.write_all(&frame).await,
+                Ok(frame) => result = write_frame(&mut writer, frame).await,
                 Err(_) => break,
             }
         }

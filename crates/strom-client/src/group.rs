@@ -119,7 +119,7 @@ async fn find_coordinator_once(client: &Client, group: &str) -> Result<Coordinat
 }
 
 /// Sends a request to `group`'s coordinator, finding it first.
-pub(crate) async fn send_to_coordinator<R: Request>(
+pub(crate) async fn send_to_coordinator<R: Request + 'static>(
     client: &Client,
     coordinator: &Coordinator,
     request: &R,

@@ -336,6 +336,8 @@ fn put_unsigned(buf: &mut [u8], mut at: usize, mut value: u64) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use bytes::Buf;
     use kafka_protocol::compression::Decompressor;
     use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
@@ -373,6 +375,9 @@ mod tests {
             ),
             (1_700_000_000_004, Some(b"tombstone".to_vec()), None, vec![]),
             (1_700_000_000_005, None, Some(Vec::new()), vec![]),
+            // Neither key nor value, and a large negative timestamp delta.
+            (1_600_000_000_000, None, None, vec![]),
+            (1_700_000_000_009, None, Some(vec![b'y'; 100]), vec![]),
         ]
     }
 
@@ -604,5 +609,41 @@ mod tests {
             .unwrap();
         let set = RecordBatchDecoder::decode(&mut batch.clone()).unwrap();
         assert_eq!(set.records[0].value.as_deref(), Some(&value[..]));
+    }
+
+    /// Appending cost per 100-byte record without key or headers, and of finishing (CRC):
+    /// `cargo test --release -p strom-client --lib append_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn append_speed() {
+        let value = [b'x'; 100];
+        const BATCHES: usize = 2_000;
+        for round in 0..3 {
+            let (mut appending, mut finishing) = (Duration::ZERO, Duration::ZERO);
+            let mut records = 0usize;
+            for _ in 0..BATCHES {
+                let mut builder = RecordBatchBuilder::with_capacity(256 * 1024);
+                let started = Instant::now();
+                let mut timestamp = 1_700_000_000_000i64;
+                while builder.try_append(timestamp, None, Some(&value), &[], 256 * 1024) {
+                    timestamp += i64::from(records.is_multiple_of(3));
+                    records += 1;
+                }
+                appending += started.elapsed();
+                let started = Instant::now();
+                std::hint::black_box(
+                    builder
+                        .finish(Compression::None, ProducerStamp::NONE)
+                        .unwrap(),
+                );
+                finishing += started.elapsed();
+            }
+            let per = |d: Duration| d.as_nanos() as f64 / records as f64;
+            println!(
+                "round {round}: append {:.1} ns/record, finish {:.1} ns/record ({records} records)",
+                per(appending),
+                per(finishing)
+            );
+        }
     }
 }

@@ -11,6 +11,7 @@
 use bytes::buf::UninitSlice;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::protocol::buf::ByteBufMut;
+use kafka_protocol::protocol::Encodable;
 
 /// Slices shorter than this are copied even when registered: a chunk boundary costs more than
 /// copying a few bytes.
@@ -67,6 +68,47 @@ impl Frame {
     }
 }
 
+/// Encodes a request frame: the 4-byte size prefix, `header` at `header_version`, then `body` at
+/// `version`, taking the `zero_copy` slices (a produce request's record batches) by reference
+/// instead of copying them into the frame. Byte for byte the contiguous encoding.
+pub fn encode_request_frame<H: Encodable, B: Encodable>(
+    header: &H,
+    header_version: i16,
+    body: &B,
+    version: i16,
+    zero_copy: &[Bytes],
+) -> Result<Frame, String> {
+    let size = header
+        .compute_size(header_version)
+        .map_err(|e| e.to_string())?
+        + body.compute_size(version).map_err(|e| e.to_string())?;
+    let size_prefix = i32::try_from(size).map_err(|e| e.to_string())?;
+    let referenced: usize = zero_copy
+        .iter()
+        .filter(|b| b.len() >= ZERO_COPY_MIN_BYTES)
+        .map(Bytes::len)
+        .sum();
+    let mut frame = ChunkedFrame::new((4 + size).saturating_sub(referenced), zero_copy);
+    frame.put_i32(size_prefix);
+    header
+        .encode(&mut frame, header_version)
+        .map_err(|e| e.to_string())?;
+    body.encode(&mut frame, version)
+        .map_err(|e| e.to_string())?;
+    if let Some(frame) = frame.finish() {
+        return Ok(frame);
+    }
+    // The encoder went back into bytes already taken: encode it contiguously.
+    let mut contiguous = BytesMut::with_capacity(4 + size);
+    contiguous.put_i32(size_prefix);
+    header
+        .encode(&mut contiguous, header_version)
+        .map_err(|e| e.to_string())?;
+    body.encode(&mut contiguous, version)
+        .map_err(|e| e.to_string())?;
+    Ok(Frame::single(contiguous.freeze()))
+}
+
 /// A [`ByteBufMut`] that builds a [`Frame`], taking registered `Bytes` by reference.
 pub(crate) struct ChunkedFrame<'a> {
     head: BytesMut,
@@ -74,6 +116,10 @@ pub(crate) struct ChunkedFrame<'a> {
     /// Bytes in `chunks`.
     flushed_bytes: usize,
     zero_copy: &'a [Bytes],
+    /// (address, length, index in `zero_copy`) of the slices long enough to be taken by
+    /// reference, sorted: a lookup per slice of a message with thousands of record sets must
+    /// not scan them all.
+    by_address: Vec<(usize, usize, usize)>,
     /// Set when the encoder asked to rewrite bytes already moved into `chunks` (no message
     /// encoder does; the caller then falls back to a contiguous encoding).
     broken: bool,
@@ -82,7 +128,15 @@ pub(crate) struct ChunkedFrame<'a> {
 
 impl<'a> ChunkedFrame<'a> {
     pub(crate) fn new(capacity_bytes: usize, zero_copy: &'a [Bytes]) -> ChunkedFrame<'a> {
+        let mut by_address: Vec<(usize, usize, usize)> = zero_copy
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.len() >= ZERO_COPY_MIN_BYTES)
+            .map(|(i, b)| (b.as_ptr() as usize, b.len(), i))
+            .collect();
+        by_address.sort_unstable();
         ChunkedFrame {
+            by_address,
             head: BytesMut::with_capacity(capacity_bytes),
             chunks: Vec::with_capacity(1 + 2 * zero_copy.len()),
             flushed_bytes: 0,
@@ -111,9 +165,14 @@ impl<'a> ChunkedFrame<'a> {
         if src.len() < ZERO_COPY_MIN_BYTES {
             return None;
         }
-        self.zero_copy
-            .iter()
-            .find(|b| b.as_ptr() == src.as_ptr() && b.len() == src.len())
+        let key = (src.as_ptr() as usize, src.len());
+        let at = self
+            .by_address
+            .partition_point(|&(address, len, _)| (address, len) < key);
+        match self.by_address.get(at) {
+            Some(&(address, len, index)) if (address, len) == key => self.zero_copy.get(index),
+            _ => None,
+        }
     }
 }
 
