@@ -17,7 +17,10 @@ in about half a millisecond; with the produce cases' 64 KiB the single producer 
 requests a second through its 5 in-flight slots, and any hiccup grew a backlog it could not
 work off; linger 0 sent smaller batches that cost the broker ~15% more CPU for a higher p50);
 each run also reports its latency per 500 ms of send time and its producer's send-to-ack
-latency). Each e2e run follows a `latency-floor pipeline` run at the same
+latency); e2e-max-SIZE (the e2e pipeline unpaced, up to 3 runs, against `latency-floor pipeline`
+unpaced: the most each carries, so the e2e rate's share of it shows how much room each has left
+to work off a stall). The suite also writes 512 MiB into new page cache pages first and reports
+the MB/s (this VM: 0.4-3 GB/s, depending on whether the host still backs its free memory). Each e2e run follows a `latency-floor pipeline` run at the same
 rate (the same pacing and linger into a pipeline that only moves bytes: the latency no broker can
 beat here), and the e2e row's ratio is Strom's p99 over the floor's. The suite starts with
 `latency-floor gaps` (how long threads go without running on this machine). The broker runs with defaults on a free port, data in a temporary
@@ -164,6 +167,23 @@ def reported_mib_since(before: dict) -> int | None:
     return (after["reported_kib"] - before["reported_kib"]) // 1024
 
 
+def page_cache_write_mb_per_s(size_mib: int = 512) -> float:
+    """How fast this machine writes new data into the page cache: `size_mib` MiB in 256 KiB
+    writes to a new file (not synced), MB/s. On a VM whose free memory was handed back to the
+    host, every new page faults on the host first and this is several times slower than a
+    copy; e2e at ~470 MB/s needs more than that (BENCHMARKS.md, ninth session)."""
+    chunk = b"\xa5" * (256 * 1024)
+    path = Path(tempfile.mkdtemp(prefix="strom-probe-")) / "probe"
+    try:
+        started = time.monotonic()
+        with open(path, "wb", buffering=0) as f:
+            for _ in range(size_mib * 4):
+                f.write(chunk)
+        return round(size_mib * 1024 * 1024 / (time.monotonic() - started) / 1e6, 1)
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
 def delete_topic(broker: Broker, topic: str) -> None:
     """Frees the disk (and the page cache) a finished run used."""
     subprocess.run([str(STROM), "topic", "delete", "-b", broker.bootstrap, topic], capture_output=True)
@@ -206,9 +226,10 @@ def main() -> None:
     gaps = floor("gaps", "--seconds", "5")
     print(f"gaps: {json.dumps(gaps)}", file=sys.stderr)
     print(f"page reporting: {json.dumps(page_reporting())}", file=sys.stderr)
+    print(f"page cache write: {page_cache_write_mb_per_s()} MB/s (512 MiB into new pages)", file=sys.stderr)
     for size in (100, 1000):
-        cases = [c for c in (f"produce-{size}", f"produce-{size}-all", f"consume-{size}", f"e2e-{size}")
-                 if want(c)]
+        cases = [c for c in (f"produce-{size}", f"produce-{size}-all", f"consume-{size}", f"e2e-{size}",
+                             f"e2e-max-{size}") if want(c)]
         if not cases:
             continue
         os.sync()
@@ -269,10 +290,34 @@ def main() -> None:
                     results[f"e2e-{size}"].append(run)
                     print(f"e2e-{size} run {i + 1}: {json.dumps(run)}", file=sys.stderr)
                     delete_topic(broker, topic)
+            if f"e2e-max-{size}" in cases:
+                # How many msgs/s the whole e2e pipeline carries at most (no pacing), against the
+                # floor's pipeline: at half the produce rate, how busy each one is.
+                base = statistics.median(r["msgs_per_sec"] for r in results[f"produce-{size}"]) \
+                    if results.get(f"produce-{size}") else 2 * (args.e2e_rate or 2_000_000)
+                floor_max = results.setdefault(f"floor-max-{size}", [])
+                for i in range(min(args.runs, 3)):
+                    os.sync()
+                    run = floor("pipeline", "--rate", str(int(base * 5)), "--seconds", "0.6", "--size", str(size),
+                                "--linger-ms", "1", "--batch-bytes", str(args.e2e_batch_bytes))
+                    floor_max.append(run)
+                    print(f"floor-max-{size} run {i + 1}: {json.dumps(run)}", file=sys.stderr)
+                    os.sync()
+                    topic = f"e2e-max-{size}-{i}"
+                    run = bench(broker, "e2e", "--topic", topic, "--messages", str(int(base * 2)),
+                                "--size", str(size), "--linger-ms", "1", "--batch-size", str(args.e2e_batch_bytes))
+                    results[f"e2e-max-{size}"].append(run)
+                    print(f"e2e-max-{size} run {i + 1}: {json.dumps(run)}", file=sys.stderr)
+                    delete_topic(broker, topic)
         finally:
             broker.stop()
         for case in cases:
             phase = "consume" if case.startswith("consume") else "produce"
+            if case.startswith("e2e-max"):
+                floor_max = summary(results[f"floor-max-{size}"])
+                rows.append((f"floor-max-{size}", size, floor_max, None, None))
+                rows.append((case, size, summary(results[case]), int(floor_max["msgs_per_sec"]), None))
+                continue
             if case.startswith("e2e"):
                 floor_summary = summary(results[f"floor-{size}"])
                 rows.append((f"floor-{size}", size, floor_summary, None, results[case][0]["rate"]))
