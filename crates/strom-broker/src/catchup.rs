@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
@@ -263,26 +263,10 @@ fn write_chunks(
                 "sendmsg sent 0 bytes",
             ));
         }
-        first = skip_written(&mut chunks, first, sent as usize);
+        first = strom_protocol::chunked::skip_written(&mut chunks, first, sent as usize);
     }
     chunks.drain(..first);
     Ok(chunks)
-}
-
-/// Drops `written` bytes from the front of `chunks[first..]` (whole chunks are skipped, a
-/// partly written one is advanced); returns the index of the first chunk with bytes left.
-pub(crate) fn skip_written(chunks: &mut [Bytes], mut first: usize, mut written: usize) -> usize {
-    while written > 0 && first < chunks.len() {
-        let chunk = &mut chunks[first];
-        if written >= chunk.len() {
-            written -= chunk.len();
-            first += 1;
-        } else {
-            chunk.advance(written);
-            written = 0;
-        }
-    }
-    first
 }
 
 /// Waits until `fd` can take more bytes, at most `wait`; whether it can.

@@ -341,7 +341,7 @@ async fn write_chunks(stream: &mut TcpStream, chunks: &mut Vec<Bytes>) -> Result
         if written == 0 {
             return Err(Closed::Quietly("write returned 0 bytes".to_string()));
         }
-        first = crate::catchup::skip_written(chunks, first, written);
+        first = strom_protocol::chunked::skip_written(chunks, first, written);
     }
     chunks.clear();
     Ok(())

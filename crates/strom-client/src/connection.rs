@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, HeaderVersion, Request, StrBytes};
 use parking_lot::Mutex;
-use strom_protocol::chunked::{encode_request_frame, Frame};
+use strom_protocol::chunked::{encode_request_frame, skip_written, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -488,21 +488,11 @@ async fn write_frame(
             .take(IOV_CHUNKS_MAX)
             .map(|c| IoSlice::new(c))
             .collect();
-        let mut written = writer.write_vectored(&slices).await?;
+        let written = writer.write_vectored(&slices).await?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        // Drop what was written: whole chunks, then the front of a partly written one.
-        while written > 0 {
-            let chunk = &mut chunks[first];
-            if written >= chunk.len() {
-                written -= chunk.len();
-                first += 1;
-            } else {
-                chunk.advance(written);
-                written = 0;
-            }
-        }
+        first = skip_written(&mut chunks, first, written);
     }
     Ok(())
 }

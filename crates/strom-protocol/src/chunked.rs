@@ -89,24 +89,62 @@ pub fn encode_request_frame<H: Encodable, B: Encodable>(
         .map(Bytes::len)
         .sum();
     let mut frame = ChunkedFrame::new((4 + size).saturating_sub(referenced), zero_copy);
-    frame.put_i32(size_prefix);
-    header
-        .encode(&mut frame, header_version)
-        .map_err(|e| e.to_string())?;
-    body.encode(&mut frame, version)
-        .map_err(|e| e.to_string())?;
+    put_frame(
+        &mut frame,
+        size_prefix,
+        header,
+        header_version,
+        body,
+        version,
+    )?;
     if let Some(frame) = frame.finish() {
         return Ok(frame);
     }
     // The encoder went back into bytes already taken: encode it contiguously.
     let mut contiguous = BytesMut::with_capacity(4 + size);
-    contiguous.put_i32(size_prefix);
-    header
-        .encode(&mut contiguous, header_version)
-        .map_err(|e| e.to_string())?;
-    body.encode(&mut contiguous, version)
-        .map_err(|e| e.to_string())?;
+    put_frame(
+        &mut contiguous,
+        size_prefix,
+        header,
+        header_version,
+        body,
+        version,
+    )?;
     Ok(Frame::single(contiguous.freeze()))
+}
+
+/// Writes the size prefix, the header and the body into `out`.
+fn put_frame<W: ByteBufMut, H: Encodable, B: Encodable>(
+    out: &mut W,
+    size_prefix: i32,
+    header: &H,
+    header_version: i16,
+    body: &B,
+    version: i16,
+) -> Result<(), String> {
+    out.put_i32(size_prefix);
+    header
+        .encode(out, header_version)
+        .map_err(|e| e.to_string())?;
+    body.encode(out, version).map_err(|e| e.to_string())
+}
+
+/// Drops `written` bytes from the front of `chunks[first..]` (whole chunks are skipped, a
+/// partly written one is advanced): what a vectored write that took `written` bytes leaves.
+/// Returns the index of the first chunk with bytes left.
+pub fn skip_written(chunks: &mut [Bytes], mut first: usize, mut written: usize) -> usize {
+    use bytes::Buf;
+    while written > 0 && first < chunks.len() {
+        let chunk = &mut chunks[first];
+        if written >= chunk.len() {
+            written -= chunk.len();
+            first += 1;
+        } else {
+            chunk.advance(written);
+            written = 0;
+        }
+    }
+    first
 }
 
 /// A [`ByteBufMut`] that builds a [`Frame`], taking registered `Bytes` by reference.

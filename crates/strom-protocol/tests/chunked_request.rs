@@ -68,3 +68,22 @@ fn chunked_produce_frames_equal_contiguous_ones_and_share_the_batches() {
         assert!(!shared(&batches[1]), "a small batch is copied, v{version}");
     }
 }
+
+#[test]
+fn skip_written_drops_whole_chunks_then_advances_a_partial_one() {
+    use strom_protocol::chunked::skip_written;
+    let mut chunks = vec![
+        Bytes::from_static(b"abc"),
+        Bytes::from_static(b"defg"),
+        Bytes::from_static(b"hi"),
+    ];
+    assert_eq!(skip_written(&mut chunks, 0, 0), 0);
+    assert_eq!(skip_written(&mut chunks, 0, 3), 1);
+    assert_eq!(skip_written(&mut chunks, 1, 2), 1);
+    assert_eq!(&chunks[1][..], b"fg");
+    assert_eq!(skip_written(&mut chunks, 1, 3), 2);
+    assert_eq!(&chunks[2][..], b"i");
+    assert_eq!(skip_written(&mut chunks, 2, 1), 3);
+    // More than is left stops at the end.
+    assert_eq!(skip_written(&mut chunks, 3, 10), 3);
+}
