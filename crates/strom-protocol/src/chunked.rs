@@ -53,6 +53,14 @@ impl Frame {
         self.len_bytes == 0
     }
 
+    /// Whether one of the chunks is `bytes` itself (same address, same length): taken by
+    /// reference, not copied.
+    pub fn references(&self, bytes: &[u8]) -> bool {
+        self.chunks
+            .iter()
+            .any(|c| c.as_ptr() == bytes.as_ptr() && c.len() == bytes.len())
+    }
+
     /// The frame as one buffer (copies when it has several chunks); for tests and tools.
     pub fn to_contiguous(&self) -> Bytes {
         match self.chunks.as_slice() {
@@ -88,45 +96,44 @@ pub fn encode_request_frame<H: Encodable, B: Encodable>(
         .filter(|b| b.len() >= ZERO_COPY_MIN_BYTES)
         .map(Bytes::len)
         .sum();
-    let mut frame = ChunkedFrame::new((4 + size).saturating_sub(referenced), zero_copy);
-    put_frame(
-        &mut frame,
+    let parts = RequestParts {
         size_prefix,
         header,
         header_version,
         body,
         version,
-    )?;
+    };
+    let mut frame = ChunkedFrame::new((4 + size).saturating_sub(referenced), zero_copy);
+    parts.put(&mut frame)?;
     if let Some(frame) = frame.finish() {
         return Ok(frame);
     }
     // The encoder went back into bytes already taken: encode it contiguously.
     let mut contiguous = BytesMut::with_capacity(4 + size);
-    put_frame(
-        &mut contiguous,
-        size_prefix,
-        header,
-        header_version,
-        body,
-        version,
-    )?;
+    parts.put(&mut contiguous)?;
     Ok(Frame::single(contiguous.freeze()))
 }
 
-/// Writes the size prefix, the header and the body into `out`.
-fn put_frame<W: ByteBufMut, H: Encodable, B: Encodable>(
-    out: &mut W,
+/// What a request frame is made of.
+struct RequestParts<'a, H, B> {
     size_prefix: i32,
-    header: &H,
+    header: &'a H,
     header_version: i16,
-    body: &B,
+    body: &'a B,
     version: i16,
-) -> Result<(), String> {
-    out.put_i32(size_prefix);
-    header
-        .encode(out, header_version)
-        .map_err(|e| e.to_string())?;
-    body.encode(out, version).map_err(|e| e.to_string())
+}
+
+impl<H: Encodable, B: Encodable> RequestParts<'_, H, B> {
+    /// Writes the size prefix, the header and the body into `out`.
+    fn put<W: ByteBufMut>(&self, out: &mut W) -> Result<(), String> {
+        out.put_i32(self.size_prefix);
+        self.header
+            .encode(out, self.header_version)
+            .map_err(|e| e.to_string())?;
+        self.body
+            .encode(out, self.version)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Drops `written` bytes from the front of `chunks[first..]` (whole chunks are skipped, a
