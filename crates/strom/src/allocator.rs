@@ -37,13 +37,25 @@ pub fn keep_freed_memory() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
 }
 
+/// Touches `bytes` of heap, then frees it. Freed memory stays with the process (see
+/// [`keep_freed_memory`]), so the allocations of the next seconds land on pages the kernel
+/// already handed out, instead of faulting in fresh (transparent huge) pages one by one while
+/// the caller is being timed.
+pub fn warm_heap(bytes: usize) {
+    const CHUNK_BYTES: usize = 1024 * 1024;
+    let chunks: Vec<Vec<u8>> = (0..bytes / CHUNK_BYTES)
+        .map(|_| std::hint::black_box(vec![1u8; CHUNK_BYTES]))
+        .collect();
+    drop(std::hint::black_box(chunks));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// One test, not two: the option table is process-wide and tests run in parallel.
     #[test]
-    fn the_purge_delay_option_is_found_and_turned_off() {
+    fn the_purge_delay_option_is_found_and_turned_off_and_warmed_memory_stays() {
         if std::env::var_os(PURGE_DELAY_ENV).is_some() {
             return; // the operator's choice wins; nothing to check
         }
@@ -66,5 +78,24 @@ mod tests {
         // SAFETY: as above.
         let delay_ms = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
         assert_eq!(delay_ms, -1);
+
+        // With purging off, the heap `warm_heap` touched stays with the process.
+        let warm_bytes = 64 * 1024 * 1024;
+        warm_heap(warm_bytes);
+        let mut commit_bytes = 0usize;
+        // SAFETY: mi_process_info writes the out-parameters it is given and skips null ones.
+        unsafe {
+            libmimalloc_sys::mi_process_info(
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &mut commit_bytes,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        assert!(commit_bytes >= warm_bytes, "{commit_bytes} bytes held");
     }
 }

@@ -51,6 +51,9 @@ const RECORDS_PER_SEND_MAX: u64 = 128;
 /// Bytes of values one call sends at most (paced with `e2e`, every record of a call has a
 /// value buffer of its own, for its send time).
 const SEND_VALUE_BYTES_MAX: usize = 1024 * 1024;
+/// `--warm-heap-mib`: more than an e2e run of 100 B records at 3.45M msgs/s takes from the
+/// allocator (104 MiB; BENCHMARKS.md, tenth session).
+const WARM_HEAP_MIB_DEFAULT: usize = 160;
 /// Highest latency the histogram records (longer ones are clamped), in microseconds.
 const LATENCY_US_MAX: u64 = 600_000_000;
 /// `--interval-ms`: intervals reported at most (each holds a histogram of ~20 KiB); records
@@ -136,6 +139,11 @@ pub struct LoadArgs {
     /// in librdkafka: the bench measures the broker, and the check is the client's CPU.
     #[arg(long)]
     check_crcs: bool,
+    /// MiB of heap to touch and free before the clock starts, so that the run's allocations
+    /// reuse memory the process already holds instead of faulting in fresh pages while timed
+    /// (a warmed-up client, as a long-running producer or consumer is). 0: none.
+    #[arg(long, default_value_t = WARM_HEAP_MIB_DEFAULT)]
+    warm_heap_mib: usize,
 }
 
 /// The figures of one run.
@@ -157,6 +165,7 @@ pub fn main(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     let load = match &args.command {
         BenchCommand::Produce(load) | BenchCommand::Consume(load) | BenchCommand::E2e(load) => load,
     };
+    crate::allocator::warm_heap(load.warm_heap_mib.saturating_mul(1024 * 1024));
     let default_threads = match args.command {
         BenchCommand::E2e(_) => 1,
         _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
