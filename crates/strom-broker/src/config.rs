@@ -65,6 +65,12 @@ pub struct BrokerConfig {
     /// 0 (the default) means half of the open files limit at start (`strom server` first
     /// raises the soft limit to the hard one), leaving the rest to connections.
     pub log_open_files_max: usize,
+    /// MiB of heap `strom server` touches and frees before it starts serving (default 128; 0:
+    /// none). The allocator keeps freed memory (see the `strom` binary's `allocator.rs`), so the
+    /// first load after a start reuses it instead of faulting in fresh pages while it is served:
+    /// on the VM this project is measured on, the first e2e run after a start had p99 of 39-49
+    /// ms without it and 2.0-3.6 ms with it (BENCHMARKS.md, tenth session).
+    pub heap_warm_mib: usize,
     /// How often the log cleaner looks for compacted partitions to clean
     /// (`log.cleaner.backoff.ms`).
     pub log_cleaner_backoff_ms: u64,
@@ -121,6 +127,7 @@ impl Default for BrokerConfig {
             fetch_catchup_nice: 10,
             log_retention_check_interval_ms: 60_000,
             log_open_files_max: 0,
+            heap_warm_mib: 128,
             log_cleaner_backoff_ms: 15_000,
             offsets_topic_num_partitions: 50,
             offsets_topic_segment_bytes: 100 * 1024 * 1024,

@@ -40,7 +40,9 @@ pub fn keep_freed_memory() {
 /// Touches `bytes` of heap, then frees it. Freed memory stays with the process (see
 /// [`keep_freed_memory`]), so the allocations of the next seconds land on pages the kernel
 /// already handed out, instead of faulting in fresh (transparent huge) pages one by one while
-/// the caller is being timed.
+/// a request or a timed run waits (`strom server` at start, `strom bench` before its clock).
+/// On a virtual machine whose host takes freed memory back, a fresh 2 MiB page took ~5 ms to
+/// fault in (BENCHMARKS.md, tenth session).
 pub fn warm_heap(bytes: usize) {
     const CHUNK_BYTES: usize = 1024 * 1024;
     let chunks: Vec<Vec<u8>> = (0..bytes / CHUNK_BYTES)

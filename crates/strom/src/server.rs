@@ -51,6 +51,7 @@ pub struct ServerArgs {
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (config, pipelines) = build_config(args)?;
     raise_open_files_limit();
+    crate::allocator::warm_heap(config.heap_warm_mib.saturating_mul(1024 * 1024));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strom")
