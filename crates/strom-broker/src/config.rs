@@ -51,7 +51,9 @@ pub struct BrokerConfig {
     pub fetch_catchup_lag_bytes: u64,
     /// Bytes per second that catch-up reads may take, over the whole broker, while producers
     /// are active (an append within the last second); 0: no limit. With no producers they are
-    /// not limited.
+    /// not limited. Default 128 MiB/s: with 256 a consumer replaying 1 GB cut a 7M msgs/s
+    /// producer to 0.74-0.81 of its rate on the 2-core benchmark VM, with 128 to 0.89-0.94
+    /// (BENCHMARKS.md, tenth session).
     pub fetch_catchup_bytes_per_sec: u64,
     /// Threads that move the bytes of catch-up reads.
     pub fetch_catchup_threads: usize,
@@ -122,7 +124,7 @@ impl Default for BrokerConfig {
             connections_max_idle_ms: 600_000,
             fetch_response_bytes_max: 64 * 1024 * 1024,
             fetch_catchup_lag_bytes: 64 * 1024 * 1024,
-            fetch_catchup_bytes_per_sec: 256 * 1024 * 1024,
+            fetch_catchup_bytes_per_sec: 128 * 1024 * 1024,
             fetch_catchup_threads: 2,
             fetch_catchup_nice: 10,
             log_retention_check_interval_ms: 60_000,
