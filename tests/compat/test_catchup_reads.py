@@ -21,7 +21,11 @@ from stromtest import (assert_serving, consume_range, create_topic, kcat, produc
 
 PARTITIONS = 3
 MESSAGES = 9_000
-CATCHUP = {"fetch_catchup_lag_bytes": 65536, "fetch_catchup_threads": 2, "fetch_catchup_nice": 15}
+# The tail window is off here, so data read right after it was written counts as old.
+CATCHUP = {"fetch_catchup_lag_bytes": 65536, "fetch_catchup_tail_ms": 0, "fetch_catchup_threads": 2,
+           "fetch_catchup_nice": 15}
+# With a tail window: bytes appended within it do not count towards the 64 KiB.
+TAIL_WINDOW_MS = 8000
 
 
 def value_of(i: int) -> bytes:
@@ -123,6 +127,31 @@ def test_tail_reads_do_not_use_the_catch_up_threads(broker_factory):
     assert [m.value() for m in got] == [value_of(i) for i in range(100)]
     after = sum(ns for _, _, ns in catchup_threads(broker.proc.pid))
     assert after == before, "a read 20 KB behind the end went through the catch-up threads"
+
+
+def test_a_consumer_close_behind_the_producers_is_no_catch_up_read(broker_factory):
+    # ~800 KB per partition, far more than the 64 KiB threshold, but all of it written within
+    # the tail window: a consumer that far behind a fast partition is tailing, and reads the
+    # normal way. Once the window has passed, the same bytes are old: a catch-up read.
+    broker = broker_factory(config={**CATCHUP, "fetch_catchup_tail_ms": TAIL_WINDOW_MS})
+    topic = unique_topic("near")
+    filled = time.monotonic()
+    expected = fill(broker.bootstrap, topic)
+    before = settled_catchup_cpu_ns(broker.proc.pid)
+    got = consume_range(broker.bootstrap, topic, 0, 0, len(expected[0]))
+    assert [m.value() for m in got] == expected[0]
+    read_at = time.monotonic()
+    if read_at - filled < TAIL_WINDOW_MS / 1000 / 2:
+        # (A machine so slow that the fill and the read took half the window proves nothing.)
+        assert settled_catchup_cpu_ns(broker.proc.pid) == before, \
+            "a read of bytes written within the tail window went through the catch-up threads"
+    time.sleep(max(0.0, filled + TAIL_WINDOW_MS / 1000 + 0.5 - time.monotonic()))
+    before = settled_catchup_cpu_ns(broker.proc.pid)
+    got = consume_range(broker.bootstrap, topic, 1, 0, len(expected[1]))
+    assert [m.value() for m in got] == expected[1]
+    after = sum(ns for _, _, ns in catchup_threads(broker.proc.pid))
+    assert after > before, "a read of old bytes did not go through the catch-up threads"
+    assert_serving(broker.bootstrap)
 
 
 def test_catch_up_can_be_turned_off(broker_factory):

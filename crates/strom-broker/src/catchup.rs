@@ -59,6 +59,57 @@ const IOV_CHUNKS_MAX: usize = 64;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Samples [`RecentAppends`] keeps at most: with one per eighth of the tail window, two
+/// windows' worth.
+const RECENT_SAMPLES_MAX: usize = 16;
+
+/// How many bytes a partition received lately, so a fetch can tell a consumer close behind
+/// the producers (however many bytes that is on a fast partition) from one replaying old data.
+///
+/// Without it, a consumer of a partition written at 400 MB/s that fell 64 MiB behind (160 ms:
+/// a stall of the consumer or of the machine) had its fetches turned into catch-up reads,
+/// limited to `fetch_catchup_bytes_per_sec` and run at a lower priority, so it fell further
+/// behind for as long as the producers kept writing.
+///
+/// Appends are sampled (the partition's running byte count, at most one sample per eighth of
+/// the window), so [`RecentAppends::bytes_within`] may miss up to an eighth of a window of
+/// appends: it errs towards calling a read a catch-up read, as before.
+#[derive(Debug, Default)]
+pub struct RecentAppends {
+    /// Bytes appended since the partition was opened on this node.
+    total_bytes: u64,
+    /// `(time_ms, total_bytes before the append at time_ms)`, oldest first.
+    samples: std::collections::VecDeque<(i64, u64)>,
+}
+
+impl RecentAppends {
+    /// Notes an append of `bytes` at `now_ms`, sampling for a tail window of `window_ms`.
+    pub fn record(&mut self, now_ms: i64, bytes: u64, window_ms: u64) {
+        let spacing_ms = (window_ms / 8).max(1) as i64;
+        let due = self
+            .samples
+            .back()
+            .is_none_or(|&(at_ms, _)| now_ms.saturating_sub(at_ms) >= spacing_ms);
+        if due {
+            if self.samples.len() == RECENT_SAMPLES_MAX {
+                self.samples.pop_front();
+            }
+            self.samples.push_back((now_ms, self.total_bytes));
+        }
+        self.total_bytes = self.total_bytes.saturating_add(bytes);
+    }
+
+    /// Bytes appended within `window_ms` before `now_ms` (counted from the first sample in
+    /// the window, so possibly fewer).
+    pub fn bytes_within(&self, now_ms: i64, window_ms: u64) -> u64 {
+        let since_ms = now_ms.saturating_sub(window_ms.min(i64::MAX as u64) as i64);
+        self.samples
+            .iter()
+            .find(|&&(at_ms, _)| at_ms >= since_ms)
+            .map_or(0, |&(_, before)| self.total_bytes - before)
+    }
+}
+
 /// The byte budget of catch-up reads while producers are active: a token bucket filled at
 /// `bytes_per_sec`, holding at most [`BUDGET_BURST_MS`] of it. A read takes its bytes at once (the
 /// bucket may go negative) and waits until the bucket would have covered them.
@@ -303,6 +354,39 @@ mod tests {
         let (server, _) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
         (server, client)
+    }
+
+    #[test]
+    fn recent_appends_count_the_bytes_of_the_window_only() {
+        let mut recent = RecentAppends::default();
+        assert_eq!(recent.bytes_within(10_000, 1000), 0, "nothing appended");
+        // 100 bytes every 50 ms from t = 0 to t = 2950: sampled at the first append at least
+        // 125 ms after the last sample, so at t = 0, 150, 300, ..., 2850 (the last 16 kept).
+        for step in 0..60 {
+            recent.record(step * 50, 100, 1000);
+        }
+        assert_eq!(recent.samples.len(), RECENT_SAMPLES_MAX);
+        assert_eq!(recent.samples.front(), Some(&(600, 1200)));
+        // The window [1990, 2990] holds 20 appends; counted from the sample at 2100: 18.
+        assert_eq!(recent.bytes_within(2990, 1000), 1800);
+        // A window reaching past the oldest kept sample counts from it.
+        assert_eq!(recent.bytes_within(2990, 60_000), 4800);
+        // Long after the last append, nothing is recent.
+        assert_eq!(recent.bytes_within(10_000, 1000), 0);
+        // A burst after a pause counts from its own first append.
+        recent.record(20_000, 7, 1000);
+        recent.record(20_001, 5, 1000);
+        assert_eq!(recent.bytes_within(20_500, 1000), 12);
+    }
+
+    #[test]
+    fn recent_appends_survive_a_clock_that_steps_back() {
+        let mut recent = RecentAppends::default();
+        recent.record(5000, 10, 1000);
+        recent.record(1000, 10, 1000);
+        recent.record(i64::MIN, 10, 1000);
+        assert_eq!(recent.bytes_within(5000, 1000), 30);
+        assert_eq!(recent.bytes_within(i64::MIN, u64::MAX), 30);
     }
 
     #[tokio::test]

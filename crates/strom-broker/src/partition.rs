@@ -120,6 +120,8 @@ pub struct Partition {
     pub rules: RwLock<ProduceRules>,
     /// Publishes the log end offset after every append (and truncation) so long polls wake.
     log_end_offset_sender: watch::Sender<i64>,
+    /// Bytes appended lately, which a fetch's lag does not count (`fetch_catchup_tail_ms`).
+    pub recent_appends: Mutex<crate::catchup::RecentAppends>,
 }
 
 /// Leadership facts of a partition from the metadata image.
@@ -515,6 +517,7 @@ impl ReplicaManager {
             leadership: RwLock::new(leadership),
             rules: RwLock::new(rules),
             log_end_offset_sender: sender,
+            recent_appends: Mutex::default(),
         })
     }
 

@@ -18,7 +18,7 @@ use strom_storage::{FileRegion, ReadPlan, StorageError};
 
 use crate::errors::storage_error_code;
 use crate::partition::Partition;
-use crate::state::BrokerState;
+use crate::state::{now_ms, BrokerState};
 
 /// Longest a fetch may wait, whatever the client asks for.
 const FETCH_WAIT_MS_MAX: u64 = 300_000;
@@ -61,8 +61,9 @@ struct Target {
 }
 
 /// Answers a fetch; the flag says whether it is a catch-up read (one of its partitions is
-/// read from at least `fetch_catchup_lag_bytes` behind its end), whose bytes were read on
-/// the catch-up threads and should be written by them too.
+/// read from at least `fetch_catchup_lag_bytes` behind its end, not counting what it received
+/// within `fetch_catchup_tail_ms`), whose bytes were read on the catch-up threads and should
+/// be written by them too.
 pub async fn handle(
     state: &BrokerState,
     version: i16,
@@ -119,7 +120,7 @@ pub async fn handle(
             .iter()
             .filter_map(|t| t.partition.as_ref().ok().map(|p| p.subscribe()))
             .collect();
-        let planned = plan_partitions(&targets, response_bytes_max);
+        let planned = plan_partitions(state, &targets, response_bytes_max);
         let waited_enough = wait_ms == 0 || Instant::now() >= deadline;
         if planned.bytes_total >= min_bytes
             || planned.any_error
@@ -129,7 +130,7 @@ pub async fn handle(
             return read_planned(state, topics, planned).await;
         }
         if !wait_for_append(&mut receivers, deadline).await {
-            let planned = plan_partitions(&targets, response_bytes_max);
+            let planned = plan_partitions(state, &targets, response_bytes_max);
             return read_planned(state, topics, planned).await;
         }
     }
@@ -155,11 +156,14 @@ struct Planned {
     partitions: Vec<(usize, PartitionData, Vec<FileRegion>)>,
     bytes_total: usize,
     any_error: bool,
-    /// The largest distance, in bytes, between a read's start and its partition's log end.
+    /// The largest distance, in bytes, between a read's start and its partition's log end,
+    /// less what the partition received within `fetch_catchup_tail_ms`.
     lag_bytes_max: u64,
 }
 
-fn plan_partitions(targets: &[Target], response_bytes_max: usize) -> Planned {
+fn plan_partitions(state: &BrokerState, targets: &[Target], response_bytes_max: usize) -> Planned {
+    let tail_ms = state.config.fetch_catchup_tail_ms;
+    let now = now_ms();
     let mut planned = Planned {
         partitions: Vec::with_capacity(targets.len()),
         bytes_total: 0,
@@ -189,7 +193,13 @@ fn plan_partitions(targets: &[Target], response_bytes_max: usize) -> Planned {
                     .iter()
                     .map(FileRegion::len_bytes)
                     .sum::<usize>();
-                planned.lag_bytes_max = planned.lag_bytes_max.max(plan.lag_bytes);
+                let recent_bytes = if tail_ms > 0 && plan.lag_bytes > 0 {
+                    partition.recent_appends.lock().bytes_within(now, tail_ms)
+                } else {
+                    0
+                };
+                let lag_bytes = plan.lag_bytes.saturating_sub(recent_bytes);
+                planned.lag_bytes_max = planned.lag_bytes_max.max(lag_bytes);
                 regions = plan.regions;
             }
         }

@@ -162,6 +162,11 @@ fn append(
         AppendOutcome::Appended(info) => {
             partition.publish_log_end_offset(log_end_offset);
             state.catch_up_budget.appended();
+            partition.recent_appends.lock().record(
+                now,
+                batches.len() as u64,
+                state.config.fetch_catchup_tail_ms,
+            );
             Ok(Appended {
                 base_offset: info.base_offset,
                 log_append_time_ms: log_append_time_ms.unwrap_or(-1),
