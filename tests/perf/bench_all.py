@@ -22,7 +22,8 @@ unpaced: the most each carries, so the e2e rate's share of it shows how much roo
 to work off a stall). The suite also writes 512 MiB into new page cache pages first and reports
 the MB/s (this VM: 0.4-3 GB/s, depending on whether the host still backs its free memory). Each e2e run follows a `latency-floor pipeline` run at the same
 rate (the same pacing and linger into a pipeline that only moves bytes: the latency no broker can
-beat here), and the e2e row's ratio is Strom's p99 over the floor's. The suite starts with
+beat here; its records are FLOOR_RECORD_OVERHEAD_BYTES larger, so it writes as many bytes into the
+page cache as Strom's log does), and the e2e row's ratio is Strom's p99 over the floor's. The suite starts with
 `latency-floor gaps` (how long threads go without running on this machine). The broker runs with defaults on a free port, data in a temporary
 directory, HTTP off; each run uses a new topic, deleted after it (except the one consume reads),
 and starts after an `fsync` of everything dirty, so runs meet the same page cache.
@@ -50,6 +51,12 @@ WIRE_LIMIT_BUILD = Path(tempfile.gettempdir()) / "wire-limit-build"
 FLOOR = Path(os.environ.get("LATENCY_FLOOR_BIN", ROOT / "target" / "release" / "latency-floor"))
 
 MESSAGES = {100: 4_000_000, 1000: 1_000_000}
+# Bytes a record of N value bytes takes in Strom's log beyond N (Kafka's record framing: length,
+# attributes, timestamp and offset deltas, key and value lengths, header count): ~110 B are
+# stored per 100 B record. The floor's records are this much larger, so both write the same
+# bytes into the page cache, whose new pages are this VM's scarcest resource (BENCHMARKS.md,
+# eleventh session: each run's pages come from what the run before it freed).
+FLOOR_RECORD_OVERHEAD_BYTES = 10
 
 
 def free_port() -> int:
@@ -273,7 +280,8 @@ def main() -> None:
                 for i in range(args.runs):
                     os.sync()
                     reporting = page_reporting()
-                    run = floor("pipeline", "--rate", str(rate), "--seconds", "5", "--size", str(size),
+                    run = floor("pipeline", "--rate", str(rate), "--seconds", "5",
+                                "--size", str(size + FLOOR_RECORD_OVERHEAD_BYTES),
                                 "--linger-ms", "1", "--interval-ms", "500",
                                 "--batch-bytes", str(args.e2e_batch_bytes))
                     run["reported_mib"] = reported_mib_since(reporting)
@@ -298,7 +306,8 @@ def main() -> None:
                 floor_max = results.setdefault(f"floor-max-{size}", [])
                 for i in range(min(args.runs, 3)):
                     os.sync()
-                    run = floor("pipeline", "--rate", str(int(base * 5)), "--seconds", "0.6", "--size", str(size),
+                    run = floor("pipeline", "--rate", str(int(base * 5)), "--seconds", "0.6",
+                                "--size", str(size + FLOOR_RECORD_OVERHEAD_BYTES),
                                 "--linger-ms", "1", "--batch-bytes", str(args.e2e_batch_bytes))
                     floor_max.append(run)
                     print(f"floor-max-{size} run {i + 1}: {json.dumps(run)}", file=sys.stderr)
