@@ -207,3 +207,83 @@ def test_clean_shutdown_and_restart_keeps_everything(broker):
     for part in range(3):
         got = consume_range(broker.bootstrap, topic, part, 0)
         assert [m.value() for m in got] == [m["value"] for m in msgs if m["partition"] == part]
+
+
+# ------------------------------------------------------------- prefaulted (preallocated) segments
+
+@pytest.mark.timeout(180)
+def test_sigkill_with_prefaulted_segments(broker_factory):
+    """With every large append prefaulted, segment files extend past their data (zeros). A
+    SIGKILL under load leaves such a tail in the active segment; recovery must cut it and keep
+    every acknowledged message, and segments that rolled meanwhile must end at their last batch
+    (a closed segment with zeros would count as damaged and drop every later segment)."""
+    import json
+    import urllib.request
+
+    b = broker_factory(config={"log_prefault_always": True,
+                               "log_prefault_ahead_bytes_max": 4 * 1024 * 1024})
+    topic = unique_topic("crash-prefault")
+    # Segments of 4 MiB: several roll within the load.
+    create_topic(b.bootstrap, topic, partitions=1, config={"segment.bytes": 4 * 1024 * 1024})
+    rec = Recorder()
+    # Batches of up to 64 KiB (1 KB values): appends large enough to be prefaulted.
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "1", "linger.ms": 5,
+                  "batch.size": 65536, "message.timeout.ms": 30000, "retries": 1000,
+                  "retry.backoff.ms": 100, "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500,
+                  "queue.buffering.max.messages": 50000}, logger=RDKAFKA_LOG)
+
+    def prefault_jobs() -> int:
+        with urllib.request.urlopen(f"{b.http}/health", timeout=5) as r:
+            return json.load(r)["prefault"]["jobs_done"]
+
+    i = 0
+    deadline = time.monotonic() + 30
+    # Load until a few segments rolled and the prefault thread ran, then SIGKILL mid-load.
+    while True:
+        try:
+            p.produce(topic, value=f"msg-{i:08d}".encode() + b"x" * 1000, partition=0, on_delivery=rec.cb)
+            i += 1
+        except BufferError:
+            p.poll(0.01)
+        p.poll(0)
+        if i % 2000 == 0:
+            rolled = len(list(b.partition_dir(topic, 0).glob("[0-9]" * 20 + ".log"))) >= 3
+            if rolled and prefault_jobs() > 0:
+                break
+        assert time.monotonic() < deadline, "no rolls or no prefaulting within 30 s"
+    # Keep the load going briefly so the kill lands in the middle of writes.
+    until = time.monotonic() + 0.3
+    while time.monotonic() < until:
+        try:
+            p.produce(topic, value=f"msg-{i:08d}".encode() + b"x" * 1000, partition=0, on_delivery=rec.cb)
+            i += 1
+        except BufferError:
+            p.poll(0.01)
+        p.poll(0)
+    acked_before_kill = len(rec.acked)
+    b.kill()
+    segments = sorted(b.partition_dir(topic, 0).glob("[0-9]" * 20 + ".log"))
+    active = segments[-1].read_bytes()
+    active_batches = kwire.parse_batches(active)
+    data_end = active_batches[-1]["end"] if active_batches else 0
+    print(f"{len(segments)} segments; active {len(active)} B on disk, batches end at {data_end}")
+    for seg in segments[:-1]:
+        data = seg.read_bytes()
+        assert kwire.parse_batches(data)[-1]["end"] == len(data), f"{seg.name} does not end at its last batch"
+
+    b.start()
+    p.flush(60)
+    assert acked_before_kill > 1000, f"only {acked_before_kill} acks before the kill"
+    log = read_partition(b.bootstrap, topic, 0)
+    assert [o for o, _ in log] == list(range(len(log))), "offsets not contiguous from 0"
+    stored = dict(log)
+    for (_, off), value in rec.acked.items():
+        assert stored.get(off) == value, f"acknowledged 0@{off} missing or different"
+    [(_, off, _)] = produce_sync(producer(b.bootstrap), topic, [dict(value=b"after-restart", partition=0)])
+    assert off == len(log)
+
+    # After a clean stop every segment file ends at its last batch.
+    b.stop()
+    for seg in sorted(b.partition_dir(topic, 0).glob("[0-9]" * 20 + ".log")):
+        data = seg.read_bytes()
+        assert kwire.parse_batches(data)[-1]["end"] == len(data), f"{seg.name} ends past its last batch"

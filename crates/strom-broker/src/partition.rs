@@ -18,7 +18,8 @@ use strom_metadata::topic_config::effective_value;
 use strom_metadata::{MetadataImage, TopicImage};
 use strom_storage::batch::{BatchValidation, TimestampType};
 use strom_storage::{
-    CompactionConfig, FileCache, LogConfig, LogOpenOptions, PartitionLog, StorageError,
+    CompactionConfig, FileCache, LogConfig, LogOpenOptions, PartitionLog, PrefaultStats,
+    Prefaulter, StorageError,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -159,25 +160,48 @@ pub struct ReplicaManager {
     data_dir: PathBuf,
     topic_defaults: BTreeMap<String, String>,
     files: Arc<FileCache>,
+    prefaulter: Option<Arc<Prefaulter>>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
 }
 
 impl ReplicaManager {
     /// An empty manager for partitions under `data_dir`, keeping at most `open_files_max`
-    /// segment files open.
+    /// segment files open and, unless `prefault_ahead_bytes_max` is 0, up to that many bytes
+    /// of page cache ready ahead of each busy partition's appends while new pages are slow
+    /// (or always, if `prefault_always`; see `strom_storage::prefault`). A prefault thread that cannot start is logged and done
+    /// without.
     pub fn new(
         node_id: i32,
         data_dir: &Path,
         topic_defaults: BTreeMap<String, String>,
         open_files_max: usize,
+        prefault_ahead_bytes_max: u64,
+        prefault_always: bool,
     ) -> Self {
+        let prefaulter = if prefault_ahead_bytes_max == 0 {
+            None
+        } else {
+            match Prefaulter::start(prefault_ahead_bytes_max, prefault_always) {
+                Ok(prefaulter) => Some(prefaulter),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot start the prefault thread; appends fault their pages in themselves");
+                    None
+                }
+            }
+        };
         ReplicaManager {
             node_id,
             data_dir: data_dir.to_path_buf(),
             topic_defaults,
             files: FileCache::new(open_files_max),
+            prefaulter,
             partitions: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The prefault thread's counters (`None` when prefaulting is off).
+    pub fn prefault_stats(&self) -> Option<PrefaultStats> {
+        self.prefaulter.as_ref().map(|p| p.stats())
     }
 
     /// The budget of open segment files shared by the hosted logs.
@@ -308,6 +332,7 @@ impl ReplicaManager {
         let options = LogOpenOptions {
             files: self.files.clone(),
             clean_shutdown,
+            prefaulter: self.prefaulter.clone(),
         };
         for (key, opened) in self.open_partitions(to_open, now_ms, &options) {
             match opened {

@@ -54,6 +54,8 @@ impl BrokerState {
             &config.data_dir,
             config.topic_defaults.clone(),
             config.log_open_files_max_effective(),
+            config.log_prefault_ahead_bytes_max,
+            config.log_prefault_always,
         );
         let image = Arc::new(controller.image().clone());
         // After a clean shutdown the logs are opened without scanning their active segments;

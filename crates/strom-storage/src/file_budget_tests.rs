@@ -25,6 +25,7 @@ fn open(dir: &Path, files: &Arc<FileCache>, clean_shutdown: bool) -> PartitionLo
     let options = LogOpenOptions {
         files: files.clone(),
         clean_shutdown,
+        prefaulter: None,
     };
     PartitionLog::open_with(dir, small_config(), NOW_MS, &options).unwrap()
 }
@@ -171,6 +172,7 @@ fn clean_shutdown_open_trusts_the_active_segment_and_matches_a_full_recovery() {
     let options = LogOpenOptions {
         files: files.clone(),
         clean_shutdown: false,
+        prefaulter: None,
     };
     let mut log = PartitionLog::open_with(&dir, config.clone(), NOW_MS, &options).unwrap();
     for round in 0..40 {
@@ -188,6 +190,7 @@ fn clean_shutdown_open_trusts_the_active_segment_and_matches_a_full_recovery() {
     let clean = LogOpenOptions {
         files: files.clone(),
         clean_shutdown: true,
+        prefaulter: None,
     };
     let mut log = PartitionLog::open_with(&dir, config.clone(), NOW_MS, &clean).unwrap();
     assert_eq!(log.log_end_offset(), end);

@@ -32,6 +32,9 @@ mod file_budget_tests;
 mod index;
 mod io;
 pub mod log;
+pub mod prefault;
+#[cfg(test)]
+mod prefault_tests;
 pub mod producer_state;
 #[cfg(test)]
 mod producer_tests;
@@ -50,4 +53,5 @@ pub use io::{default_open_files_max, open_files_limit, FileCache, FileCacheStats
 pub use log::{
     AppendInfo, AppendOutcome, LogOpenOptions, PartitionLog, PendingFlush, ReadPlan, RetiredFiles,
 };
+pub use prefault::{PrefaultStats, Prefaulter};
 pub use producer_state::{ProducerStateError, Verdict};

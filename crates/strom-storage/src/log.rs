@@ -17,6 +17,7 @@ use crate::error::{Result, StorageError};
 use crate::io::{
     remove_file, sync_data_in_steps, sync_dir, FileCache, FileRegion, WRITE_BACK_STEP_BYTES,
 };
+use crate::prefault::{thread_cpu_ns, ColdPages, Prefaulter};
 use crate::producer_state::{snapshot_path, ProducerStateError, ProducerStateManager, Verdict};
 use crate::segment::{segment_file_name, Segment, NO_TIMESTAMP};
 
@@ -61,14 +62,18 @@ pub struct LogOpenOptions {
     /// [`crate::checkpoint::CLEAN_SHUTDOWN_FILE_NAME`]): every log was closed cleanly, so the
     /// active segment is not scanned (only the tail after its last index entry is checked).
     pub clean_shutdown: bool,
+    /// The thread that fills the page cache ahead of large appends (see `prefault.rs`);
+    /// `None`: appends fault their pages in themselves.
+    pub prefaulter: Option<Arc<Prefaulter>>,
 }
 
 impl Default for LogOpenOptions {
-    /// The process-wide [`FileCache::shared`], recovery as after a crash.
+    /// The process-wide [`FileCache::shared`], recovery as after a crash, no prefaulting.
     fn default() -> LogOpenOptions {
         LogOpenOptions {
             files: FileCache::shared(),
             clean_shutdown: false,
+            prefaulter: None,
         }
     }
 }
@@ -103,6 +108,9 @@ pub struct PartitionLog {
     pub(crate) producers: ProducerStateManager,
     pub(crate) cleaner: CleanerCheckpoint,
     pub(crate) files: Arc<FileCache>,
+    prefaulter: Option<Arc<Prefaulter>>,
+    /// Whether appends are prefaulted now (new pages were slow lately).
+    cold_pages: ColdPages,
     /// The checkpoint as last written (or read), so unchanged ones are not written again.
     written_checkpoint: Option<Checkpoint>,
     /// Files of segments retention removed, renamed to `*.deleted` and waiting to be unlinked
@@ -202,6 +210,8 @@ impl PartitionLog {
             producers: ProducerStateManager::new(dir),
             cleaner: CleanerCheckpoint::read(dir),
             files: options.files.clone(),
+            prefaulter: options.prefaulter.clone(),
+            cold_pages: ColdPages::default(),
             written_checkpoint: checkpoint,
             retired_files: Vec::new(),
         };
@@ -366,8 +376,19 @@ impl PartitionLog {
             }
             .into());
         }
+        // Large appends into pages nobody prepared are timed: slow ones mean new pages are
+        // expensive here, and the appends that follow are prefaulted (see `prefault.rs`).
+        let timed = (self.prefaulter.as_ref().is_some_and(|p| !p.always())
+            && ColdPages::worth_timing(blob.len())
+            && self.active().preallocated_bytes() < blob.len() as u64)
+            .then(thread_cpu_ns);
         self.active_mut().append(blob, now_ms)?;
         debug_assert_eq!(self.log_end_offset(), next_offset);
+        if let Some(started_ns) = timed {
+            let cpu_ns = thread_cpu_ns().saturating_sub(started_ns);
+            self.cold_pages.record_unprefaulted(blob.len(), cpu_ns);
+        }
+        self.prefault_after_append(blob.len());
         for (header, _) in batch::batches(blob).flatten() {
             if header.producer_id >= 0 {
                 self.producers.record(&header);
@@ -393,6 +414,32 @@ impl PartitionLog {
             log_append_time_ms: log_append_time_ms.unwrap_or(-1),
             log_start_offset: self.log_start_offset,
         })
+    }
+
+    /// After an append of `append_bytes`: extends the active segment file past its data and
+    /// has the prefaulter fill the page cache there (see `prefault.rs`), if the append was
+    /// large, new pages were found expensive lately and the file is not extended far enough
+    /// already. A failure is logged, not
+    /// returned: the append it follows succeeded, and appends work without it.
+    fn prefault_after_append(&mut self, append_bytes: usize) {
+        let Some(prefaulter) = &self.prefaulter else {
+            return;
+        };
+        let ahead_bytes = prefaulter.ahead_bytes_for(append_bytes);
+        if ahead_bytes == 0 || !(prefaulter.always() || self.cold_pages.take(append_bytes)) {
+            return;
+        }
+        let prefaulter = prefaulter.clone();
+        // A segment rolls before it would pass `segment.bytes`: space beyond would be trimmed
+        // unused.
+        let limit_bytes = self.config.segment_size_bytes_effective();
+        match self.active_mut().preallocate(ahead_bytes, limit_bytes) {
+            Ok(Some(job)) => prefaulter.submit(job),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(dir = %self.dir.display(), %error, "could not preallocate the active segment");
+            }
+        }
     }
 
     /// Records that `leader_epoch` starts at the log end offset, as a Kafka leader does when it
@@ -914,6 +961,9 @@ impl PartitionLog {
 
     fn close_with(mut self, durable: bool) -> Result<()> {
         self.take_retired_files().delete()?;
+        // The next open after a clean shutdown expects the active segment to end at its last
+        // batch.
+        self.active_mut().trim_preallocation()?;
         let log_end = self.log_end_offset();
         // A log without a single batch and without producers has no state to snapshot
         // (replaying it gives nothing): idle partitions create no file at shutdown.

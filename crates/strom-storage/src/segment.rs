@@ -12,6 +12,7 @@ use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::index::{OffsetEntry, OffsetIndex};
 use crate::io::{remove_file, FileCache, FileRegion, LogFile};
+use crate::prefault::PrefaultJob;
 use crate::time_index::{TimeEntry, TimeIndex};
 
 /// Marks "no timestamp", as Kafka's `RecordBatch.NO_TIMESTAMP`.
@@ -47,6 +48,10 @@ pub(crate) struct ScanOutcome {
     pub(crate) truncated_because: Option<String>,
     /// Leader epochs seen, as (epoch, base offset of the first batch with it), in log order.
     pub(crate) epochs: Vec<(i32, i64)>,
+    /// Bytes of zeros after the last batch that were cut off: preallocated space a crash left
+    /// behind (see `prefault.rs`), not damage. Only the active segment may end so; in a closed
+    /// segment the zeros count as a truncation.
+    pub(crate) zero_tail_bytes: u64,
 }
 
 impl Segment {
@@ -279,6 +284,8 @@ impl Segment {
     /// Walks the whole file from position 0, indexing each valid batch; truncates at the first
     /// invalid one.
     fn scan_and_index(&mut self, offset_limit: Option<i64>) -> Result<ScanOutcome> {
+        // Only the last segment has no limit from a next one, and only it is ever appended to.
+        let is_active = offset_limit.is_none();
         let relative_limit = self.base_offset.saturating_add(i64::from(u32::MAX));
         let offset_limit = offset_limit.map_or(relative_limit, |l| l.min(relative_limit));
         let mut reader = ChunkReader::default();
@@ -287,6 +294,7 @@ impl Segment {
         let mut outcome = ScanOutcome {
             truncated_because: None,
             epochs: Vec::new(),
+            zero_tail_bytes: 0,
         };
         while position < file_len_bytes {
             let checked = check_batch_at(
@@ -314,6 +322,20 @@ impl Segment {
             }
             self.index_batch(position, &header)?;
             position += header.size_bytes() as u64;
+        }
+        if outcome.truncated_because.is_some()
+            && is_active
+            && is_zeros(&mut reader, &self.log, position)?
+        {
+            outcome.truncated_because = None;
+            outcome.zero_tail_bytes = file_len_bytes - position;
+            tracing::info!(
+                path = %self.log.path().display(),
+                position,
+                zero_tail_bytes = outcome.zero_tail_bytes,
+                "cutting the preallocated space after the last batch"
+            );
+            self.log.truncate(position)?;
         }
         if let Some(reason) = &outcome.truncated_because {
             tracing::warn!(
@@ -440,16 +462,39 @@ impl Segment {
         Ok(())
     }
 
-    /// Seals the segment before it becomes a closed one: a final time index entry with the
-    /// largest timestamp, then fsync.
+    /// Extends the log file up to `ahead_bytes` past the data (at most to `limit_bytes`) for
+    /// a [`crate::prefault::Prefaulter`]; see [`LogFile::preallocate`].
+    pub(crate) fn preallocate(
+        &mut self,
+        ahead_bytes: u64,
+        limit_bytes: u64,
+    ) -> Result<Option<PrefaultJob>> {
+        self.log.preallocate(ahead_bytes, limit_bytes)
+    }
+
+    /// Cuts preallocated space after the data (see [`Segment::preallocate`]).
+    pub(crate) fn trim_preallocation(&mut self) -> Result<()> {
+        self.log.trim_preallocation()
+    }
+
+    /// Bytes the log file extends past the data (see [`Segment::preallocate`]).
+    pub(crate) fn preallocated_bytes(&self) -> u64 {
+        self.log.file_len_bytes() - self.log.len_bytes()
+    }
+
+    /// Seals the segment before it becomes a closed one: preallocated space cut, a final time
+    /// index entry with the largest timestamp, then fsync.
     pub(crate) fn seal(&mut self) -> Result<()> {
+        self.trim_preallocation()?;
         self.append_time_entry_if_grown()?;
         self.sync()
     }
 
-    /// Closes the segment for appends without an fsync: the last time index entry and every
-    /// index entry go to the index files (page cache); [`crate::PendingFlush`] fsyncs them later.
+    /// Closes the segment for appends without an fsync: preallocated space cut, the last time
+    /// index entry and every index entry go to the index files (page cache);
+    /// [`crate::PendingFlush`] fsyncs them later.
     pub(crate) fn seal_unsynced(&mut self) -> Result<()> {
+        self.trim_preallocation()?;
         self.append_time_entry_if_grown()?;
         self.persist_indexes(false)
     }
@@ -792,6 +837,29 @@ fn check_batch_at(
 }
 
 /// Sequential reader over a segment file in large chunks, for recovery scans.
+/// Whether the file holds only zero bytes from `position` to its end (at most
+/// `ZERO_TAIL_CHECK_BYTES_MAX` of them: a longer run is not preallocated space).
+fn is_zeros(reader: &mut ChunkReader, file: &LogFile, position: u64) -> Result<bool> {
+    let end = file.len_bytes();
+    if end.saturating_sub(position) > ZERO_TAIL_CHECK_BYTES_MAX {
+        return Ok(false);
+    }
+    let mut at = position;
+    while at < end {
+        let len = ((end - at) as usize).min(SCAN_CHUNK_BYTES);
+        let bytes = reader.bytes(file, at, len)?;
+        if bytes.len() < len || bytes.iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        at += len as u64;
+    }
+    Ok(true)
+}
+
+/// Longest tail of zeros recovery takes for preallocated space (see [`is_zeros`]); the
+/// prefaulter never extends a file by more than the broker's `log_prefault_ahead_bytes_max`.
+const ZERO_TAIL_CHECK_BYTES_MAX: u64 = 256 * 1024 * 1024;
+
 #[derive(Default)]
 struct ChunkReader {
     buf: Vec<u8>,
