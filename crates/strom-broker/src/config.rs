@@ -76,9 +76,11 @@ pub struct BrokerConfig {
     /// Bytes of page cache a partition that appends large blobs (32 KiB or more at once)
     /// keeps ready past its data while its appends into new pages are slow, filled by a
     /// background thread so the appending thread does not fault new pages in itself
-    /// (`strom_storage::prefault`; on the benchmark VM a new page costs ~9 µs of CPU once
-    /// recently freed memory is used up, and sustained produce ran 12-18% faster with it).
-    /// Default 16 MiB; 0: off.
+    /// (`strom_storage::prefault`). Default 0: off. For sustained bulk writes on VMs where a
+    /// new page is expensive: on the benchmark VM (~9 µs of CPU per new page once recently
+    /// freed memory is used up) 16 MiB made a single partition's sustained produce rate 8%
+    /// higher, but the thread's CPU raised e2e p99 at moderate rates (BENCHMARKS.md, twelfth
+    /// session).
     pub log_prefault_ahead_bytes_max: u64,
     /// Prefault after every large append, whether new pages are slow or not (for tests, and
     /// machines where every new page is known to be expensive). Default false.
@@ -146,7 +148,7 @@ impl Default for BrokerConfig {
             fetch_catchup_nice: 10,
             log_retention_check_interval_ms: 60_000,
             log_open_files_max: 0,
-            log_prefault_ahead_bytes_max: 16 * 1024 * 1024,
+            log_prefault_ahead_bytes_max: 0,
             log_prefault_always: false,
             heap_warm_mib: 128,
             log_cleaner_backoff_ms: 15_000,

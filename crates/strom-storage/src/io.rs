@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::error::{Result, StorageError};
-use crate::prefault::PrefaultJob;
+use crate::prefault::{PrefaultJob, PrefaultState};
 
 /// Smallest budget of a [`FileCache`]: below this, appends to a few partitions would thrash.
 pub const OPEN_FILES_MIN: usize = 16;
@@ -208,6 +208,8 @@ pub(crate) struct LogFile {
     path: PathBuf,
     len_bytes: u64,
     file_len_bytes: u64,
+    /// Shared with the prefault thread (see [`PrefaultState`]).
+    prefault: Arc<PrefaultState>,
 }
 
 impl LogFile {
@@ -219,6 +221,7 @@ impl LogFile {
             path: path.to_path_buf(),
             len_bytes: 0,
             file_len_bytes: 0,
+            prefault: Arc::default(),
         };
         let file = log.open_handle(true)?;
         log.len_bytes = file
@@ -241,6 +244,7 @@ impl LogFile {
             path: path.to_path_buf(),
             len_bytes,
             file_len_bytes: len_bytes,
+            prefault: Arc::default(),
         })
     }
 
@@ -301,6 +305,7 @@ impl LogFile {
         let file = self.handle()?;
         if let Err(error) = file.write_all_at(bytes, self.len_bytes) {
             let len_bytes = self.len_bytes;
+            self.prefault.cancelled.store(true, Ordering::Release);
             match file.set_len(len_bytes) {
                 Ok(()) => self.file_len_bytes = len_bytes,
                 Err(trim) => {
@@ -331,6 +336,11 @@ impl LogFile {
         if ahead_bytes == 0 || self.file_len_bytes >= self.len_bytes + ahead_bytes / 2 {
             return Ok(None);
         }
+        if self.prefault.in_flight.load(Ordering::Acquire) {
+            // Extending now would wait for that job (see `PrefaultState`); the appends fault
+            // pages in themselves until it is done.
+            return Ok(None);
+        }
         let wanted = (self.len_bytes + ahead_bytes).div_ceil(STEP_BYTES) * STEP_BYTES;
         let new_len_bytes = wanted.min(limit_bytes);
         if new_len_bytes <= self.file_len_bytes {
@@ -341,10 +351,13 @@ impl LogFile {
             .map_err(|e| StorageError::io(format!("preallocating {}", self.path.display()), e))?;
         let from = self.file_len_bytes.max(self.len_bytes);
         self.file_len_bytes = new_len_bytes;
+        self.prefault.cancelled.store(false, Ordering::Release);
+        self.prefault.in_flight.store(true, Ordering::Release);
         Ok(Some(PrefaultJob {
             file,
             from,
             to: new_len_bytes,
+            state: self.prefault.clone(),
         }))
     }
 
@@ -384,8 +397,10 @@ impl LogFile {
         Ok(done)
     }
 
-    /// Cuts the file to `len_bytes`.
+    /// Cuts the file to `len_bytes` (a prefault job on it stops at its next chunk: the cut
+    /// waits for the chunk in progress).
     pub(crate) fn truncate(&mut self, len_bytes: u64) -> Result<()> {
+        self.prefault.cancelled.store(true, Ordering::Release);
         self.handle()?
             .set_len(len_bytes)
             .map_err(|e| StorageError::io(format!("truncating {}", self.path.display()), e))?;

@@ -8,7 +8,10 @@
 //! partition pays it inside the partition's lock, in every producer's latency
 //! (BENCHMARKS.md, twelfth session).
 //!
-//! A [`Prefaulter`] moves that work off the appending thread. Only while new pages are slow:
+//! A [`Prefaulter`] moves that work off the appending thread (the broker starts one only when
+//! `log_prefault_ahead_bytes_max` is set: its CPU competes with producers and consumers, and on
+//! the benchmark VM it raised e2e p99 at moderate rates while adding 8% to sustained produce
+//! into new pages). Only while new pages are slow:
 //! a log times its large appends that land in unprepared pages ([`ColdPages`]), and
 //! prefaulting pages that would have been cheap costs a burst ~10% (the kernel zeroes pages a
 //! full-page write would not). While they are slow, after an append of a large blob the log
@@ -27,7 +30,7 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
@@ -137,7 +140,8 @@ impl Prefaulter {
         let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         match queue.try_send(job) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
+                job.state.in_flight.store(false, Ordering::Release);
                 self.counters.jobs_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -227,6 +231,22 @@ pub(crate) fn thread_cpu_ns() -> u64 {
         .saturating_add(now.tv_nsec as u64)
 }
 
+/// What a log file and the prefault thread share about the file's job.
+///
+/// While the kernel reads a range of a file ahead, it holds the file's invalidate lock (shared),
+/// and changing the file's length (`ftruncate`, up or down) takes it exclusively: an append
+/// that extended or trimmed the file during its own job would wait for the job, and a job
+/// whose thread is preempted can hold that lock for a long time (500+ ms measured with a
+/// `SCHED_IDLE` prefault thread on a busy CPU). So a file is not extended while its job is in
+/// flight, and before a file is cut the job is told to stop at its next chunk.
+#[derive(Debug, Default)]
+pub(crate) struct PrefaultState {
+    /// A job for this file is queued or running.
+    pub(crate) in_flight: AtomicBool,
+    /// The file is being cut: a running job stops before its next chunk.
+    pub(crate) cancelled: AtomicBool,
+}
+
 /// A byte range of a segment file, past its data and within its (extended) length, whose page
 /// cache pages should exist before the appends reach it.
 #[derive(Debug)]
@@ -234,16 +254,26 @@ pub(crate) struct PrefaultJob {
     pub(crate) file: Arc<File>,
     pub(crate) from: u64,
     pub(crate) to: u64,
+    pub(crate) state: Arc<PrefaultState>,
 }
 
 impl PrefaultJob {
-    /// Asks the kernel to read the range ahead. Pages already cached (written meanwhile) are
-    /// skipped by the kernel; a range the file no longer reaches (trimmed, truncated) is
-    /// ignored. Errors are ignored too: prefaulting is only ever an optimisation.
+    /// Asks the kernel to read the range ahead, a chunk at a time, unless the file is being cut.
+    /// Pages already cached (written meanwhile) are skipped by the kernel; a range the file no
+    /// longer reaches is ignored. Errors are ignored too: prefaulting is only ever an
+    /// optimisation. Marks the job done at the end.
     pub(crate) fn run(&self) {
+        self.advise();
+        self.state.in_flight.store(false, Ordering::Release);
+    }
+
+    fn advise(&self) {
         let fd = self.file.as_raw_fd();
         let mut at = self.from;
         while at < self.to {
+            if self.state.cancelled.load(Ordering::Acquire) {
+                return;
+            }
             let len = ADVISE_CHUNK_BYTES.min(self.to - at);
             // SAFETY: posix_fadvise only reads its integer arguments; `fd` stays open while
             // `self.file` lives.
@@ -299,6 +329,7 @@ mod tests {
             file: file.clone(),
             from: 1 << 20,
             to: len_bytes,
+            state: Arc::new(PrefaultState::default()),
         }
         .run();
         let resident_after = resident_pages(&file, len_bytes);
@@ -346,6 +377,7 @@ mod tests {
                 file: file.clone(),
                 from: 0,
                 to: 0,
+                state: Arc::new(PrefaultState::default()),
             });
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -357,6 +389,32 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "{stats:?}");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn a_cancelled_job_advises_nothing_more_and_is_marked_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("sparse"))
+            .unwrap();
+        file.set_len(4 << 20).unwrap();
+        let file = Arc::new(file);
+        let state = Arc::new(PrefaultState::default());
+        state.in_flight.store(true, Ordering::Release);
+        state.cancelled.store(true, Ordering::Release);
+        PrefaultJob {
+            file: file.clone(),
+            from: 0,
+            to: 4 << 20,
+            state: state.clone(),
+        }
+        .run();
+        assert!(!state.in_flight.load(Ordering::Acquire));
+        assert_eq!(resident_pages(&file, 4 << 20), 0);
     }
 
     fn page_size() -> u64 {
