@@ -236,30 +236,33 @@ def test_sigkill_with_prefaulted_segments(broker_factory):
         with urllib.request.urlopen(f"{b.http}/health", timeout=5) as r:
             return json.load(r)["prefault"]["jobs_done"]
 
-    i = 0
+    sent = 0
+
+    def produce_until(done) -> None:
+        nonlocal sent
+        while not done():
+            try:
+                p.produce(topic, value=f"msg-{sent:08d}".encode() + b"x" * 1000, partition=0,
+                          on_delivery=rec.cb)
+                sent += 1
+            except BufferError:
+                p.poll(0.01)
+            p.poll(0)
+
     deadline = time.monotonic() + 30
-    # Load until a few segments rolled and the prefault thread ran, then SIGKILL mid-load.
-    while True:
-        try:
-            p.produce(topic, value=f"msg-{i:08d}".encode() + b"x" * 1000, partition=0, on_delivery=rec.cb)
-            i += 1
-        except BufferError:
-            p.poll(0.01)
-        p.poll(0)
-        if i % 2000 == 0:
-            rolled = len(list(b.partition_dir(topic, 0).glob("[0-9]" * 20 + ".log"))) >= 3
-            if rolled and prefault_jobs() > 0:
-                break
+
+    def rolled_and_prefaulted() -> bool:
         assert time.monotonic() < deadline, "no rolls or no prefaulting within 30 s"
-    # Keep the load going briefly so the kill lands in the middle of writes.
+        if sent == 0 or sent % 2000:
+            return False
+        rolled = len(list(b.partition_dir(topic, 0).glob("[0-9]" * 20 + ".log"))) >= 3
+        return rolled and prefault_jobs() > 0
+
+    # Load until a few segments rolled and the prefault thread ran, then keep it going briefly
+    # so the SIGKILL lands in the middle of writes.
+    produce_until(rolled_and_prefaulted)
     until = time.monotonic() + 0.3
-    while time.monotonic() < until:
-        try:
-            p.produce(topic, value=f"msg-{i:08d}".encode() + b"x" * 1000, partition=0, on_delivery=rec.cb)
-            i += 1
-        except BufferError:
-            p.poll(0.01)
-        p.poll(0)
+    produce_until(lambda: time.monotonic() >= until)
     acked_before_kill = len(rec.acked)
     b.kill()
     segments = sorted(b.partition_dir(topic, 0).glob("[0-9]" * 20 + ".log"))

@@ -16,12 +16,19 @@ const NOW_MS: i64 = 1_700_000_000_000;
 const RECORDS_PER_APPEND: usize = 40;
 const VALUE_BYTES: usize = 1000;
 
-fn options(prefaulter: &Arc<Prefaulter>, clean_shutdown: bool) -> LogOpenOptions {
-    LogOpenOptions {
+/// Opens the log in `dir` with `prefaulter`, as after a crash unless `clean_shutdown`.
+fn open(
+    dir: &Path,
+    config: LogConfig,
+    prefaulter: &Arc<Prefaulter>,
+    clean_shutdown: bool,
+) -> PartitionLog {
+    let options = LogOpenOptions {
         files: FileCache::new(64),
         clean_shutdown,
         prefaulter: Some(prefaulter.clone()),
-    }
+    };
+    PartitionLog::open_with(dir, config, NOW_MS, &options).unwrap()
 }
 
 fn config(segment_size_bytes: u64) -> LogConfig {
@@ -85,13 +92,7 @@ fn the_active_segment_extends_past_its_data_and_ends_at_it_after_a_roll_and_a_cl
     let dir = tempfile::tempdir().unwrap();
     let prefaulter = Prefaulter::start(4 << 20, true).unwrap();
     // Segments of 1 MiB: a roll every ~25 appends.
-    let mut log = PartitionLog::open_with(
-        dir.path(),
-        config(1 << 20),
-        NOW_MS,
-        &options(&prefaulter, false),
-    )
-    .unwrap();
+    let mut log = open(dir.path(), config(1 << 20), &prefaulter, false);
     let first = append_large(&mut log);
     wait_for_jobs(&prefaulter, 1);
     let lengths = file_lengths(dir.path());
@@ -120,13 +121,7 @@ fn the_active_segment_extends_past_its_data_and_ends_at_it_after_a_roll_and_a_cl
     log.close().unwrap();
     assert_eq!(file_lengths(dir.path()), data_lengths(dir.path()));
     crate::checkpoint::mark_clean_shutdown(dir.path()).unwrap();
-    let log = PartitionLog::open_with(
-        dir.path(),
-        config(1 << 20),
-        NOW_MS,
-        &options(&prefaulter, true),
-    )
-    .unwrap();
+    let log = open(dir.path(), config(1 << 20), &prefaulter, true);
     assert_eq!(log.log_end_offset(), end);
     assert_eq!(offsets(&log), (0..end).collect::<Vec<_>>());
 }
@@ -135,13 +130,7 @@ fn the_active_segment_extends_past_its_data_and_ends_at_it_after_a_roll_and_a_cl
 fn a_kill_leaves_zeros_past_the_data_that_recovery_cuts_without_losing_a_batch() {
     let dir = tempfile::tempdir().unwrap();
     let prefaulter = Prefaulter::start(4 << 20, true).unwrap();
-    let mut log = PartitionLog::open_with(
-        dir.path(),
-        LogConfig::default(),
-        NOW_MS,
-        &options(&prefaulter, false),
-    )
-    .unwrap();
+    let mut log = open(dir.path(), LogConfig::default(), &prefaulter, false);
     for _ in 0..10 {
         append_large(&mut log);
     }
@@ -156,13 +145,7 @@ fn a_kill_leaves_zeros_past_the_data_that_recovery_cuts_without_losing_a_batch()
     let bytes = std::fs::read(&files_with_extension(dir.path(), "log")[0]).unwrap();
     assert!(bytes[size_bytes as usize..].iter().all(|b| *b == 0));
 
-    let mut log = PartitionLog::open_with(
-        dir.path(),
-        LogConfig::default(),
-        NOW_MS,
-        &options(&prefaulter, false),
-    )
-    .unwrap();
+    let mut log = open(dir.path(), LogConfig::default(), &prefaulter, false);
     assert_eq!(log.log_end_offset(), end);
     assert_eq!(log.size_bytes(), size_bytes);
     assert_eq!(file_lengths(dir.path())[0], size_bytes);
@@ -178,13 +161,7 @@ fn a_kill_leaves_zeros_past_the_data_that_recovery_cuts_without_losing_a_batch()
 fn a_torn_batch_before_the_zeros_is_cut_with_them() {
     let dir = tempfile::tempdir().unwrap();
     let prefaulter = Prefaulter::start(4 << 20, true).unwrap();
-    let mut log = PartitionLog::open_with(
-        dir.path(),
-        LogConfig::default(),
-        NOW_MS,
-        &options(&prefaulter, false),
-    )
-    .unwrap();
+    let mut log = open(dir.path(), LogConfig::default(), &prefaulter, false);
     for _ in 0..3 {
         append_large(&mut log);
     }
@@ -198,13 +175,7 @@ fn a_torn_batch_before_the_zeros_is_cut_with_them() {
     std::os::unix::fs::FileExt::write_all_at(&file, &torn[..torn.len() / 2], whole_bytes).unwrap();
     drop(file);
 
-    let log = PartitionLog::open_with(
-        dir.path(),
-        LogConfig::default(),
-        NOW_MS,
-        &options(&prefaulter, false),
-    )
-    .unwrap();
+    let log = open(dir.path(), LogConfig::default(), &prefaulter, false);
     assert_eq!(log.log_end_offset(), whole_end);
     assert_eq!(file_lengths(dir.path())[0], whole_bytes);
 }
@@ -213,13 +184,7 @@ fn a_torn_batch_before_the_zeros_is_cut_with_them() {
 fn small_appends_and_truncation_leave_no_space_past_the_data() {
     let dir = tempfile::tempdir().unwrap();
     let prefaulter = Prefaulter::start(4 << 20, true).unwrap();
-    let mut log = PartitionLog::open_with(
-        dir.path(),
-        LogConfig::default(),
-        NOW_MS,
-        &options(&prefaulter, false),
-    )
-    .unwrap();
+    let mut log = open(dir.path(), LogConfig::default(), &prefaulter, false);
     let mut small = batch(2, 100, NOW_MS);
     log.append(&mut small, 0, None, NOW_MS).unwrap();
     assert_eq!(file_lengths(dir.path()), vec![log.size_bytes()]);
