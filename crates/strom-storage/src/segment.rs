@@ -48,10 +48,6 @@ pub(crate) struct ScanOutcome {
     pub(crate) truncated_because: Option<String>,
     /// Leader epochs seen, as (epoch, base offset of the first batch with it), in log order.
     pub(crate) epochs: Vec<(i32, i64)>,
-    /// Bytes of zeros after the last batch that were cut off: preallocated space a crash left
-    /// behind (see `prefault.rs`), not damage. Only the active segment may end so; in a closed
-    /// segment the zeros count as a truncation.
-    pub(crate) zero_tail_bytes: u64,
 }
 
 impl Segment {
@@ -294,7 +290,6 @@ impl Segment {
         let mut outcome = ScanOutcome {
             truncated_because: None,
             epochs: Vec::new(),
-            zero_tail_bytes: 0,
         };
         while position < file_len_bytes {
             let checked = check_batch_at(
@@ -323,16 +318,17 @@ impl Segment {
             self.index_batch(position, &header)?;
             position += header.size_bytes() as u64;
         }
+        // Zeros after the last batch of the active segment are preallocated space a kill left
+        // behind (see `prefault.rs`), not damage; in a closed segment they count as damage.
         if outcome.truncated_because.is_some()
             && is_active
             && is_zeros(&mut reader, &self.log, position)?
         {
             outcome.truncated_because = None;
-            outcome.zero_tail_bytes = file_len_bytes - position;
             tracing::info!(
                 path = %self.log.path().display(),
                 position,
-                zero_tail_bytes = outcome.zero_tail_bytes,
+                zero_tail_bytes = file_len_bytes - position,
                 "cutting the preallocated space after the last batch"
             );
             self.log.truncate(position)?;
@@ -836,7 +832,6 @@ fn check_batch_at(
     Ok(Ok(header))
 }
 
-/// Sequential reader over a segment file in large chunks, for recovery scans.
 /// Whether the file holds only zero bytes from `position` to its end (at most
 /// `ZERO_TAIL_CHECK_BYTES_MAX` of them: a longer run is not preallocated space).
 fn is_zeros(reader: &mut ChunkReader, file: &LogFile, position: u64) -> Result<bool> {
@@ -856,10 +851,12 @@ fn is_zeros(reader: &mut ChunkReader, file: &LogFile, position: u64) -> Result<b
     Ok(true)
 }
 
-/// Longest tail of zeros recovery takes for preallocated space (see [`is_zeros`]); the
-/// prefaulter never extends a file by more than the broker's `log_prefault_ahead_bytes_max`.
+/// Longest tail of zeros recovery takes for preallocated space (see [`is_zeros`]): the
+/// prefaulter extends a file by at most the broker's `log_prefault_ahead_bytes_max`. A longer
+/// one is cut too, but reported as damage.
 const ZERO_TAIL_CHECK_BYTES_MAX: u64 = 256 * 1024 * 1024;
 
+/// Sequential reader over a segment file in large chunks, for recovery scans.
 #[derive(Default)]
 struct ChunkReader {
     buf: Vec<u8>,
