@@ -85,6 +85,11 @@ pub struct BrokerConfig {
     /// Prefault after every large append, whether new pages are slow or not (for tests, and
     /// machines where every new page is known to be expensive). Default false.
     pub log_prefault_always: bool,
+    /// Bytes of each partition's newest data left in the page cache: older data is written
+    /// back and evicted by a background thread, so new appends reuse its pages instead of
+    /// needing pages never used before (`strom_storage::cache_window`). 0: the kernel keeps
+    /// everything until memory runs out.
+    pub log_cache_window_bytes: u64,
     /// MiB of heap `strom server` touches and frees before it starts serving (default 128; 0:
     /// none). The allocator keeps freed memory (see the `strom` binary's `allocator.rs`), so the
     /// first load after a start reuses it instead of faulting in fresh pages while it is served:
@@ -150,6 +155,7 @@ impl Default for BrokerConfig {
             log_open_files_max: 0,
             log_prefault_ahead_bytes_max: 0,
             log_prefault_always: false,
+            log_cache_window_bytes: 256 * 1024 * 1024,
             heap_warm_mib: 128,
             log_cleaner_backoff_ms: 15_000,
             offsets_topic_num_partitions: 50,

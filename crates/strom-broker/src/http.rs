@@ -30,5 +30,13 @@ async fn health(State(state): State<Arc<BrokerState>>) -> Json<Value> {
             "jobs_dropped": stats.jobs_dropped,
             "bytes_advised": stats.bytes_advised,
         })),
+        // What the page cache trimming thread did (null when it is off); see
+        // `strom_storage::cache_window`.
+        "cache_trim": state.replicas.cache_trim_stats().map(|stats| json!({
+            "steps_written": stats.steps_written,
+            "steps_evicted": stats.steps_evicted,
+            "bytes_evicted": stats.bytes_evicted,
+            "jobs_skipped": stats.jobs_skipped,
+        })),
     }))
 }

@@ -18,8 +18,8 @@ use strom_metadata::topic_config::effective_value;
 use strom_metadata::{MetadataImage, TopicImage};
 use strom_storage::batch::{BatchValidation, TimestampType};
 use strom_storage::{
-    CompactionConfig, FileCache, LogConfig, LogOpenOptions, PartitionLog, PrefaultStats,
-    Prefaulter, StorageError,
+    CacheTrimStats, CacheTrimmer, CompactionConfig, FileCache, LogConfig, LogOpenOptions,
+    PartitionLog, PrefaultStats, Prefaulter, StorageError,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -161,6 +161,7 @@ pub struct ReplicaManager {
     topic_defaults: BTreeMap<String, String>,
     files: Arc<FileCache>,
     prefaulter: Option<Arc<Prefaulter>>,
+    cache_trimmer: Option<Arc<CacheTrimmer>>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
 }
 
@@ -177,7 +178,19 @@ impl ReplicaManager {
         open_files_max: usize,
         prefault_ahead_bytes_max: u64,
         prefault_always: bool,
+        cache_window_bytes: u64,
     ) -> Self {
+        let cache_trimmer = if cache_window_bytes == 0 {
+            None
+        } else {
+            match CacheTrimmer::start(cache_window_bytes) {
+                Ok(trimmer) => Some(trimmer),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot start the page cache trimming thread; the kernel keeps what it likes");
+                    None
+                }
+            }
+        };
         let prefaulter = if prefault_ahead_bytes_max == 0 {
             None
         } else {
@@ -195,6 +208,7 @@ impl ReplicaManager {
             topic_defaults,
             files: FileCache::new(open_files_max),
             prefaulter,
+            cache_trimmer,
             partitions: RwLock::new(HashMap::new()),
         }
     }
@@ -202,6 +216,11 @@ impl ReplicaManager {
     /// The prefault thread's counters (`None` when prefaulting is off).
     pub fn prefault_stats(&self) -> Option<PrefaultStats> {
         self.prefaulter.as_ref().map(|p| p.stats())
+    }
+
+    /// The page cache trimming thread's counters (`None` when it is off).
+    pub fn cache_trim_stats(&self) -> Option<CacheTrimStats> {
+        self.cache_trimmer.as_ref().map(|t| t.stats())
     }
 
     /// The budget of open segment files shared by the hosted logs.
@@ -333,6 +352,7 @@ impl ReplicaManager {
             files: self.files.clone(),
             clean_shutdown,
             prefaulter: self.prefaulter.clone(),
+            cache_trimmer: self.cache_trimmer.clone(),
         };
         for (key, opened) in self.open_partitions(to_open, now_ms, &options) {
             match opened {

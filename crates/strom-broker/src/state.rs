@@ -56,6 +56,7 @@ impl BrokerState {
             config.log_open_files_max_effective(),
             config.log_prefault_ahead_bytes_max,
             config.log_prefault_always,
+            config.log_cache_window_bytes,
         );
         let image = Arc::new(controller.image().clone());
         // After a clean shutdown the logs are opened without scanning their active segments;

@@ -85,6 +85,11 @@ struct PipelineArgs {
     /// Directory for the log file (removed at the end).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// MiB of the newest appends left in the page cache: older ones are written back and
+    /// evicted by a helper thread, 8 MiB at a time, as Strom's `log_cache_window_bytes` does
+    /// (the same page cache work as Strom's log, so the floor stays a floor). 0: off.
+    #[arg(long, default_value_t = 256)]
+    cache_window_mib: u64,
 }
 
 #[derive(Debug, Args)]
@@ -139,8 +144,65 @@ impl LogEnd {
     }
 }
 
-/// The broker's produce side: frames from the producer are appended to the file and acked.
-fn serve_appends(mut producer: TcpStream, mut file: File, end: &LogEnd) -> anyhow::Result<()> {
+/// Bytes of appends handed to the cache trimming thread at once (as Strom's
+/// `strom_storage::cache_window::CACHE_STEP_BYTES`).
+const CACHE_STEP_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Writes back and evicts appended ranges once they are `window_bytes` behind the end of the
+/// file: `ranges` carries each completed step, whose writeback starts at once.
+fn trim_cache(file: File, window_bytes: u64, ranges: std::sync::mpsc::Receiver<(u64, u64)>) {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    let mut behind = std::collections::VecDeque::new();
+    for (from, to) in ranges {
+        // SAFETY (all three calls): they only read their integer arguments; `fd` is open while
+        // `file` lives.
+        unsafe {
+            libc::sync_file_range(
+                fd,
+                from as i64,
+                (to - from) as i64,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        behind.push_back((from, to));
+        while let Some(&(old_from, old_to)) = behind.front() {
+            if to - old_to < window_bytes {
+                break;
+            }
+            behind.pop_front();
+            let len = (old_to - old_from) as i64;
+            unsafe {
+                libc::sync_file_range(
+                    fd,
+                    old_from as i64,
+                    len,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                        | libc::SYNC_FILE_RANGE_WRITE
+                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                );
+                libc::posix_fadvise(fd, old_from as i64, len, libc::POSIX_FADV_DONTNEED);
+            }
+        }
+    }
+}
+
+/// The broker's produce side: frames from the producer are appended to the file and acked;
+/// with a cache window, completed steps go to a [`trim_cache`] thread.
+fn serve_appends(
+    mut producer: TcpStream,
+    mut file: File,
+    end: &LogEnd,
+    cache_window_bytes: u64,
+) -> anyhow::Result<()> {
+    let mut trim = None;
+    if cache_window_bytes > 0 {
+        let (steps, ranges) = std::sync::mpsc::channel();
+        let trim_file = file.try_clone().context("clone the log file")?;
+        thread::spawn(move || trim_cache(trim_file, cache_window_bytes, ranges));
+        trim = Some(steps);
+    }
+    let mut step_from = 0u64;
     let mut frame = Vec::new();
     let mut end_bytes = 0u64;
     let result = (|| loop {
@@ -160,6 +222,13 @@ fn serve_appends(mut producer: TcpStream, mut file: File, end: &LogEnd) -> anyho
         file.write_all(&frame).context("append")?;
         end_bytes += frame.len() as u64;
         end.publish(end_bytes, false);
+        if let Some(trim) = &trim {
+            if end_bytes - step_from >= CACHE_STEP_BYTES {
+                let step_to = end_bytes & !4095;
+                trim.send((step_from, step_to)).ok();
+                step_from = step_to;
+            }
+        }
         producer.write_all(&header).context("ack")?;
     })();
     end.publish(end_bytes, true);
@@ -401,7 +470,8 @@ fn run_pipeline_on(
     let end = Arc::new(LogEnd::default());
     let append_side = {
         let end = end.clone();
-        thread::spawn(move || serve_appends(appends, append_file, &end))
+        let cache_window_bytes = args.cache_window_mib << 20;
+        thread::spawn(move || serve_appends(appends, append_file, &end, cache_window_bytes))
     };
     let fetch_side = {
         let end = end.clone();
@@ -594,7 +664,20 @@ mod tests {
             batch_bytes: 4096,
             interval_ms: 50,
             dir: None,
+            cache_window_mib: 0,
         }
+    }
+
+    /// 24 MB through an 8 MiB cache window: steps are written back and evicted behind the
+    /// consumer, and every record still comes back.
+    #[test]
+    fn every_record_comes_back_through_a_cache_window() {
+        let mut args = args(40_000, 0.6, 1000);
+        args.cache_window_mib = 8;
+        args.batch_bytes = 64 * 1024;
+        let report = run_pipeline(&args).expect("pipeline");
+        assert_eq!(report.count, 24_000);
+        assert_eq!(report.consumed.records, 24_000);
     }
 
     #[test]

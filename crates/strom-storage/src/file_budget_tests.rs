@@ -26,6 +26,7 @@ fn open(dir: &Path, files: &Arc<FileCache>, clean_shutdown: bool) -> PartitionLo
         files: files.clone(),
         clean_shutdown,
         prefaulter: None,
+        cache_trimmer: None,
     };
     PartitionLog::open_with(dir, small_config(), NOW_MS, &options).unwrap()
 }
@@ -173,6 +174,7 @@ fn clean_shutdown_open_trusts_the_active_segment_and_matches_a_full_recovery() {
         files: files.clone(),
         clean_shutdown: false,
         prefaulter: None,
+        cache_trimmer: None,
     };
     let mut log = PartitionLog::open_with(&dir, config.clone(), NOW_MS, &options).unwrap();
     for round in 0..40 {
@@ -191,6 +193,7 @@ fn clean_shutdown_open_trusts_the_active_segment_and_matches_a_full_recovery() {
         files: files.clone(),
         clean_shutdown: true,
         prefaulter: None,
+        cache_trimmer: None,
     };
     let mut log = PartitionLog::open_with(&dir, config.clone(), NOW_MS, &clean).unwrap();
     assert_eq!(log.log_end_offset(), end);

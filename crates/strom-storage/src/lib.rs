@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod batch;
+pub mod cache_window;
 pub mod checkpoint;
 pub mod cleaner;
 #[cfg(test)]
@@ -46,6 +47,7 @@ pub mod test_support;
 mod tests;
 mod time_index;
 
+pub use cache_window::{CacheTrimStats, CacheTrimmer};
 pub use cleaner::CleanStats;
 pub use config::{CompactionConfig, LogConfig};
 pub use error::StorageError;

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::batch::{self, BatchError, BatchHeader};
+use crate::cache_window::{CacheTrimmer, CacheWindow};
 use crate::checkpoint::Checkpoint;
 use crate::cleaner::{self, CleanerCheckpoint};
 use crate::config::{CompactionConfig, LogConfig};
@@ -65,6 +66,9 @@ pub struct LogOpenOptions {
     /// The thread that fills the page cache ahead of large appends (see `prefault.rs`);
     /// `None`: appends fault their pages in themselves.
     pub prefaulter: Option<Arc<Prefaulter>>,
+    /// The thread that keeps each log's page cache to a window of its newest bytes (see
+    /// `cache_window.rs`); `None`: the kernel keeps what it likes.
+    pub cache_trimmer: Option<Arc<CacheTrimmer>>,
 }
 
 impl Default for LogOpenOptions {
@@ -74,6 +78,7 @@ impl Default for LogOpenOptions {
             files: FileCache::shared(),
             clean_shutdown: false,
             prefaulter: None,
+            cache_trimmer: None,
         }
     }
 }
@@ -111,6 +116,9 @@ pub struct PartitionLog {
     prefaulter: Option<Arc<Prefaulter>>,
     /// Whether appends are prefaulted now (new pages were slow lately).
     cold_pages: ColdPages,
+    cache_trimmer: Option<Arc<CacheTrimmer>>,
+    /// What of this log's page cache is being written back and evicted.
+    cache_window: CacheWindow,
     /// The checkpoint as last written (or read), so unchanged ones are not written again.
     written_checkpoint: Option<Checkpoint>,
     /// Files of segments retention removed, renamed to `*.deleted` and waiting to be unlinked
@@ -212,6 +220,8 @@ impl PartitionLog {
             files: options.files.clone(),
             prefaulter: options.prefaulter.clone(),
             cold_pages: ColdPages::default(),
+            cache_trimmer: options.cache_trimmer.clone(),
+            cache_window: CacheWindow::default(),
             written_checkpoint: checkpoint,
             retired_files: Vec::new(),
         };
@@ -382,8 +392,19 @@ impl PartitionLog {
             && ColdPages::worth_timing(blob.len())
             && self.active().preallocated_bytes() < blob.len() as u64)
             .then(thread_cpu_ns);
+        let from_bytes = self.active().size_bytes();
         self.active_mut().append(blob, now_ms)?;
         debug_assert_eq!(self.log_end_offset(), next_offset);
+        if let (Some(trimmer), Some(active)) =
+            (&self.cache_trimmer, self.segments.values().next_back())
+        {
+            self.cache_window.after_append(
+                trimmer,
+                active.log_path(),
+                from_bytes,
+                active.size_bytes(),
+            );
+        }
         if let Some(started_ns) = timed {
             let cpu_ns = thread_cpu_ns().saturating_sub(started_ns);
             self.cold_pages.record_unprefaulted(blob.len(), cpu_ns);

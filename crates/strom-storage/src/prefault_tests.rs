@@ -27,6 +27,7 @@ fn open(
         files: FileCache::new(64),
         clean_shutdown,
         prefaulter: Some(prefaulter.clone()),
+        cache_trimmer: None,
     };
     PartitionLog::open_with(dir, config, NOW_MS, &options).unwrap()
 }

@@ -715,6 +715,11 @@ impl Segment {
         Ok(())
     }
 
+    /// The segment's log file.
+    pub(crate) fn log_path(&self) -> &Path {
+        self.log.path()
+    }
+
     /// Files of this segment.
     pub(crate) fn paths(&self) -> [PathBuf; 3] {
         [
