@@ -166,7 +166,7 @@ def test_recovery_truncates_corrupt_tail(broker, damage):
         with open(seg, "ab") as f:
             f.write(struct.pack(">qi", total, 1_000_000) + os.urandom(100))
         expect_end = total
-    else:  # zeroed-tail: a preallocated/unwritten tail reads as zeros
+    else:  # zeroed-tail: a tail the file system extended but never wrote reads as zeros
         with open(seg, "ab") as f:
             f.write(b"\x00" * 4096)
         expect_end = total
@@ -209,32 +209,32 @@ def test_clean_shutdown_and_restart_keeps_everything(broker):
         assert [m.value() for m in got] == [m["value"] for m in msgs if m["partition"] == part]
 
 
-# ------------------------------------------------------------- prefaulted (preallocated) segments
+# ------------------------------------------------------------- page cache window
 
 @pytest.mark.timeout(180)
-def test_sigkill_with_prefaulted_segments(broker_factory):
-    """With every large append prefaulted, segment files extend past their data (zeros). A
-    SIGKILL under load leaves such a tail in the active segment; recovery must cut it and keep
-    every acknowledged message, and segments that rolled meanwhile must end at their last batch
-    (a closed segment with zeros would count as damaged and drop every later segment)."""
+def test_sigkill_with_cache_window(broker_factory):
+    """With the smallest page cache window (8 MiB), older steps of the log are written back and
+    evicted while appends go on. A SIGKILL under load must keep every acknowledged message
+    whether its pages were evicted, being written back or still dirty, and segments that rolled
+    meanwhile must end at their last batch (a closed segment with a tail after its data would
+    count as damaged and drop every later segment)."""
     import json
     import urllib.request
 
-    b = broker_factory(config={"log_prefault_always": True,
-                               "log_prefault_ahead_bytes_max": 4 * 1024 * 1024})
-    topic = unique_topic("crash-prefault")
-    # Segments of 4 MiB: several roll within the load.
+    b = broker_factory(config={"log_cache_window_bytes": 8 * 1024 * 1024})
+    topic = unique_topic("crash-cache-window")
+    # Segments of 4 MiB: several roll within the load, and evicted steps span segments.
     create_topic(b.bootstrap, topic, partitions=1, config={"segment.bytes": 4 * 1024 * 1024})
     rec = Recorder()
-    # Batches of up to 64 KiB (1 KB values): appends large enough to be prefaulted.
+    # Batches of up to 64 KiB (1 KB values): tens of MB within seconds.
     p = Producer({"bootstrap.servers": b.bootstrap, "acks": "1", "linger.ms": 5,
                   "batch.size": 65536, "message.timeout.ms": 30000, "retries": 1000,
                   "retry.backoff.ms": 100, "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 500,
                   "queue.buffering.max.messages": 50000}, logger=RDKAFKA_LOG)
 
-    def prefault_jobs() -> int:
+    def steps_evicted() -> int:
         with urllib.request.urlopen(f"{b.http}/health", timeout=5) as r:
-            return json.load(r)["prefault"]["jobs_done"]
+            return json.load(r)["cache_trim"]["steps_evicted"]
 
     sent = 0
 
@@ -249,18 +249,18 @@ def test_sigkill_with_prefaulted_segments(broker_factory):
                 p.poll(0.01)
             p.poll(0)
 
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
 
-    def rolled_and_prefaulted() -> bool:
-        assert time.monotonic() < deadline, "no rolls or no prefaulting within 30 s"
+    def rolled_and_evicted() -> bool:
+        assert time.monotonic() < deadline, "no rolls or no eviction within 60 s"
         if sent == 0 or sent % 2000:
             return False
         rolled = len(list(b.partition_dir(topic, 0).glob("[0-9]" * 20 + ".log"))) >= 3
-        return rolled and prefault_jobs() > 0
+        return rolled and steps_evicted() > 0
 
-    # Load until a few segments rolled and the prefault thread ran, then keep it going briefly
-    # so the SIGKILL lands in the middle of writes.
-    produce_until(rolled_and_prefaulted)
+    # Load until a few segments rolled and steps fell out of the window (more than 16 MiB
+    # appended), then keep it going briefly so the SIGKILL lands in the middle of writes.
+    produce_until(rolled_and_evicted)
     until = time.monotonic() + 0.3
     produce_until(lambda: time.monotonic() >= until)
     acked_before_kill = len(rec.acked)

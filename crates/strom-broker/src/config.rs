@@ -73,18 +73,6 @@ pub struct BrokerConfig {
     /// 0 (the default) means half of the open files limit at start (`strom server` first
     /// raises the soft limit to the hard one), leaving the rest to connections.
     pub log_open_files_max: usize,
-    /// Bytes of page cache a partition that appends large blobs (32 KiB or more at once)
-    /// keeps ready past its data while its appends into new pages are slow, filled by a
-    /// background thread so the appending thread does not fault new pages in itself
-    /// (`strom_storage::prefault`). Default 0: off. For sustained bulk writes on VMs where a
-    /// new page is expensive: on the benchmark VM (~9 µs of CPU per new page once recently
-    /// freed memory is used up) 16 MiB made a single partition's sustained produce rate 8%
-    /// higher, but the thread's CPU raised e2e p99 at moderate rates (BENCHMARKS.md, twelfth
-    /// session).
-    pub log_prefault_ahead_bytes_max: u64,
-    /// Prefault after every large append, whether new pages are slow or not (for tests, and
-    /// machines where every new page is known to be expensive). Default false.
-    pub log_prefault_always: bool,
     /// Bytes of each partition's newest data left in the page cache: older data is written
     /// back and evicted by a background thread, so new appends reuse its pages instead of
     /// needing pages never used before (`strom_storage::cache_window`). 0: the kernel keeps
@@ -153,8 +141,6 @@ impl Default for BrokerConfig {
             fetch_catchup_nice: 10,
             log_retention_check_interval_ms: 60_000,
             log_open_files_max: 0,
-            log_prefault_ahead_bytes_max: 0,
-            log_prefault_always: false,
             log_cache_window_bytes: 256 * 1024 * 1024,
             heap_warm_mib: 128,
             log_cleaner_backoff_ms: 15_000,

@@ -24,12 +24,6 @@ async fn health(State(state): State<Arc<BrokerState>>) -> Json<Value> {
         "cluster_id": image.cluster_id,
         "topics": image.topics.len(),
         "partitions_hosted": state.replicas.all().len(),
-        // What the prefault thread did (null when it is off); see `strom_storage::prefault`.
-        "prefault": state.replicas.prefault_stats().map(|stats| json!({
-            "jobs_done": stats.jobs_done,
-            "jobs_dropped": stats.jobs_dropped,
-            "bytes_advised": stats.bytes_advised,
-        })),
         // What the page cache trimming thread did (null when it is off); see
         // `strom_storage::cache_window`.
         "cache_trim": state.replicas.cache_trim_stats().map(|stats| json!({

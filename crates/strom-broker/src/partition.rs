@@ -19,7 +19,7 @@ use strom_metadata::{MetadataImage, TopicImage};
 use strom_storage::batch::{BatchValidation, TimestampType};
 use strom_storage::{
     CacheTrimStats, CacheTrimmer, CompactionConfig, FileCache, LogConfig, LogOpenOptions,
-    PartitionLog, PrefaultStats, Prefaulter, StorageError,
+    PartitionLog, StorageError,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -160,24 +160,20 @@ pub struct ReplicaManager {
     data_dir: PathBuf,
     topic_defaults: BTreeMap<String, String>,
     files: Arc<FileCache>,
-    prefaulter: Option<Arc<Prefaulter>>,
     cache_trimmer: Option<Arc<CacheTrimmer>>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
 }
 
 impl ReplicaManager {
     /// An empty manager for partitions under `data_dir`, keeping at most `open_files_max`
-    /// segment files open and, unless `prefault_ahead_bytes_max` is 0, up to that many bytes
-    /// of page cache ready ahead of each busy partition's appends while new pages are slow
-    /// (or always, if `prefault_always`; see `strom_storage::prefault`). A prefault thread that cannot start is logged and done
-    /// without.
+    /// segment files open and, unless `cache_window_bytes` is 0, about that many of each
+    /// partition's newest bytes in the page cache (see `strom_storage::cache_window`). A
+    /// trimming thread that cannot start is logged and done without.
     pub fn new(
         node_id: i32,
         data_dir: &Path,
         topic_defaults: BTreeMap<String, String>,
         open_files_max: usize,
-        prefault_ahead_bytes_max: u64,
-        prefault_always: bool,
         cache_window_bytes: u64,
     ) -> Self {
         let cache_trimmer = if cache_window_bytes == 0 {
@@ -191,31 +187,14 @@ impl ReplicaManager {
                 }
             }
         };
-        let prefaulter = if prefault_ahead_bytes_max == 0 {
-            None
-        } else {
-            match Prefaulter::start(prefault_ahead_bytes_max, prefault_always) {
-                Ok(prefaulter) => Some(prefaulter),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot start the prefault thread; appends fault their pages in themselves");
-                    None
-                }
-            }
-        };
         ReplicaManager {
             node_id,
             data_dir: data_dir.to_path_buf(),
             topic_defaults,
             files: FileCache::new(open_files_max),
-            prefaulter,
             cache_trimmer,
             partitions: RwLock::new(HashMap::new()),
         }
-    }
-
-    /// The prefault thread's counters (`None` when prefaulting is off).
-    pub fn prefault_stats(&self) -> Option<PrefaultStats> {
-        self.prefaulter.as_ref().map(|p| p.stats())
     }
 
     /// The page cache trimming thread's counters (`None` when it is off).
@@ -351,7 +330,6 @@ impl ReplicaManager {
         let options = LogOpenOptions {
             files: self.files.clone(),
             clean_shutdown,
-            prefaulter: self.prefaulter.clone(),
             cache_trimmer: self.cache_trimmer.clone(),
         };
         for (key, opened) in self.open_partitions(to_open, now_ms, &options) {

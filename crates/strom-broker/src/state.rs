@@ -54,8 +54,6 @@ impl BrokerState {
             &config.data_dir,
             config.topic_defaults.clone(),
             config.log_open_files_max_effective(),
-            config.log_prefault_ahead_bytes_max,
-            config.log_prefault_always,
             config.log_cache_window_bytes,
         );
         let image = Arc::new(controller.image().clone());

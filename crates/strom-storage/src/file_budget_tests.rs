@@ -25,7 +25,6 @@ fn open(dir: &Path, files: &Arc<FileCache>, clean_shutdown: bool) -> PartitionLo
     let options = LogOpenOptions {
         files: files.clone(),
         clean_shutdown,
-        prefaulter: None,
         cache_trimmer: None,
     };
     PartitionLog::open_with(dir, small_config(), NOW_MS, &options).unwrap()
@@ -173,7 +172,6 @@ fn clean_shutdown_open_trusts_the_active_segment_and_matches_a_full_recovery() {
     let options = LogOpenOptions {
         files: files.clone(),
         clean_shutdown: false,
-        prefaulter: None,
         cache_trimmer: None,
     };
     let mut log = PartitionLog::open_with(&dir, config.clone(), NOW_MS, &options).unwrap();
@@ -192,7 +190,6 @@ fn clean_shutdown_open_trusts_the_active_segment_and_matches_a_full_recovery() {
     let clean = LogOpenOptions {
         files: files.clone(),
         clean_shutdown: true,
-        prefaulter: None,
         cache_trimmer: None,
     };
     let mut log = PartitionLog::open_with(&dir, config.clone(), NOW_MS, &clean).unwrap();

@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::error::{Result, StorageError};
-use crate::prefault::{PrefaultJob, PrefaultState};
 
 /// Smallest budget of a [`FileCache`]: below this, appends to a few partitions would thrash.
 pub const OPEN_FILES_MIN: usize = 16;
@@ -198,18 +197,14 @@ fn is_out_of_descriptors(error: &std::io::Error) -> bool {
 
 /// An append-only file with positional reads, opened through a [`FileCache`].
 ///
-/// The file may be longer than its data: [`LogFile::preallocate`] extends it (sparse) so that
-/// the page cache can be filled ahead of the appends (see `prefault.rs`). `len_bytes` is where
-/// the data ends and the next append goes; `file_len_bytes` is the file's length on disk.
+/// Appends are positional writes at `len_bytes`, where the data ends (the file is not opened
+/// `O_APPEND`), so the log's sizes are always the data's.
 #[derive(Debug)]
 pub(crate) struct LogFile {
     cache: Arc<FileCache>,
     id: u64,
     path: PathBuf,
     len_bytes: u64,
-    file_len_bytes: u64,
-    /// Shared with the prefault thread (see [`PrefaultState`]).
-    prefault: Arc<PrefaultState>,
 }
 
 impl LogFile {
@@ -220,15 +215,12 @@ impl LogFile {
             id: cache.new_id(),
             path: path.to_path_buf(),
             len_bytes: 0,
-            file_len_bytes: 0,
-            prefault: Arc::default(),
         };
         let file = log.open_handle(true)?;
         log.len_bytes = file
             .metadata()
             .map_err(|e| StorageError::io(format!("stat {}", path.display()), e))?
             .len();
-        log.file_len_bytes = log.len_bytes;
         Ok(log)
     }
 
@@ -243,8 +235,6 @@ impl LogFile {
             id: cache.new_id(),
             path: path.to_path_buf(),
             len_bytes,
-            file_len_bytes: len_bytes,
-            prefault: Arc::default(),
         })
     }
 
@@ -298,19 +288,14 @@ impl LogFile {
         self.len_bytes
     }
 
-    /// Appends all of `bytes` at the end of the data (a positional write: the file may extend
-    /// past the data, see [`LogFile::preallocate`]). On failure the file is cut back to the end
-    /// of the data so that it never ends in a partial write the log does not know about.
+    /// Appends all of `bytes` at the end of the data (a positional write at `len_bytes`). On
+    /// failure the file is cut back to the end of the data so that it never ends in a partial
+    /// write the log does not know about.
     pub(crate) fn append(&mut self, bytes: &[u8]) -> Result<()> {
         let file = self.handle()?;
         if let Err(error) = file.write_all_at(bytes, self.len_bytes) {
-            let len_bytes = self.len_bytes;
-            self.prefault.cancelled.store(true, Ordering::Release);
-            match file.set_len(len_bytes) {
-                Ok(()) => self.file_len_bytes = len_bytes,
-                Err(trim) => {
-                    tracing::warn!(path = %self.path.display(), %trim, "could not trim failed append")
-                }
+            if let Err(trim) = file.set_len(self.len_bytes) {
+                tracing::warn!(path = %self.path.display(), %trim, "could not trim failed append")
             }
             return Err(StorageError::io(
                 format!("appending to {}", self.path.display()),
@@ -318,62 +303,7 @@ impl LogFile {
             ));
         }
         self.len_bytes += bytes.len() as u64;
-        self.file_len_bytes = self.file_len_bytes.max(self.len_bytes);
         Ok(())
-    }
-
-    /// Makes sure the file extends at least `ahead_bytes / 2` past the data: if not, extends it
-    /// (a sparse `ftruncate`, no disk blocks) to `ahead_bytes` past the data, rounded up to
-    /// 1 MiB and at most `limit_bytes`, and returns the new range for a
-    /// [`crate::prefault::Prefaulter`]. `None` when there is room enough (or no room at all
-    /// below the limit).
-    pub(crate) fn preallocate(
-        &mut self,
-        ahead_bytes: u64,
-        limit_bytes: u64,
-    ) -> Result<Option<PrefaultJob>> {
-        const STEP_BYTES: u64 = 1 << 20;
-        if ahead_bytes == 0 || self.file_len_bytes >= self.len_bytes + ahead_bytes / 2 {
-            return Ok(None);
-        }
-        if self.prefault.in_flight.load(Ordering::Acquire) {
-            // Extending now would wait for that job (see `PrefaultState`); the appends fault
-            // pages in themselves until it is done.
-            return Ok(None);
-        }
-        let wanted = (self.len_bytes + ahead_bytes).div_ceil(STEP_BYTES) * STEP_BYTES;
-        let new_len_bytes = wanted.min(limit_bytes);
-        if new_len_bytes <= self.file_len_bytes {
-            return Ok(None);
-        }
-        let file = self.handle()?;
-        file.set_len(new_len_bytes)
-            .map_err(|e| StorageError::io(format!("preallocating {}", self.path.display()), e))?;
-        let from = self.file_len_bytes.max(self.len_bytes);
-        self.file_len_bytes = new_len_bytes;
-        self.prefault.cancelled.store(false, Ordering::Release);
-        self.prefault.in_flight.store(true, Ordering::Release);
-        Ok(Some(PrefaultJob {
-            file,
-            from,
-            to: new_len_bytes,
-            state: self.prefault.clone(),
-        }))
-    }
-
-    /// Cuts what [`LogFile::preallocate`] added past the data, so the file ends at its last
-    /// byte of data (before the segment is closed or the log shut down).
-    pub(crate) fn trim_preallocation(&mut self) -> Result<()> {
-        if self.file_len_bytes > self.len_bytes {
-            let len_bytes = self.len_bytes;
-            self.truncate(len_bytes)?;
-        }
-        Ok(())
-    }
-
-    /// The file's length on disk (at least [`LogFile::len_bytes`]).
-    pub(crate) fn file_len_bytes(&self) -> u64 {
-        self.file_len_bytes
     }
 
     /// Reads up to `buf.len()` bytes at `position`; returns how many were read (short only at
@@ -397,15 +327,12 @@ impl LogFile {
         Ok(done)
     }
 
-    /// Cuts the file to `len_bytes` (a prefault job on it stops at its next chunk: the cut
-    /// waits for the chunk in progress).
+    /// Cuts the file to `len_bytes`.
     pub(crate) fn truncate(&mut self, len_bytes: u64) -> Result<()> {
-        self.prefault.cancelled.store(true, Ordering::Release);
         self.handle()?
             .set_len(len_bytes)
             .map_err(|e| StorageError::io(format!("truncating {}", self.path.display()), e))?;
         self.len_bytes = len_bytes;
-        self.file_len_bytes = len_bytes;
         Ok(())
     }
 

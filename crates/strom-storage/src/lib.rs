@@ -21,6 +21,8 @@
 
 pub mod batch;
 pub mod cache_window;
+#[cfg(test)]
+mod cache_window_tests;
 pub mod checkpoint;
 pub mod cleaner;
 #[cfg(test)]
@@ -33,9 +35,6 @@ mod file_budget_tests;
 mod index;
 mod io;
 pub mod log;
-pub mod prefault;
-#[cfg(test)]
-mod prefault_tests;
 pub mod producer_state;
 #[cfg(test)]
 mod producer_tests;
@@ -55,5 +54,4 @@ pub use io::{default_open_files_max, open_files_limit, FileCache, FileCacheStats
 pub use log::{
     AppendInfo, AppendOutcome, LogOpenOptions, PartitionLog, PendingFlush, ReadPlan, RetiredFiles,
 };
-pub use prefault::{PrefaultStats, Prefaulter};
 pub use producer_state::{ProducerStateError, Verdict};

@@ -18,7 +18,6 @@ use crate::error::{Result, StorageError};
 use crate::io::{
     remove_file, sync_data_in_steps, sync_dir, FileCache, FileRegion, WRITE_BACK_STEP_BYTES,
 };
-use crate::prefault::{thread_cpu_ns, ColdPages, Prefaulter};
 use crate::producer_state::{snapshot_path, ProducerStateError, ProducerStateManager, Verdict};
 use crate::segment::{segment_file_name, Segment, NO_TIMESTAMP};
 
@@ -63,21 +62,17 @@ pub struct LogOpenOptions {
     /// [`crate::checkpoint::CLEAN_SHUTDOWN_FILE_NAME`]): every log was closed cleanly, so the
     /// active segment is not scanned (only the tail after its last index entry is checked).
     pub clean_shutdown: bool,
-    /// The thread that fills the page cache ahead of large appends (see `prefault.rs`);
-    /// `None`: appends fault their pages in themselves.
-    pub prefaulter: Option<Arc<Prefaulter>>,
     /// The thread that keeps each log's page cache to a window of its newest bytes (see
     /// `cache_window.rs`); `None`: the kernel keeps what it likes.
     pub cache_trimmer: Option<Arc<CacheTrimmer>>,
 }
 
 impl Default for LogOpenOptions {
-    /// The process-wide [`FileCache::shared`], recovery as after a crash, no prefaulting.
+    /// The process-wide [`FileCache::shared`], recovery as after a crash, no cache window.
     fn default() -> LogOpenOptions {
         LogOpenOptions {
             files: FileCache::shared(),
             clean_shutdown: false,
-            prefaulter: None,
             cache_trimmer: None,
         }
     }
@@ -113,9 +108,6 @@ pub struct PartitionLog {
     pub(crate) producers: ProducerStateManager,
     pub(crate) cleaner: CleanerCheckpoint,
     pub(crate) files: Arc<FileCache>,
-    prefaulter: Option<Arc<Prefaulter>>,
-    /// Whether appends are prefaulted now (new pages were slow lately).
-    cold_pages: ColdPages,
     cache_trimmer: Option<Arc<CacheTrimmer>>,
     /// What of this log's page cache is being written back and evicted.
     cache_window: CacheWindow,
@@ -218,8 +210,6 @@ impl PartitionLog {
             producers: ProducerStateManager::new(dir),
             cleaner: CleanerCheckpoint::read(dir),
             files: options.files.clone(),
-            prefaulter: options.prefaulter.clone(),
-            cold_pages: ColdPages::default(),
             cache_trimmer: options.cache_trimmer.clone(),
             cache_window: CacheWindow::default(),
             written_checkpoint: checkpoint,
@@ -386,12 +376,6 @@ impl PartitionLog {
             }
             .into());
         }
-        // Large appends into pages nobody prepared are timed: slow ones mean new pages are
-        // expensive here, and the appends that follow are prefaulted (see `prefault.rs`).
-        let timed = (self.prefaulter.as_ref().is_some_and(|p| !p.always())
-            && ColdPages::worth_timing(blob.len())
-            && self.active().preallocated_bytes() < blob.len() as u64)
-            .then(thread_cpu_ns);
         let from_bytes = self.active().size_bytes();
         self.active_mut().append(blob, now_ms)?;
         debug_assert_eq!(self.log_end_offset(), next_offset);
@@ -405,11 +389,6 @@ impl PartitionLog {
                 active.size_bytes(),
             );
         }
-        if let Some(started_ns) = timed {
-            let cpu_ns = thread_cpu_ns().saturating_sub(started_ns);
-            self.cold_pages.record_unprefaulted(blob.len(), cpu_ns);
-        }
-        self.prefault_after_append(blob.len());
         for (header, _) in batch::batches(blob).flatten() {
             if header.producer_id >= 0 {
                 self.producers.record(&header);
@@ -435,32 +414,6 @@ impl PartitionLog {
             log_append_time_ms: log_append_time_ms.unwrap_or(-1),
             log_start_offset: self.log_start_offset,
         })
-    }
-
-    /// After an append of `append_bytes`: extends the active segment file past its data and
-    /// has the prefaulter fill the page cache there (see `prefault.rs`), if the append was
-    /// large, new pages were found expensive lately and the file is not extended far enough
-    /// already. A failure is logged, not
-    /// returned: the append it follows succeeded, and appends work without it.
-    fn prefault_after_append(&mut self, append_bytes: usize) {
-        let Some(prefaulter) = &self.prefaulter else {
-            return;
-        };
-        let ahead_bytes = prefaulter.ahead_bytes_for(append_bytes);
-        if ahead_bytes == 0 || !(prefaulter.always() || self.cold_pages.take(append_bytes)) {
-            return;
-        }
-        let prefaulter = prefaulter.clone();
-        // A segment rolls before it would pass `segment.bytes`: space beyond would be trimmed
-        // unused.
-        let limit_bytes = self.config.segment_size_bytes_effective();
-        match self.active_mut().preallocate(ahead_bytes, limit_bytes) {
-            Ok(Some(job)) => prefaulter.submit(job),
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(dir = %self.dir.display(), %error, "could not preallocate the active segment");
-            }
-        }
     }
 
     /// Records that `leader_epoch` starts at the log end offset, as a Kafka leader does when it
@@ -982,9 +935,6 @@ impl PartitionLog {
 
     fn close_with(mut self, durable: bool) -> Result<()> {
         self.take_retired_files().delete()?;
-        // The next open after a clean shutdown expects the active segment to end at its last
-        // batch.
-        self.active_mut().trim_preallocation()?;
         let log_end = self.log_end_offset();
         // A log without a single batch and without producers has no state to snapshot
         // (replaying it gives nothing): idle partitions create no file at shutdown.

@@ -12,7 +12,6 @@ use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::index::{OffsetEntry, OffsetIndex};
 use crate::io::{remove_file, FileCache, FileRegion, LogFile};
-use crate::prefault::PrefaultJob;
 use crate::time_index::{TimeEntry, TimeIndex};
 
 /// Marks "no timestamp", as Kafka's `RecordBatch.NO_TIMESTAMP`.
@@ -318,8 +317,9 @@ impl Segment {
             self.index_batch(position, &header)?;
             position += header.size_bytes() as u64;
         }
-        // Zeros after the last batch of the active segment are preallocated space a kill left
-        // behind (see `prefault.rs`), not damage; in a closed segment they count as damage.
+        // Zeros after the last batch of the active segment are what a crash can leave there
+        // (a file system that had extended the file but not yet written the data, as ext4 can
+        // after a power cut), not damage; in a closed segment they count as damage.
         if outcome.truncated_because.is_some()
             && is_active
             && is_zeros(&mut reader, &self.log, position)?
@@ -329,7 +329,7 @@ impl Segment {
                 path = %self.log.path().display(),
                 position,
                 zero_tail_bytes = file_len_bytes - position,
-                "cutting the preallocated space after the last batch"
+                "cutting the zeros after the last batch of the active segment"
             );
             self.log.truncate(position)?;
         }
@@ -458,39 +458,16 @@ impl Segment {
         Ok(())
     }
 
-    /// Extends the log file up to `ahead_bytes` past the data (at most to `limit_bytes`) for
-    /// a [`crate::prefault::Prefaulter`]; see [`LogFile::preallocate`].
-    pub(crate) fn preallocate(
-        &mut self,
-        ahead_bytes: u64,
-        limit_bytes: u64,
-    ) -> Result<Option<PrefaultJob>> {
-        self.log.preallocate(ahead_bytes, limit_bytes)
-    }
-
-    /// Cuts preallocated space after the data (see [`Segment::preallocate`]).
-    pub(crate) fn trim_preallocation(&mut self) -> Result<()> {
-        self.log.trim_preallocation()
-    }
-
-    /// Bytes the log file extends past the data (see [`Segment::preallocate`]).
-    pub(crate) fn preallocated_bytes(&self) -> u64 {
-        self.log.file_len_bytes() - self.log.len_bytes()
-    }
-
-    /// Seals the segment before it becomes a closed one: preallocated space cut, a final time
-    /// index entry with the largest timestamp, then fsync.
+    /// Seals the segment before it becomes a closed one: a final time index entry with the
+    /// largest timestamp, then fsync.
     pub(crate) fn seal(&mut self) -> Result<()> {
-        self.trim_preallocation()?;
         self.append_time_entry_if_grown()?;
         self.sync()
     }
 
-    /// Closes the segment for appends without an fsync: preallocated space cut, the last time
-    /// index entry and every index entry go to the index files (page cache);
-    /// [`crate::PendingFlush`] fsyncs them later.
+    /// Closes the segment for appends without an fsync: the last time index entry and every
+    /// index entry go to the index files (page cache); [`crate::PendingFlush`] fsyncs them later.
     pub(crate) fn seal_unsynced(&mut self) -> Result<()> {
-        self.trim_preallocation()?;
         self.append_time_entry_if_grown()?;
         self.persist_indexes(false)
     }
@@ -838,7 +815,7 @@ fn check_batch_at(
 }
 
 /// Whether the file holds only zero bytes from `position` to its end (at most
-/// `ZERO_TAIL_CHECK_BYTES_MAX` of them: a longer run is not preallocated space).
+/// `ZERO_TAIL_CHECK_BYTES_MAX` of them: a longer run is not what a crash leaves).
 fn is_zeros(reader: &mut ChunkReader, file: &LogFile, position: u64) -> Result<bool> {
     let end = file.len_bytes();
     if end.saturating_sub(position) > ZERO_TAIL_CHECK_BYTES_MAX {
@@ -856,9 +833,9 @@ fn is_zeros(reader: &mut ChunkReader, file: &LogFile, position: u64) -> Result<b
     Ok(true)
 }
 
-/// Longest tail of zeros recovery takes for preallocated space (see [`is_zeros`]): the
-/// prefaulter extends a file by at most the broker's `log_prefault_ahead_bytes_max`. A longer
-/// one is cut too, but reported as damage.
+/// Longest tail of zeros recovery cuts quietly as a crash's leftover (see [`is_zeros`]): data
+/// a file system extended the file for but had not written yet, which is at most what was
+/// appended since the last writeback. A longer one is cut too, but reported as damage.
 const ZERO_TAIL_CHECK_BYTES_MAX: u64 = 256 * 1024 * 1024;
 
 /// Sequential reader over a segment file in large chunks, for recovery scans.

@@ -227,6 +227,68 @@ fn recovery_truncates_at_a_corrupt_batch_and_drops_later_segments() {
     );
 }
 
+/// Appends 20 small batches (several segments) and kills the log: no flush, no checkpoint.
+/// Returns the log's bytes and end offset, and its `.log` files in base offset order.
+fn killed_log_of_several_segments(dir: &Path) -> (Vec<u8>, i64, Vec<std::path::PathBuf>) {
+    let mut log = PartitionLog::open(dir, small_config(), NOW_MS).unwrap();
+    for _ in 0..20 {
+        append(&mut log, 2, 60, NOW_MS);
+    }
+    assert!(log.segment_count() >= 3, "{} segments", log.segment_count());
+    let (bytes, end) = (read_all(&log), log.log_end_offset());
+    drop(log);
+    // Nothing is below the recovery point after an unclean stop, so everything is scanned.
+    let _ = std::fs::remove_file(dir.join(crate::checkpoint::CHECKPOINT_FILE_NAME));
+    (bytes, end, files_with_extension(dir, "log"))
+}
+
+/// Extends `path` with `zero_bytes` zeros (sparse), as a file system that extended a file but
+/// had not written its data yet leaves it after a crash; returns the length of the data.
+fn append_zeros(path: &Path, zero_bytes: u64) -> u64 {
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    let len = file.metadata().unwrap().len();
+    file.set_len(len + zero_bytes).unwrap();
+    len
+}
+
+#[test]
+fn zeros_after_the_active_segments_data_are_cut_without_losing_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (before, end, logs) = killed_log_of_several_segments(dir.path());
+    let active = logs.last().unwrap();
+    let data_bytes = append_zeros(active, 64 * 1024);
+    let mut log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    assert_eq!(log.segment_count(), logs.len());
+    assert_eq!(log.log_end_offset(), end);
+    assert_eq!(read_all(&log), before);
+    assert_eq!(std::fs::metadata(active).unwrap().len(), data_bytes);
+    // The next append goes right after the data, not after the zeros.
+    let (base, last) = append(&mut log, 2, 60, NOW_MS);
+    assert_eq!(base, end);
+    let offsets: Vec<i64> = headers(&read_all(&log))
+        .iter()
+        .flat_map(|h| h.base_offset..h.next_offset())
+        .collect();
+    assert_eq!(offsets, (0..=last).collect::<Vec<_>>());
+}
+
+#[test]
+fn zeros_after_a_closed_segments_data_count_as_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (before, _, logs) = killed_log_of_several_segments(dir.path());
+    let data_bytes = append_zeros(&logs[0], 64 * 1024);
+    let first_segment_end = headers(&std::fs::read(&logs[0]).unwrap()[..data_bytes as usize])
+        .last()
+        .unwrap()
+        .next_offset();
+    let log = PartitionLog::open(dir.path(), small_config(), NOW_MS).unwrap();
+    // Cut like any damage: the zeros, and every later segment with them.
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(log.log_end_offset(), first_segment_end);
+    assert_eq!(std::fs::metadata(&logs[0]).unwrap().len(), data_bytes);
+    assert!(before.starts_with(&read_all(&log)));
+}
+
 #[test]
 fn delete_records_moves_log_start_and_retires_segments() {
     let dir = tempfile::tempdir().unwrap();
