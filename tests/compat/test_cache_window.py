@@ -152,7 +152,7 @@ def test_default_window_serves_and_reports_in_health(broker_factory):
     trim = health(broker)["cache_trim"]
     assert set(trim) == {"steps_written", "steps_evicted", "bytes_evicted", "jobs_skipped"}, trim
     assert all(isinstance(v, int) and v >= 0 for v in trim.values()), trim
-    # 2 MB is far inside the default 256 MiB window.
+    # 2 MB is far inside the default 1 GiB window.
     assert trim["steps_evicted"] == 0 and trim["jobs_skipped"] == 0, trim
 
 

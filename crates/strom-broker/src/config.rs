@@ -75,8 +75,9 @@ pub struct BrokerConfig {
     pub log_open_files_max: usize,
     /// Bytes of each partition's newest data left in the page cache: older data is written
     /// back and evicted by a background thread, so new appends reuse its pages instead of
-    /// needing pages never used before (`strom_storage::cache_window`). 0: the kernel keeps
-    /// everything until memory runs out.
+    /// needing pages never used before (`strom_storage::cache_window`). Default 1 GiB: a
+    /// produce burst of a few hundred MB evicts nothing while it runs, and a consumer up to
+    /// 1 GiB behind reads from memory. 0: the kernel keeps everything until memory runs out.
     pub log_cache_window_bytes: u64,
     /// MiB of heap `strom server` touches and frees before it starts serving (default 128; 0:
     /// none). The allocator keeps freed memory (see the `strom` binary's `allocator.rs`), so the
@@ -141,7 +142,7 @@ impl Default for BrokerConfig {
             fetch_catchup_nice: 10,
             log_retention_check_interval_ms: 60_000,
             log_open_files_max: 0,
-            log_cache_window_bytes: 256 * 1024 * 1024,
+            log_cache_window_bytes: 1024 * 1024 * 1024,
             heap_warm_mib: 128,
             log_cleaner_backoff_ms: 15_000,
             offsets_topic_num_partitions: 50,

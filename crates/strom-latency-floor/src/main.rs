@@ -88,7 +88,7 @@ struct PipelineArgs {
     /// MiB of the newest appends left in the page cache: older ones are written back and
     /// evicted by a helper thread, 8 MiB at a time, as Strom's `log_cache_window_bytes` does
     /// (the same page cache work as Strom's log, so the floor stays a floor). 0: off.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 1024)]
     cache_window_mib: u64,
 }
 
