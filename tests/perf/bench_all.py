@@ -23,7 +23,8 @@ to work off a stall). The suite also writes 512 MiB into new page cache pages fi
 the MB/s (this VM: 0.4-3 GB/s, depending on whether the host still backs its free memory). Each e2e run follows a `latency-floor pipeline` run at the same
 rate (the same pacing and linger into a pipeline that only moves bytes: the latency no broker can
 beat here; its records are FLOOR_RECORD_OVERHEAD_BYTES larger, so it writes as many bytes into the
-page cache as Strom's log does), and the e2e row's ratio is Strom's p99 over the floor's. The suite starts with
+page cache as Strom's log does, through the same page cache window: `--cache-window-mib`, by default
+the broker's `log_cache_window_bytes`), and the e2e row's ratio is Strom's p99 over the floor's. The suite starts with
 `latency-floor gaps` (how long threads go without running on this machine). The broker runs with defaults on a free port, data in a temporary
 directory, HTTP off; each run uses a new topic, deleted after it (except the one consume reads),
 and starts after an `fsync` of everything dirty, so runs meet the same page cache.
