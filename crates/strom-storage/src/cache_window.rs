@@ -30,6 +30,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
+use crate::io::write_back_range;
+
 /// Bytes of a log's appends handed to the thread at once: its writeback starts when they are
 /// complete, and they are evicted together. At 500 MB/s of appends, 60 steps a second.
 pub const CACHE_STEP_BYTES: u64 = 8 * 1024 * 1024;
@@ -146,38 +148,33 @@ impl TrimJob {
             counters.jobs_skipped.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let fd = file.as_raw_fd();
-        let offset = self.from as libc::off64_t;
-        let len = (self.to - self.from) as libc::off64_t;
+        let len_bytes = self.to - self.from;
         match self.kind {
             TrimKind::StartWriteback => {
-                // SAFETY: sync_file_range only reads its integer arguments; `fd` is open while
-                // `file` lives.
-                unsafe { libc::sync_file_range(fd, offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+                // An error only means the pages are written back later, by the kernel.
+                write_back_range(&file, self.from, len_bytes, false).ok();
                 counters.steps_written.fetch_add(1, Ordering::Relaxed);
             }
             TrimKind::Evict => {
                 // Dirty pages are not evicted: wait for the range to be on disk first.
-                // SAFETY: as above; posix_fadvise likewise only reads its arguments.
-                let rc = unsafe {
-                    libc::sync_file_range(
-                        fd,
-                        offset,
-                        len,
-                        libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                            | libc::SYNC_FILE_RANGE_WRITE
-                            | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                    )
-                };
-                if rc != 0 {
+                if write_back_range(&file, self.from, len_bytes, true).is_err() {
                     counters.jobs_skipped.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                unsafe { libc::posix_fadvise(fd, offset, len, libc::POSIX_FADV_DONTNEED) };
+                // SAFETY: posix_fadvise only reads its integer arguments; the descriptor is
+                // open while `file` lives.
+                unsafe {
+                    libc::posix_fadvise(
+                        file.as_raw_fd(),
+                        self.from as libc::off_t,
+                        len_bytes as libc::off_t,
+                        libc::POSIX_FADV_DONTNEED,
+                    )
+                };
                 counters.steps_evicted.fetch_add(1, Ordering::Relaxed);
                 counters
                     .bytes_evicted
-                    .fetch_add(self.to - self.from, Ordering::Relaxed);
+                    .fetch_add(len_bytes, Ordering::Relaxed);
             }
         }
     }

@@ -372,31 +372,49 @@ pub(crate) const WRITE_BACK_STEP_BYTES: u64 = 4 * 1024 * 1024;
 /// to one step keeps the device (and the host behind it) responsive; the final fsync then
 /// has little left to write and still makes the whole file durable.
 pub(crate) fn sync_data_in_steps(file: &File, step_bytes: u64) -> std::io::Result<()> {
+    let len_bytes = file.metadata()?.len();
+    let step_bytes = step_bytes.max(1);
+    let mut offset: u64 = 0;
+    while offset < len_bytes {
+        let step = step_bytes.min(len_bytes - offset);
+        write_back_range(file, offset, step, true)?;
+        offset += step;
+    }
+    file.sync_data()
+}
+
+/// Writes the dirty pages of `len_bytes` at `offset` of `file` back to the disk
+/// (`sync_file_range`): if `wait`, after waiting for writeback already under way there and
+/// until the range is written; otherwise only starting it. Durable only together with an
+/// fsync (file metadata, the disk's cache). A no-op where `sync_file_range` does not exist.
+pub(crate) fn write_back_range(
+    file: &File,
+    offset: u64,
+    len_bytes: u64,
+    wait: bool,
+) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
-        let len_bytes = file.metadata()?.len();
-        let step_bytes = step_bytes.max(1);
-        let mut offset: u64 = 0;
-        while offset < len_bytes {
-            let step = step_bytes.min(len_bytes - offset);
-            let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        let flags = if wait {
+            libc::SYNC_FILE_RANGE_WAIT_BEFORE
                 | libc::SYNC_FILE_RANGE_WRITE
-                | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-            // SAFETY: the descriptor belongs to `file`, which outlives the call; the range is
-            // plain integers (offsets past the end are allowed and ignored by the kernel).
-            let result = unsafe {
-                libc::sync_file_range(file.as_raw_fd(), offset as i64, step as i64, flags)
-            };
-            if result != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            offset += step;
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER
+        } else {
+            libc::SYNC_FILE_RANGE_WRITE
+        };
+        // SAFETY: the descriptor belongs to `file`, which outlives the call; the range is
+        // plain integers (offsets past the end are allowed and ignored by the kernel).
+        let result = unsafe {
+            libc::sync_file_range(file.as_raw_fd(), offset as i64, len_bytes as i64, flags)
+        };
+        if result != 0 {
+            return Err(std::io::Error::last_os_error());
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = step_bytes;
-    file.sync_data()
+    let _ = (file, offset, len_bytes, wait);
+    Ok(())
 }
 
 /// Flushes every dirty page and inode of the file system holding `path` (`syncfs`): one call
